@@ -1,0 +1,36 @@
+# make test      : virtualenv + pinned torch + pyfacex (editable) + the test suite
+# make test-cpu  : the same against the CPU-only torch build, in its own virtualenv
+# make bench     : the benchmarks, and the ratio table (bench/README.md shows the latest)
+PYTHON ?= python3
+TORCH ?= 2.14.1
+VENV ?= .venv
+PIP := $(VENV)/bin/pip
+# nvcc builds for every architecture it knows unless told: keep it to what we ship.
+export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
+
+.PHONY: install test test-cpu bench clean
+
+$(VENV)/.deps-torch-$(TORCH):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==$(TORCH) scikit-build-core ninja numpy pytest pytest-benchmark
+	touch $@
+
+# Editable, so Python edits need no reinstall; C++/CUDA edits: run `make install` again (the build
+# directory is kept per torch version, so only changed files recompile).
+install: $(VENV)/.deps-torch-$(TORCH)
+	$(PIP) install -q --no-build-isolation --config-settings=build-dir=build/torch-$(TORCH) -e .
+
+test: install
+	$(VENV)/bin/pytest tests -q
+
+test-cpu:
+	$(MAKE) test TORCH=2.13.0 VENV=.venv-cpu
+
+bench: install
+	mkdir -p bench/results
+	$(VENV)/bin/pytest bench -q --benchmark-json=bench/results/latest.json
+	$(VENV)/bin/python bench/report.py bench/results/latest.json
+
+clean:
+	rm -rf build .venv .venv-cpu bench/results

@@ -1,0 +1,195 @@
+// CPU kernels of the "sets" op family. Work is split into (set, feature chunk) tasks: a chunk of a
+// set's members stays in cache between the pass that finds the max and the pass that writes, so
+// every byte of x is read from memory once.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+
+#include "pyfacex/checks.h"
+#include "../sets_checks.h"
+#include "pyfacex/sets_math.h"
+
+namespace pyfacex::sets {
+namespace {
+
+constexpr int64_t kChunk = 1024;  // feature elements per task: T members × 1024 × 4 B stays in L2
+
+struct Layout {
+  int64_t num_sets;
+  int64_t features;  // elements per member (product of x.shape[1:])
+  int64_t chunks;    // feature chunks per set
+};
+
+Layout layout_of(const at::Tensor& x, const at::Tensor& offsets) {
+  const int64_t features = member_numel(x);
+  return {offsets.numel() - 1, features, (features + kChunk - 1) / kChunk};
+}
+
+// Running max of members [start, end) for features [f0, f0 + len) into `best`, and with kArgmax
+// the index of the member that attained it (relative to the set start) into `arg`.
+template <bool kArgmax, typename scalar_t, typename acc_t>
+void chunk_max(const scalar_t* x, int64_t features, int64_t start, int64_t end, int64_t f0, int64_t len,
+               acc_t* best, int32_t* arg) {
+  const scalar_t* first = x + start * features + f0;
+  for (int64_t f = 0; f < len; ++f) best[f] = static_cast<acc_t>(first[f]);
+  if constexpr (kArgmax) std::fill_n(arg, len, 0);
+  for (int64_t n = start + 1; n < end; ++n) {
+    const scalar_t* row = x + n * features + f0;
+    const int32_t member = static_cast<int32_t>(n - start);
+    for (int64_t f = 0; f < len; ++f) {
+      const acc_t v = static_cast<acc_t>(row[f]);
+      const bool take = replaces_max(v, best[f]);
+      best[f] = take ? v : best[f];
+      if constexpr (kArgmax) arg[f] = take ? member : arg[f];
+    }
+  }
+}
+
+// Calls fn(set, start, end, f0, len) for every non-empty (set, chunk) task, in parallel.
+template <typename Fn>
+void for_each_task(const Layout& l, const int64_t* off, Fn fn) {
+  at::parallel_for(0, l.num_sets * l.chunks, 1, [&](int64_t begin, int64_t stop) {
+    for (int64_t task = begin; task < stop; ++task) {
+      const int64_t s = task / l.chunks;
+      const int64_t f0 = (task % l.chunks) * kChunk;
+      if (off[s] == off[s + 1]) continue;
+      fn(s, off[s], off[s + 1], f0, std::min(kChunk, l.features - f0));
+    }
+  });
+}
+
+at::Tensor set_max_cpu(const at::Tensor& x_in, const at::Tensor& offsets_in) {
+  check_ragged_input(x_in, offsets_in, 1);
+  const auto x = x_in.contiguous();
+  const auto offsets = offsets_in.contiguous();
+  const Layout l = layout_of(x, offsets);
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  for (int64_t s = 0; s < l.num_sets; ++s) {
+    TORCH_CHECK_VALUE(off[s + 1] > off[s], "set_max: set ", s, " is empty; the max of an empty set is undefined");
+  }
+  auto sizes = x.sizes().vec();
+  sizes[0] = l.num_sets;
+  auto out = at::empty(sizes, x.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "set_max_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    for_each_task(l, off, [&](int64_t s, int64_t start, int64_t end, int64_t f0, int64_t len) {
+      std::array<acc_t, kChunk> best;
+      chunk_max<false>(xp, l.features, start, end, f0, len, best.data(), nullptr);
+      scalar_t* dst = op + s * l.features + f0;
+      for (int64_t f = 0; f < len; ++f) dst[f] = static_cast<scalar_t>(best[f]);
+    });
+  });
+  return out;
+}
+
+at::Tensor set_max_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& offsets_in) {
+  check_ragged_input(x_in, offsets_in, 1);
+  const auto x = x_in.contiguous();
+  const auto offsets = offsets_in.contiguous();
+  const Layout l = layout_of(x, offsets);
+  check_set_max_grad(grad_in, x, l.num_sets);
+  const auto grad = grad_in.to(x.scalar_type()).contiguous();
+  auto grad_x = at::zeros_like(x);
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "set_max_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+    scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
+    for_each_task(l, off, [&](int64_t s, int64_t start, int64_t end, int64_t f0, int64_t len) {
+      std::array<acc_t, kChunk> best;
+      std::array<int32_t, kChunk> arg;
+      chunk_max<true>(xp, l.features, start, end, f0, len, best.data(), arg.data());
+      const scalar_t* g = gp + s * l.features + f0;
+      for (int64_t f = 0; f < len; ++f) gx[(start + arg[f]) * l.features + f0 + f] = g[f];
+    });
+  });
+  return grad_x;
+}
+
+at::Tensor global_concat_cpu(const at::Tensor& x_in, const at::Tensor& offsets_in) {
+  check_ragged_input(x_in, offsets_in, 2);
+  const auto x = x_in.contiguous();
+  const auto offsets = offsets_in.contiguous();
+  const Layout l = layout_of(x, offsets);
+  auto sizes = x.sizes().vec();
+  sizes[1] *= 2;
+  auto out = at::empty(sizes, x.options());
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "global_concat_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    for_each_task(l, off, [&](int64_t, int64_t start, int64_t end, int64_t f0, int64_t len) {
+      std::array<acc_t, kChunk> best;
+      chunk_max<false>(xp, l.features, start, end, f0, len, best.data(), nullptr);
+      std::array<scalar_t, kChunk> best_s;
+      for (int64_t f = 0; f < len; ++f) best_s[f] = static_cast<scalar_t>(best[f]);
+      for (int64_t n = start; n < end; ++n) {
+        scalar_t* own = op + n * 2 * l.features + f0;
+        std::copy_n(xp + n * l.features + f0, len, own);
+        std::copy_n(best_s.data(), len, own + l.features);
+      }
+    });
+  });
+  return out;
+}
+
+at::Tensor global_concat_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in,
+                                      const at::Tensor& offsets_in) {
+  check_ragged_input(x_in, offsets_in, 2);
+  const auto x = x_in.contiguous();
+  const auto offsets = offsets_in.contiguous();
+  const Layout l = layout_of(x, offsets);
+  check_global_concat_grad(grad_in, x);
+  const auto grad = grad_in.to(x.scalar_type()).contiguous();
+  auto grad_x = at::empty_like(x);
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "global_concat_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+    scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
+    for_each_task(l, off, [&](int64_t, int64_t start, int64_t end, int64_t f0, int64_t len) {
+      std::array<acc_t, kChunk> best;
+      std::array<int32_t, kChunk> arg;
+      std::array<acc_t, kChunk> max_grad;
+      chunk_max<true>(xp, l.features, start, end, f0, len, best.data(), arg.data());
+      std::fill_n(max_grad.data(), len, acc_t(0));
+      for (int64_t n = start; n < end; ++n) {
+        const scalar_t* g = gp + n * 2 * l.features + l.features + f0;
+        for (int64_t f = 0; f < len; ++f) max_grad[f] += static_cast<acc_t>(g[f]);
+      }
+      for (int64_t n = start; n < end; ++n) {
+        const scalar_t* g = gp + n * 2 * l.features + f0;
+        scalar_t* dst = gx + n * l.features + f0;
+        const int32_t member = static_cast<int32_t>(n - start);
+        for (int64_t f = 0; f < len; ++f) {
+          dst[f] = static_cast<scalar_t>(
+              global_concat_grad(static_cast<acc_t>(g[f]), arg[f] == member, max_grad[f]));
+        }
+      }
+    });
+  });
+  return grad_x;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyfacex, CPU, m) {
+  m.impl("set_max", &set_max_cpu);
+  m.impl("set_max_backward", &set_max_backward_cpu);
+  m.impl("global_concat", &global_concat_cpu);
+  m.impl("global_concat_backward", &global_concat_backward_cpu);
+}
+
+}  // namespace pyfacex::sets

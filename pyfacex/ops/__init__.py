@@ -1,0 +1,19 @@
+"""Functional ops of pyfacex.
+
+Every op has a pure-PyTorch reference and native (C++/CUDA) kernels; choose with
+:func:`use_backend` (default ``"auto"``) and see what this installation has with
+:func:`available_backends`.
+"""
+from ._backend import available_backends, current_backend, native_unavailable_reason, use_backend
+from .sets import global_concat, global_concat_dense, set_max, set_max_dense
+
+__all__ = [
+    "available_backends",
+    "current_backend",
+    "native_unavailable_reason",
+    "use_backend",
+    "set_max",
+    "set_max_dense",
+    "global_concat",
+    "global_concat_dense",
+]
