@@ -11,9 +11,9 @@ Backends:
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib.util
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -22,7 +22,9 @@ import torch
 from .._ext import native
 
 BACKENDS = ("auto", "reference", "native", "triton")
-_requested: contextvars.ContextVar[str] = contextvars.ContextVar("pyfacex_backend", default="auto")
+# Per thread, like torch's grad mode. A threading.local (not a ContextVar) because torch.compile
+# traces reads of it and recompiles when it changes.
+_state = threading.local()
 _fallback_warned = False
 
 
@@ -39,16 +41,17 @@ def use_backend(name: str) -> Iterator[None]:
     """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
-    token = _requested.set(name)
+    previous = current_backend()
+    _state.backend = name
     try:
         yield
     finally:
-        _requested.reset(token)
+        _state.backend = previous
 
 
 def current_backend() -> str:
     """The backend requested by the innermost :func:`use_backend` (``"auto"`` outside any)."""
-    return _requested.get()
+    return getattr(_state, "backend", "auto")
 
 
 def _triton_usable(device: torch.device) -> bool:
@@ -95,7 +98,7 @@ def native_unavailable_reason(device: torch.device | str = "cpu") -> str:
 
 def resolve(op: str, implemented: tuple[str, ...], device: torch.device) -> str:
     """The backend that runs ``op`` on ``device``; ``implemented`` lists the backends the op has."""
-    requested = _requested.get()
+    requested = current_backend()
     if requested != "auto":
         if requested not in implemented:
             raise ValueError(f"{op} has no {requested!r} backend; it has {implemented}")

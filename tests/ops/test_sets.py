@@ -78,3 +78,19 @@ def test_dense_forms_match_packed(backend):
 def test_dense_rejects_sets_without_members(backend):
     with pytest.raises(ValueError, match="T >= 1"):
         ops.set_max_dense(torch.zeros(2, 0, 3))
+
+
+@pytest.mark.skipif("native" not in BACKENDS, reason="native backend unavailable")
+def test_native_ops_compile_without_graph_breaks():
+    def loss(x, offsets):
+        return ops.global_concat(x, offsets).relu().sum() + ops.set_max(x, offsets).square().sum()
+
+    x = torch.randn(5, 3, 4, requires_grad=True)
+    offsets = torch.tensor([0, 2, 5])
+    compiled = torch.compile(loss, fullgraph=True)
+    expected = loss(x, offsets)
+    (grad_expected,) = torch.autograd.grad(expected, x)
+    actual = compiled(x, offsets)
+    (grad_actual,) = torch.autograd.grad(actual, x)
+    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(grad_actual, grad_expected)
