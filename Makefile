@@ -12,7 +12,6 @@ export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 
 $(VENV)/.deps-torch-$(TORCH):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==$(TORCH) scikit-build-core ninja numpy pytest pytest-benchmark
 	touch $@
 
