@@ -1,5 +1,5 @@
 """pyfacex: face-recognition kernels, models, training and evaluation for PyTorch."""
-from . import ops
+from . import nn, ops
 
 __version__ = "0.1.0"
-__all__ = ["ops", "__version__"]
+__all__ = ["nn", "ops", "__version__"]

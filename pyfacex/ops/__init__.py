@@ -5,6 +5,15 @@ Every op has a pure-PyTorch reference and native (C++/CUDA) kernels; choose with
 :func:`available_backends`.
 """
 from ._backend import available_backends, current_backend, native_unavailable_reason, use_backend
+from .quality import (
+    lgaf_fusion,
+    lgaf_quality,
+    memory_inject,
+    memory_step,
+    memory_write_,
+    qaface_weight,
+    standardized_norm,
+)
 from .sets import global_concat, global_concat_dense, set_max, set_max_dense
 
 __all__ = [
@@ -16,4 +25,11 @@ __all__ = [
     "set_max_dense",
     "global_concat",
     "global_concat_dense",
+    "standardized_norm",
+    "lgaf_quality",
+    "qaface_weight",
+    "lgaf_fusion",
+    "memory_inject",
+    "memory_write_",
+    "memory_step",
 ]
