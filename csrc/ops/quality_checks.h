@@ -22,7 +22,8 @@ inline void check_lgaf(const at::Tensor& local, const at::Tensor& global_, const
   check_rows(local, "local");
   check_same(local, "local", global_, "global_");
   TORCH_CHECK_VALUE(stats.numel() == 4 && stats.scalar_type() == at::kFloat && stats.device() == local.device(),
-                    "stats must be float32 (4,) = [mean_local, std_local, mean_global, std_global] on local's device");
+                    "stats must be float32 (4,) = [mean_local, std_local, mean_global, std_global] on local's device ",
+                    local.device(), ", got ", stats.scalar_type(), " ", stats.sizes(), " on ", stats.device());
 }
 
 inline void check_memory(const at::Tensor& weight, const at::Tensor& memory, const at::Tensor& stamps) {
@@ -31,6 +32,15 @@ inline void check_memory(const at::Tensor& weight, const at::Tensor& memory, con
   TORCH_CHECK_TYPE(stamps.scalar_type() == at::kLong, "stamps must be int64, got ", stamps.scalar_type());
   TORCH_CHECK_VALUE(stamps.dim() == 1 && stamps.size(0) == weight.size(0) && stamps.device() == weight.device(),
                     "stamps must be (C,) = (", weight.size(0), ",) on weight's device, got ", stamps.sizes());
+}
+
+inline void check_inject_backward(const at::Tensor& grad, const at::Tensor& weight, const at::Tensor& active) {
+  check_rows(weight, "weight");
+  check_same(weight, "weight", grad, "grad");
+  TORCH_CHECK_VALUE(active.scalar_type() == at::kBool && active.dim() == 1 && active.size(0) == weight.size(0) &&
+                        active.device() == weight.device(),
+                    "active must be bool (C,) = (", weight.size(0), ",) on weight's device, got ", active.scalar_type(),
+                    " ", active.sizes(), " on ", active.device());
 }
 
 inline void check_write(const at::Tensor& memory, const at::Tensor& stamps, const at::Tensor& features,

@@ -13,9 +13,10 @@ class NormStats(nn.Module):
 
     Update in training mode (lgaf.md eq. 7-8 with α = momentum; qaface.md eq. 8-9 read as in
     NOTES.md, since the literal α = 0.99 on the batch would barely smooth):
-    running = (1 − momentum)·running + momentum·batch, batch std unbiased. The very first update
-    copies the batch statistics, so the result does not depend on an arbitrary initial value.
-    ẑ uses the statistics after this batch's update (as AdaFace does); eval mode only reads them.
+    running = (1 − momentum)·running + momentum·batch, batch std unbiased (0 for a single sample).
+    The very first update copies the batch statistics, so the result does not depend on an
+    arbitrary initial value. ẑ uses the statistics after this batch's update (as AdaFace does);
+    eval mode only reads them. An empty batch (on every rank) updates nothing.
 
     Distributed: with ``sync=True`` and an initialised process group of several ranks, the count,
     sum and sum of squares of the norms are all-reduced, so every rank holds the statistics of the
@@ -50,7 +51,7 @@ class NormStats(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norms = self._norms(x)
-        if self.training and norms.numel():
+        if self.training:
             self._update(norms)
         return standardized_norm(norms, self.mean, self.std + self.eps)
 
@@ -73,12 +74,18 @@ class NormStats(nn.Module):
         return norms
 
     def _update(self, norms: torch.Tensor) -> None:
-        moments = torch.stack([norms.new_tensor(float(norms.numel())), norms.sum(), norms.square().sum()]).double()
+        # Every rank all-reduces, even with an empty local batch, or the others would wait forever.
+        # Float64 moments: the variance below is a difference of two large sums.
+        norms = norms.double()
+        moments = torch.stack([norms.new_tensor(norms.numel()), norms.sum(), norms.square().sum()])
         if self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(moments)
         count, total, squares = moments.unbind()
+        if count == 0:
+            return
         mean = total / count
-        # Unbiased variance from the moments; clamp the rounding of a constant batch at 0.
+        # Unbiased variance from the moments (0 for a single sample); clamp the rounding of a
+        # constant batch at 0.
         var = ((squares - count * mean * mean) / (count - 1).clamp(min=1)).clamp(min=0)
         batch_mean, batch_std = mean.float(), var.sqrt().float()
         if int(self.num_updates) == 0:

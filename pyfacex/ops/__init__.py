@@ -4,6 +4,7 @@ Every op has a pure-PyTorch reference and native (C++/CUDA) kernels; choose with
 :func:`use_backend` (default ``"auto"``) and see what this installation has with
 :func:`available_backends`.
 """
+from . import quality, sets
 from ._backend import available_backends, current_backend, native_unavailable_reason, use_backend
 from .quality import (
     lgaf_fusion,
@@ -21,15 +22,6 @@ __all__ = [
     "current_backend",
     "native_unavailable_reason",
     "use_backend",
-    "set_max",
-    "set_max_dense",
-    "global_concat",
-    "global_concat_dense",
-    "standardized_norm",
-    "lgaf_quality",
-    "qaface_weight",
-    "lgaf_fusion",
-    "memory_inject",
-    "memory_write_",
-    "memory_step",
+    *sets.__all__,
+    *quality.__all__,
 ]

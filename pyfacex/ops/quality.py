@@ -65,8 +65,9 @@ def lgaf_fusion_reference(local, global_, stats, h=0.333):
     q_local = lgaf_quality(standardized_norm(local.detach().norm(dim=1), stats[0], stats[1]), h)
     q_global = lgaf_quality(standardized_norm(global_.detach().norm(dim=1), stats[2], stats[3]), h)
     total = q_local + q_global
-    w_local = torch.where(total > 0, q_local / total, torch.full_like(total, 0.5))  # eq. 9
-    w_global = 1 - w_local
+    both_zero = ~(total > 0)  # eq. 9 is 0/0 there: equal weights
+    w_local = torch.where(both_zero, 0.5, q_local / total)  # eq. 9
+    w_global = torch.where(both_zero, 0.5, q_global / total)
     kappa = w_local[:, None].to(local.dtype) * local + w_global[:, None].to(local.dtype) * global_  # eq. 10
     return kappa, torch.stack([w_local, w_global], dim=1).to(local.dtype)
 
@@ -109,6 +110,8 @@ def _register_native() -> None:
         ctx.lam, ctx.vpl = lam, vpl
 
     def inject_backward(ctx, grad_injected, grad_active):
+        if not ctx.vpl:  # eq. 12 adds a constant: pass the gradient on without a C×d copy
+            return grad_injected, None, None, None, None, None, None
         weight, active = ctx.saved_tensors
         grad = torch.ops.pyfacex.memory_inject_backward(grad_injected, weight, active, ctx.lam, ctx.vpl)
         return grad, None, None, None, None, None, None
@@ -116,21 +119,22 @@ def _register_native() -> None:
     torch.library.register_autograd("pyfacex::lgaf_fusion", lgaf_backward, setup_context=lgaf_setup)
     torch.library.register_autograd("pyfacex::memory_inject", inject_backward, setup_context=inject_setup)
 
+    # The kernels write contiguous outputs whatever the inputs' strides; so do the fakes.
     @torch.library.register_fake("pyfacex::lgaf_fusion")
     def _(local, global_, stats, h):
-        return torch.empty_like(local), local.new_empty((local.shape[0], 2))
+        return local.new_empty(local.shape), local.new_empty((local.shape[0], 2))
 
     @torch.library.register_fake("pyfacex::lgaf_fusion_backward")
     def _(grad, local, global_, stats, h):
-        return torch.empty_like(local), torch.empty_like(local)
+        return local.new_empty(local.shape), local.new_empty(local.shape)
 
     @torch.library.register_fake("pyfacex::memory_inject")
     def _(weight, memory, stamps, iteration, delta_t, lam, vpl):
-        return torch.empty_like(weight), stamps.new_empty(stamps.shape, dtype=torch.bool)
+        return weight.new_empty(weight.shape), stamps.new_empty(stamps.shape, dtype=torch.bool)
 
     @torch.library.register_fake("pyfacex::memory_inject_backward")
     def _(grad, weight, active, lam, vpl):
-        return torch.empty_like(weight)
+        return weight.new_empty(weight.shape)
 
     @torch.library.register_fake("pyfacex::memory_write_")
     def _(memory, stamps, features, labels, scale, iteration):
@@ -154,25 +158,62 @@ def _check_rows(t, name, *, like=None, like_name=""):
 
 
 def _check_finite(t, name):
+    # Reads the values (a device sync on CUDA): a NaN feature would otherwise poison a class centre
+    # for Δt iterations without any error.
     if not torch.compiler.is_compiling() and t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} has non-finite values (NaN or inf)")
 
 
-def _check_memory(weight, memory, stamps):
+def _check_stamps(stamps, memory):
+    check_tensor(stamps, "stamps", dtypes=(torch.int64,), dim=1)
+    if stamps.shape[0] != memory.shape[0]:
+        raise ValueError(f"stamps must have C = {memory.shape[0]} entries (one per class), got {stamps.shape[0]}")
+    check_same_device(stamps, "stamps", memory, "memory")
+
+
+def _check_count(value, name):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+
+
+def _check_inject(weight, memory, stamps, iteration, delta_t, lam):
     _check_rows(weight, "weight")
     _check_rows(memory, "memory", like=weight, like_name="weight")
-    check_tensor(stamps, "stamps", dtypes=(torch.int64,), dim=1)
-    if stamps.shape[0] != weight.shape[0]:
-        raise ValueError(f"stamps must have C = {weight.shape[0]} entries (one per class), got {stamps.shape[0]}")
-    check_same_device(stamps, "stamps", weight, "weight")
-
-
-def _check_step(iteration, delta_t, lam):
-    for name, value in (("iteration", iteration), ("delta_t", delta_t)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    _check_stamps(stamps, memory)
+    _check_count(iteration, "iteration")
+    _check_count(delta_t, "delta_t")
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must be in [0, 1], got {lam}")
+
+
+def _check_write(memory, stamps, features, labels, scale, iteration) -> torch.Tensor:
+    """Validate :func:`memory_write_`'s arguments; returns ``scale`` with ``None`` made ones."""
+    _check_rows(memory, "memory")
+    _check_stamps(stamps, memory)
+    check_tensor(features, "features", dtypes=FLOAT_DTYPES, dim=2)
+    check_tensor(labels, "labels", dtypes=(torch.int64,), dim=1)
+    if features.shape[1] != memory.shape[1]:
+        raise ValueError(f"features must have d = {memory.shape[1]} columns (memory's), got {features.shape[1]}")
+    if labels.shape[0] != features.shape[0]:
+        raise ValueError(f"labels must have B = {features.shape[0]} entries (one per feature row), got {labels.shape[0]}")
+    if scale is None:
+        scale = features.new_ones(features.shape[0], dtype=torch.float32)
+    check_tensor(scale, "scale", dtypes=FLOAT_DTYPES, dim=1)
+    if scale.shape[0] != features.shape[0]:
+        raise ValueError(f"scale must have B = {features.shape[0]} entries, got {scale.shape[0]}")
+    for name, t in (("features", features), ("labels", labels), ("scale", scale)):
+        check_same_device(t, name, memory, "memory")
+    if not (memory.is_contiguous() and stamps.is_contiguous()):
+        raise ValueError("memory and stamps must be contiguous: they are written in place")
+    _check_count(iteration, "iteration")
+    _check_finite(features, "features")
+    _check_finite(scale, "scale")
+    if labels.numel() and not torch.compiler.is_compiling():
+        outside = (labels < -1) | (labels >= memory.shape[0])
+        if bool(outside.any()):
+            i = int(outside.nonzero()[0])
+            raise ValueError(f"labels must be in [-1, C = {memory.shape[0]}), got labels[{i}] = {int(labels[i])}")
+    return scale
 
 
 # ---------------------------------------------------------------- public ops
@@ -208,20 +249,28 @@ def memory_inject(weight: torch.Tensor, memory: torch.Tensor, stamps: torch.Tens
                   *, vpl: bool = False, lam: float = 0.15):
     """Class centres with the memory injected (qaface.md eq. 12, or VPL's mix), in one pass over C×d.
 
+    For a class c whose memory is active (stamps[c] >= 0 and iteration − stamps[c] <= delta_t):
+    QAFace W̃_c = W_c + M_c; VPL W̃_c = (1 − λ)·W_c/‖W_c‖ + λ·M_c. Other rows are W_c unchanged
+    (the margin head normalises W̃ anyway, so VPL's inactive rows need no normalisation).
+
     Args:
         weight: (C, d) class centres (insightface / PartialFC layout).
         memory: (C, d) memorised features, same dtype and device.
         stamps: (C,) int64 iteration of each class's last write (−1: never written).
-        iteration: the current iteration; a class is active when iteration − stamp <= delta_t.
-        delta_t: staleness window Δt (QAFace 1000, VPL 200 in their papers).
-        vpl: VPL's (1 − λ)·W/‖W‖ + λ·M instead of QAFace's W + M.
-        lam: VPL's λ.
+        iteration: int >= 0, the current iteration.
+        delta_t: int >= 0, the staleness window Δt (QAFace 1000, VPL 200 in their papers);
+            iteration − stamp == delta_t is still active.
+        vpl: VPL's mix instead of QAFace's sum.
+        lam: VPL's λ in [0, 1].
 
     Returns:
-        injected (C, d), differentiable in weight; active (C,) bool.
+        injected (C, d), differentiable in weight only (the memory is a constant); active (C,) bool.
     """
-    _check_memory(weight, memory, stamps)
-    _check_step(iteration, delta_t, lam)
+    _check_inject(weight, memory, stamps, iteration, delta_t, lam)
+    return _inject(weight, memory, stamps, iteration, delta_t, vpl, lam)
+
+
+def _inject(weight, memory, stamps, iteration, delta_t, vpl, lam):
     if resolve("memory_inject", _BACKENDS, weight.device) == "native":
         return tuple(torch.ops.pyfacex.memory_inject(weight, memory, stamps, iteration, delta_t, float(lam), bool(vpl)))
     return memory_inject_reference(weight, memory, stamps, iteration, delta_t, lam, vpl)
@@ -229,53 +278,51 @@ def memory_inject(weight: torch.Tensor, memory: torch.Tensor, stamps: torch.Tens
 
 def memory_write_(memory: torch.Tensor, stamps: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
                   scale: torch.Tensor | None, iteration: int) -> None:
-    """Write M[y_i] = scale_i·x_i/‖x_i‖ and stamp[y_i] = iteration, in place (qaface.md eq. 7).
+    """Write M[y_i] = scale_i·x_i/max(‖x_i‖, 1e-12) and stamps[y_i] = iteration, in place (qaface.md eq. 7).
+
+    Several samples of one class in the batch: the LAST one in batch order is written, on every
+    backend (the CUDA kernel has each sample check for a later one of its class, so the result does
+    not depend on thread scheduling).
 
     Args:
         memory: (C, d) contiguous, updated in place.
         stamps: (C,) int64 contiguous, updated in place.
         features: (B, d) any float dtype (QAFace: the momentum backbone's features), finite.
-        labels: (B,) int64 in [−1, C); −1 (class on another shard) writes nothing. Of several
-            samples of one class, the last in batch order is written.
-        scale: (B,) per-sample factor, QAFace's f(ẑ) (:func:`qaface_weight`); ``None`` for 1 (VPL).
+        labels: (B,) int64 in [−1, C); −1 (class on another shard, as PartialFC) writes nothing.
+        scale: (B,) per-sample factor, finite: QAFace's f(ẑ) (:func:`qaface_weight`); ``None`` for 1
+            (VPL memorises plain normalised features).
         iteration: int >= 0.
     """
-    check_tensor(memory, "memory", dtypes=FLOAT_DTYPES, dim=2)
-    check_tensor(stamps, "stamps", dtypes=(torch.int64,), dim=1)
-    check_tensor(features, "features", dtypes=FLOAT_DTYPES, dim=2)
-    check_tensor(labels, "labels", dtypes=(torch.int64,), dim=1)
-    if stamps.shape[0] != memory.shape[0]:
-        raise ValueError(f"stamps must have C = {memory.shape[0]} entries, got {stamps.shape[0]}")
-    if features.shape[1] != memory.shape[1]:
-        raise ValueError(f"features must have d = {memory.shape[1]} columns (memory's), got {features.shape[1]}")
-    if labels.shape[0] != features.shape[0]:
-        raise ValueError(f"labels must have B = {features.shape[0]} entries (one per feature row), got {labels.shape[0]}")
-    if scale is None:
-        scale = features.new_ones(features.shape[0], dtype=torch.float32)
-    check_tensor(scale, "scale", dtypes=FLOAT_DTYPES, dim=1)
-    if scale.shape[0] != features.shape[0]:
-        raise ValueError(f"scale must have B = {features.shape[0]} entries, got {scale.shape[0]}")
-    for name, t in (("stamps", stamps), ("features", features), ("labels", labels), ("scale", scale)):
-        check_same_device(t, name, memory, "memory")
-    if not (memory.is_contiguous() and stamps.is_contiguous()):
-        raise ValueError("memory and stamps must be contiguous: they are written in place")
-    _check_step(iteration, 0, 0.0)
-    _check_finite(features, "features")
-    _check_finite(scale, "scale")
-    if labels.numel() and not torch.compiler.is_compiling():
-        low, high = int(labels.min()), int(labels.max())
-        if low < -1 or high >= memory.shape[0]:
-            bad = low if low < -1 else high
-            raise ValueError(f"labels must be in [-1, C = {memory.shape[0]}), got {bad}")
+    scale = _check_write(memory, stamps, features, labels, scale, iteration)
+    _write(memory, stamps, features, labels, scale, iteration)
+
+
+def _write(memory, stamps, features, labels, scale, iteration):
     if resolve("memory_write_", _BACKENDS, memory.device) == "native":
         torch.ops.pyfacex.memory_write_(memory, stamps, features, labels, scale, iteration)
     else:
         memory_write_reference_(memory, stamps, features, labels, scale, iteration)
 
 
-def memory_step(weight, memory, stamps, features, labels, scale, iteration, delta_t, *, vpl=False, lam=0.15):
-    """One training step's memory work: :func:`memory_inject` from the memory as it stands, then
-    :func:`memory_write_` of this batch. Returns (injected (C, d), active (C,) bool)."""
-    injected = memory_inject(weight, memory, stamps, iteration, delta_t, vpl=vpl, lam=lam)
-    memory_write_(memory, stamps, features, labels, scale, iteration)
+def memory_step(weight: torch.Tensor, memory: torch.Tensor, stamps: torch.Tensor, features: torch.Tensor,
+                labels: torch.Tensor, scale: torch.Tensor | None, iteration: int, delta_t: int, *,
+                vpl: bool = False, lam: float = 0.15):
+    """One training step's memory work: :func:`memory_inject` from the memory as earlier steps left
+    it, then :func:`memory_write_` of this batch.
+
+    The injection must not see this batch's own features: injecting a sample's feature into its own
+    class centre would make its target logit trivially easy. All arguments are validated before
+    either op runs.
+
+    Args:
+        weight, memory, stamps, iteration, delta_t, vpl, lam: as :func:`memory_inject`.
+        features, labels, scale: as :func:`memory_write_` (memory and stamps are updated in place).
+
+    Returns:
+        injected (C, d), differentiable in weight; active (C,) bool, both from the memory before the write.
+    """
+    _check_inject(weight, memory, stamps, iteration, delta_t, lam)
+    scale = _check_write(memory, stamps, features, labels, scale, iteration)
+    injected = _inject(weight, memory, stamps, iteration, delta_t, vpl, lam)
+    _write(memory, stamps, features, labels, scale, iteration)
     return injected

@@ -70,14 +70,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, world: int, port: int, batches: list[torch.Tensor], out: dict) -> None:
+def _rank_main(rank: int, world: int, port: int, batches: list[torch.Tensor], splits: list[int], out: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         stats = NormStats(momentum=0.1)
-        for batch in batches:
-            half = batch.shape[0] // world
-            stats(batch[rank * half:(rank + 1) * half])
+        for batch, split in zip(batches, splits):
+            stats(batch[:split] if rank == 0 else batch[split:])
         out[rank] = torch.stack([stats.mean, stats.std]).tolist()
     finally:
         dist.destroy_process_group()
@@ -85,14 +84,17 @@ def _rank_main(rank: int, world: int, port: int, batches: list[torch.Tensor], ou
 
 def test_two_ranks_equal_one_process_on_the_global_batch():
     gen = torch.Generator().manual_seed(0)
-    batches = [torch.randn(8, 16, generator=gen) * (1 + i) for i in range(3)]
+    batches = [torch.randn(8, 16, generator=gen) * (1 + i) for i in range(4)]
+    # Rank 0 takes the first `split` rows: halves, uneven, and all of it (rank 1 gets an empty batch
+    # and must still take part in the all-reduce).
+    splits = [4, 4, 3, 8]
     single = NormStats(momentum=0.1)
     for batch in batches:
         single(batch)
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_rank_main, args=(2, _free_port(), batches, out), nprocs=2, join=True)
+        mp.spawn(_rank_main, args=(2, _free_port(), batches, splits, out), nprocs=2, join=True)
         results = dict(out)
     expected = [single.mean.item(), single.std.item()]
     for rank in (0, 1):
-        assert results[rank] == pytest.approx(expected, rel=1e-5), rank
+        assert results[rank] == pytest.approx(expected, rel=1e-6), rank

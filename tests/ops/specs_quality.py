@@ -58,7 +58,7 @@ def _lgaf_native(dtype, device):
 
 # ---------------------------------------------------------------- memory_inject / memory_write_
 
-def _stamps(classes, device, seed=0):
+def _stamps(classes, device):
     # never written (−1), fresh, at the window's edge (iteration − stamp == delta_t) and stale.
     pattern = torch.tensor([-1, 10, 5, 4, 0, 9])
     return pattern.repeat(classes // 6 + 1)[:classes].to(device)
@@ -109,14 +109,17 @@ def _inject_native(dtype, device):
 
 def _write_samples(dtype, device):
     gen = _gen(2)
-    classes, d = 9, 12
+    d = 12
     samples = []
-    for batch, labels in ((6, [3, -1, 3, 8, 0, 3]), (5, [1, 2, 4, 5, 6]), (0, [])):
+    # Class 3 three times (the last sample wins), −1 skipped; distinct labels; B = 0; C = 0 (a
+    # shard that holds none of the batch's classes).
+    for classes, labels in ((9, [3, -1, 3, 8, 0, 3]), (9, [1, 2, 4, 5, 6]), (9, []), (0, [-1, -1])):
+        batch = len(labels)
         memory = _rows(gen, classes, d, dtype, device)
         features = _rows(gen, batch, d, dtype, device, 5.0)
         scale = torch.rand(batch, generator=gen).to(device)
-        samples.append(Sample(f"B{batch}-labels{labels}", (memory, _stamps(classes, device), features,
-                                                           torch.tensor(labels, dtype=torch.int64, device=device), scale, 12)))
+        samples.append(Sample(f"C{classes}-labels{labels}", (memory, _stamps(classes, device), features,
+                                                             torch.tensor(labels, dtype=torch.int64, device=device), scale, 12)))
     return samples
 
 
@@ -132,8 +135,8 @@ def _write_bad(device):
     m, s = torch.randn(6, 4, device=device), _stamps(6, device)
     f, y = torch.randn(3, 4, device=device), torch.tensor([0, 1, 2], device=device)
     return [
-        BadInput("label-too-large", (m, s, f, torch.tensor([0, 6, 1], device=device), None, 1), ValueError, r"labels must be in \[-1, C = 6\), got 6"),
-        BadInput("label-below-minus-one", (m, s, f, torch.tensor([0, -2, 1], device=device), None, 1), ValueError, "got -2"),
+        BadInput("label-too-large", (m, s, f, torch.tensor([0, 6, 1], device=device), None, 1), ValueError, r"labels must be in \[-1, C = 6\), got labels\[1\] = 6"),
+        BadInput("label-below-minus-one", (m, s, f, torch.tensor([0, -2, 1], device=device), None, 1), ValueError, r"C = 6\), got labels\[1\] = -2"),
         BadInput("labels-float", (m, s, f, y.float(), None, 1), TypeError, "labels must have dtype int64"),
         BadInput("labels-length", (m, s, f, y[:2], None, 1), ValueError, "labels must have B = 3 entries"),
         BadInput("features-width", (m, s, f[:, :3], y, None, 1), ValueError, "features must have d = 4 columns"),

@@ -8,26 +8,19 @@ import torch
 
 import pyfacex.ops as ops
 
-BACKENDS = [b for b in ("reference", "native") if b in ops.available_backends("cpu")]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    with ops.use_backend(request.param):
-        yield request.param
-
-
 def test_lgaf_fusion_by_hand(backend):
-    # Row 0: ‖local‖ = 5, ‖global‖ = 2; stats μˡ=4, σˡ=1, μᵍ=3, σᵍ=0.5; h = 0.5.
-    #   Ẑˡ = clip(0.5·1) + 1 = 1.5, Ẑᵍ = clip(0.5·(−2)) + 1 = 0   (eq. 6)  -> γ = (1, 0)   (eq. 9)
-    # Row 1: ‖local‖ = 4, ‖global‖ = 3: Ẑˡ = Ẑᵍ = 1                    -> γ = (½, ½)
-    # Row 2: both norms far below: Ẑˡ = Ẑᵍ = 0                         -> γ = (½, ½) by the guard
-    local = torch.tensor([[3.0, 4.0], [0.0, 4.0], [0.0, 0.1]])
-    global_ = torch.tensor([[2.0, 0.0], [3.0, 0.0], [0.1, 0.0]])
+    # Stats μˡ=4, σˡ=1, μᵍ=3, σᵍ=0.5; h = 0.5. Eq. 6: Ẑ = clip(0.5·(‖x‖ − μ)/σ, −1, 1) + 1.
+    # Row 0: ‖local‖ = 5, ‖global‖ = 2.5: Ẑˡ = 1.5, Ẑᵍ = 0.5  -> γ = (0.75, 0.25)     (eq. 9)
+    # Row 1: ‖local‖ = 5, ‖global‖ = 2:   Ẑˡ = 1.5, Ẑᵍ = 0    -> γ = (1, 0)
+    # Row 2: ‖local‖ = 4, ‖global‖ = 3:   Ẑˡ = Ẑᵍ = 1          -> γ = (½, ½)
+    # Row 3: both norms far below:        Ẑˡ = Ẑᵍ = 0          -> γ = (½, ½) by the 0/0 guard
+    local = torch.tensor([[3.0, 4.0], [3.0, 4.0], [0.0, 4.0], [0.0, 0.1]])
+    global_ = torch.tensor([[2.5, 0.0], [2.0, 0.0], [3.0, 0.0], [0.1, 0.0]])
     stats = torch.tensor([4.0, 1.0, 3.0, 0.5])
     kappa, gamma = ops.lgaf_fusion(local, global_, stats, h=0.5)
-    torch.testing.assert_close(gamma, torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.5, 0.5]]))
-    torch.testing.assert_close(kappa, torch.tensor([[3.0, 4.0], [1.5, 2.0], [0.05, 0.05]]))  # eq. 10
+    torch.testing.assert_close(gamma, torch.tensor([[0.75, 0.25], [1.0, 0.0], [0.5, 0.5], [0.5, 0.5]]))
+    # eq. 10: κ = γˡ·local + γᵍ·global
+    torch.testing.assert_close(kappa, torch.tensor([[2.875, 3.0], [3.0, 4.0], [1.5, 2.0], [0.05, 0.05]]))
 
 
 def test_lgaf_fusion_weights_are_constants_of_the_graph(backend):
@@ -41,8 +34,10 @@ def test_lgaf_fusion_weights_are_constants_of_the_graph(backend):
     assert not gamma.requires_grad
 
 
-def test_qaface_weight_by_hand():
-    z = torch.tensor([-3.0, -2.0, 0.0, 1.0])
+def test_elementwise_helpers_by_hand():
+    z = ops.standardized_norm(torch.tensor([5.0, 1.0, 3.0]), 3.0, 2.0)  # qaface eq. 10
+    torch.testing.assert_close(z, torch.tensor([1.0, -1.0, 0.0]))
+    z = torch.tensor([-3.0, -2.0, 0.0, 1.0])  # −2 is exactly −τ: kept
     torch.testing.assert_close(ops.qaface_weight(z, tau=2.0), torch.tensor([0.0, math.exp(2.0), 1.0, math.exp(-1.0)]))  # eq. 11
     torch.testing.assert_close(ops.lgaf_quality(torch.tensor([-9.0, 0.0, 1.5, 9.0]), h=0.5), torch.tensor([0.0, 1.0, 1.75, 2.0]))
 
@@ -93,6 +88,15 @@ def test_memory_step_injects_before_writing(backend):
     injected, active = ops.memory_step(weight, memory, stamps, features, torch.tensor([0]), None, iteration=2, delta_t=10)
     torch.testing.assert_close(injected, torch.tensor([[1.0, 1.0], [0.0, 1.0]]))
     assert active.tolist() == [True, False]
+
+
+def test_qaface_injection_gradient_passes_unchanged(backend):
+    weight, memory, stamps = _memory_case()
+    weight.requires_grad_(True)
+    injected, _ = ops.memory_inject(weight, memory, stamps, iteration=20, delta_t=5)
+    grad = torch.arange(8.0).view(4, 2)
+    injected.backward(grad)
+    torch.testing.assert_close(weight.grad, grad)  # eq. 12 adds a constant, active or not
 
 
 def test_vpl_injection_gradient_is_that_of_the_normalised_weight(backend):

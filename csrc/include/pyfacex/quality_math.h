@@ -1,5 +1,7 @@
 // Per-element arithmetic of the "feature-norm quality" op family, shared by the CPU and CUDA
-// kernels (values widened to the accumulation type: float, or double for fp64).
+// kernels so that the CPU tests exercise what the GPU runs. Values arrive already widened to the
+// accumulation type (float for fp16/bf16/fp32, double for fp64). pyfacex/ops/quality.py holds the
+// same formulas in plain PyTorch (the reference).
 #pragma once
 
 #include <c10/macros/Macros.h>
@@ -9,37 +11,75 @@
 
 namespace pyfacex::quality {
 
-// LGAF quality of a feature norm n (lgaf.md eq. 6): Ẑ = clip(h·(n − μ)/σ, −1, 1) + 1 ∈ [0, 2].
+// Standardised feature norm z = (n − μ)/σ (qaface.md eq. 10; the inner term of lgaf.md eq. 6).
 template <typename acc_t>
-C10_HOST_DEVICE inline acc_t lgaf_quality(acc_t norm, acc_t mean, acc_t std, acc_t h) {
-  acc_t q = h * (norm - mean) / std;
-  q = q < acc_t(-1) ? acc_t(-1) : (q > acc_t(1) ? acc_t(1) : q);
-  return q + acc_t(1);
+C10_HOST_DEVICE inline acc_t standardized_norm(acc_t norm, acc_t mean, acc_t std) {
+  return (norm - mean) / std;
 }
 
-// LGAF fusion weight of the local branch (eq. 9): γˡ = Ẑˡ / (Ẑˡ + Ẑᵍ); γᵍ = 1 − γˡ. When both
-// qualities are 0 (both norms far below their means) the branches weigh equally.
+// LGAF quality Ẑ = clip(h·z, −1, 1) + 1 ∈ [0, 2] (lgaf.md eq. 6).
 template <typename acc_t>
-C10_HOST_DEVICE inline acc_t lgaf_local_weight(acc_t quality_local, acc_t quality_global) {
+C10_HOST_DEVICE inline acc_t lgaf_quality(acc_t z, acc_t h) {
+  const acc_t q = h * z;
+  return (q < acc_t(-1) ? acc_t(-1) : (q > acc_t(1) ? acc_t(1) : q)) + acc_t(1);
+}
+
+template <typename acc_t>
+struct FusionWeights {
+  acc_t local;
+  acc_t global;
+};
+
+// LGAF fusion weights (lgaf.md eq. 9): γʲ = Ẑʲ / (Ẑˡ + Ẑᵍ). When both qualities are 0 (both norms
+// far below their means) eq. 9 is 0/0: the branches then weigh 1/2 each.
+template <typename acc_t>
+C10_HOST_DEVICE inline FusionWeights<acc_t> lgaf_weights(acc_t quality_local, acc_t quality_global) {
   const acc_t total = quality_local + quality_global;
-  return total > acc_t(0) ? quality_local / total : acc_t(0.5);
+  if (!(total > acc_t(0))) return {acc_t(0.5), acc_t(0.5)};
+  return {quality_local / total, quality_global / total};
 }
 
-// Whether a class's memory takes part in injection: written at some iteration (stamp >= 0) no more
-// than delta_t iterations ago (qaface.md eq. 12 with the staleness window of NOTES.md).
+// QAFace memory weight f(z) = exp(−z) if z ≥ −τ, else 0 (qaface.md eq. 11): unrecognisable samples
+// (norm far below the mean) are not memorised, hard but recognisable ones weigh most.
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t qaface_weight(acc_t z, acc_t tau) {
+  return z >= -tau ? std::exp(-z) : acc_t(0);
+}
+
+// Whether a class's memory takes part in injection: written at some iteration (stamp >= 0; −1 is
+// "never") no more than delta_t iterations ago (qaface.md eq. 12 with the staleness window Δt).
 C10_HOST_DEVICE inline bool memory_active(int64_t stamp, int64_t iteration, int64_t delta_t) {
   return stamp >= 0 && iteration - stamp <= delta_t;
 }
 
-// Coefficients (a, b) of one injected weight element a·W + b·M for a class whose memory is active.
-// QAFace (eq. 12): W + M. VPL: (1 − λ)·W/‖W‖ + λ·M.
+// An injected weight element of a class whose memory is active is weight·W + memory·M (inactive
+// classes keep W). QAFace (qaface.md eq. 12): W + M; VPL: (1 − λ)·W/‖W‖ + λ·M.
 template <typename acc_t>
-C10_HOST_DEVICE inline void injection_coefficients(bool vpl, acc_t lam, acc_t weight_norm, acc_t* a, acc_t* b) {
-  *a = vpl ? (acc_t(1) - lam) / weight_norm : acc_t(1);
-  *b = vpl ? lam : acc_t(1);
+struct Injection {
+  acc_t weight;
+  acc_t memory;
+};
+
+template <typename acc_t>
+C10_HOST_DEVICE inline Injection<acc_t> injection(bool vpl, acc_t lam, acc_t weight_norm) {
+  if (!vpl) return {acc_t(1), acc_t(1)};
+  return {(acc_t(1) - lam) / weight_norm, lam};
 }
 
-// Smallest norm a row is divided by, as torch.nn.functional.normalize.
+// Gradient of an active VPL row with respect to W, g ↦ (1 − λ)/‖W‖ · (g − ŵ(ŵ·g)), written as
+// scale·(g − along·W) with scale = (1 − λ)/‖W‖ and along = (W·g)/‖W‖².
+template <typename acc_t>
+struct VplGrad {
+  acc_t scale;
+  acc_t along;
+};
+
+template <typename acc_t>
+C10_HOST_DEVICE inline VplGrad<acc_t> vpl_grad(acc_t lam, acc_t weight_norm, acc_t weight_dot_grad) {
+  return {(acc_t(1) - lam) / weight_norm, weight_dot_grad / (weight_norm * weight_norm)};
+}
+
+// The norm a row is divided by when normalised: ‖x‖, at least 1e-12 (as F.normalize).
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t safe_norm(acc_t squared_sum) {
   const acc_t n = std::sqrt(squared_sum);

@@ -1,4 +1,6 @@
-// CPU kernels of the "feature-norm quality" op family: row-parallel passes over (rows, d) matrices.
+// CPU kernels of the "feature-norm quality" op family. Every op is one pass over the rows of
+// (rows, d) matrices, parallel over rows: a row (2 KiB at d = 512, fp32) stays in L1 between the
+// loop that takes its norm and the loop that writes it, so each byte is read from memory once.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -6,27 +8,56 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
 
 #include "../quality_checks.h"
+#include "pyfacex/cpu_memory.h"
 #include "pyfacex/quality_math.h"
 
 namespace pyfacex::quality {
 namespace {
 
+// Elements per parallel task: enough work to pay for handing it to a thread.
+constexpr int64_t kGrainElements = 32768;
+
+// Calls fn(row) for rows [0, rows) in parallel.
+template <typename Fn>
+void for_each_row(int64_t rows, int64_t d, const Fn& fn) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrainElements / std::max<int64_t>(d, 1)),
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t r = begin; r < end; ++r) fn(r);
+                   });
+}
+
 template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
-acc_t squared_sum(const scalar_t* row, int64_t d) {
+acc_t dot(const scalar_t* a, const scalar_t* b, int64_t d) {
   acc_t s = 0;
-  for (int64_t j = 0; j < d; ++j) s += static_cast<acc_t>(row[j]) * static_cast<acc_t>(row[j]);
+  for (int64_t j = 0; j < d; ++j) s += static_cast<acc_t>(a[j]) * static_cast<acc_t>(b[j]);
   return s;
 }
 
-// γˡ of row i (eq. 6 and 9), from the stats [μˡ, σˡ, μᵍ, σᵍ].
+// out = a·x + b·y over one row, in acc_t (a plain loop the compiler vectorises for float).
+template <typename scalar_t, typename acc_t>
+void axpby(acc_t a, const scalar_t* x, acc_t b, const scalar_t* y, scalar_t* out, int64_t d) {
+  for (int64_t j = 0; j < d; ++j) {
+    out[j] = static_cast<scalar_t>(a * static_cast<acc_t>(x[j]) + b * static_cast<acc_t>(y[j]));
+  }
+}
+
+// out = a·x over one row.
+template <typename scalar_t, typename acc_t>
+void scale_row(acc_t a, const scalar_t* x, scalar_t* out, int64_t d) {
+  for (int64_t j = 0; j < d; ++j) out[j] = static_cast<scalar_t>(a * static_cast<acc_t>(x[j]));
+}
+
+// γ of one row from its two features (lgaf.md eq. 6, 9) and stats [μˡ, σˡ, μᵍ, σᵍ].
 template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
-acc_t local_weight(const scalar_t* local, const scalar_t* global_, int64_t d, const float* stats, acc_t h) {
-  const acc_t ql = lgaf_quality<acc_t>(std::sqrt(squared_sum(local, d)), stats[0], stats[1], h);
-  const acc_t qg = lgaf_quality<acc_t>(std::sqrt(squared_sum(global_, d)), stats[2], stats[3], h);
-  return lgaf_local_weight(ql, qg);
+FusionWeights<acc_t> fusion_weights(const scalar_t* local, const scalar_t* global_, int64_t d, const float* stats,
+                                    acc_t h) {
+  const acc_t z_local = standardized_norm<acc_t>(std::sqrt(dot(local, local, d)), stats[0], stats[1]);
+  const acc_t z_global = standardized_norm<acc_t>(std::sqrt(dot(global_, global_, d)), stats[2], stats[3]);
+  return lgaf_weights(lgaf_quality(z_local, h), lgaf_quality(z_global, h));
 }
 
 std::tuple<at::Tensor, at::Tensor> lgaf_fusion_cpu(const at::Tensor& local_in, const at::Tensor& global_in,
@@ -34,22 +65,18 @@ std::tuple<at::Tensor, at::Tensor> lgaf_fusion_cpu(const at::Tensor& local_in, c
   check_lgaf(local_in, global_in, stats_in);
   const auto local = local_in.contiguous(), global_ = global_in.contiguous(), stats = stats_in.contiguous();
   const int64_t rows = local.size(0), d = local.size(1);
-  auto kappa = at::empty_like(local);
+  auto kappa = at::empty_like(local, at::MemoryFormat::Contiguous);
   auto gamma = at::empty({rows, 2}, local.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, local.scalar_type(), "lgaf_fusion_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t *lp = local.const_data_ptr<scalar_t>(), *gp = global_.const_data_ptr<scalar_t>();
     scalar_t *kp = kappa.mutable_data_ptr<scalar_t>(), *wp = gamma.mutable_data_ptr<scalar_t>();
     const float* st = stats.const_data_ptr<float>();
-    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const acc_t wl = local_weight(lp + i * d, gp + i * d, d, st, static_cast<acc_t>(h)), wg = 1 - wl;
-        for (int64_t j = 0; j < d; ++j) {  // eq. 10
-          kp[i * d + j] = static_cast<scalar_t>(wl * static_cast<acc_t>(lp[i * d + j]) + wg * static_cast<acc_t>(gp[i * d + j]));
-        }
-        wp[2 * i] = static_cast<scalar_t>(wl);
-        wp[2 * i + 1] = static_cast<scalar_t>(wg);
-      }
+    for_each_row(rows, d, [&](int64_t i) {
+      const auto w = fusion_weights(lp + i * d, gp + i * d, d, st, static_cast<acc_t>(h));
+      axpby(w.local, lp + i * d, w.global, gp + i * d, kp + i * d, d);  // eq. 10
+      wp[2 * i] = static_cast<scalar_t>(w.local);
+      wp[2 * i + 1] = static_cast<scalar_t>(w.global);
     });
   });
   return {kappa, gamma};
@@ -63,23 +90,19 @@ std::tuple<at::Tensor, at::Tensor> lgaf_fusion_backward_cpu(const at::Tensor& gr
   const auto local = local_in.contiguous(), global_ = global_in.contiguous(), stats = stats_in.contiguous();
   const auto grad = grad_in.contiguous();
   const int64_t rows = local.size(0), d = local.size(1);
-  auto grad_local = at::empty_like(local), grad_global = at::empty_like(local);
+  auto grad_local = at::empty_like(local, at::MemoryFormat::Contiguous);
+  auto grad_global = at::empty_like(local, at::MemoryFormat::Contiguous);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, local.scalar_type(), "lgaf_fusion_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t *lp = local.const_data_ptr<scalar_t>(), *gp = global_.const_data_ptr<scalar_t>();
     const scalar_t* g = grad.const_data_ptr<scalar_t>();
     scalar_t *dl = grad_local.mutable_data_ptr<scalar_t>(), *dg = grad_global.mutable_data_ptr<scalar_t>();
     const float* st = stats.const_data_ptr<float>();
-    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        // The weights are constants of the graph: norms are detached (NOTES.md, lgaf.md).
-        const acc_t wl = local_weight(lp + i * d, gp + i * d, d, st, static_cast<acc_t>(h)), wg = 1 - wl;
-        for (int64_t j = 0; j < d; ++j) {
-          const acc_t gj = static_cast<acc_t>(g[i * d + j]);
-          dl[i * d + j] = static_cast<scalar_t>(wl * gj);
-          dg[i * d + j] = static_cast<scalar_t>(wg * gj);
-        }
-      }
+    for_each_row(rows, d, [&](int64_t i) {
+      // γ is a constant of the graph: the norms are detached (NOTES.md on lgaf.md).
+      const auto w = fusion_weights(lp + i * d, gp + i * d, d, st, static_cast<acc_t>(h));
+      scale_row(w.local, g + i * d, dl + i * d, d);
+      scale_row(w.global, g + i * d, dg + i * d, d);
     });
   });
   return {grad_local, grad_global};
@@ -91,7 +114,7 @@ std::tuple<at::Tensor, at::Tensor> memory_inject_cpu(const at::Tensor& weight_in
   check_memory(weight_in, memory_in, stamps_in);
   const auto weight = weight_in.contiguous(), memory = memory_in.contiguous(), stamps = stamps_in.contiguous();
   const int64_t rows = weight.size(0), d = weight.size(1);
-  auto injected = at::empty_like(weight);
+  auto injected = empty_like_huge_pages(weight);
   auto active = at::empty({rows}, stamps.options().dtype(at::kBool));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight.scalar_type(), "memory_inject_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -99,19 +122,16 @@ std::tuple<at::Tensor, at::Tensor> memory_inject_cpu(const at::Tensor& weight_in
     const int64_t* sp = stamps.const_data_ptr<int64_t>();
     scalar_t* op = injected.mutable_data_ptr<scalar_t>();
     bool* ap = active.mutable_data_ptr<bool>();
-    at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        const scalar_t *w = wp + c * d, *m = mp + c * d;
-        scalar_t* o = op + c * d;
-        ap[c] = memory_active(sp[c], iteration, delta_t);
-        if (!ap[c]) {
-          std::copy_n(w, d, o);
-          continue;
-        }
-        acc_t a, b;
-        injection_coefficients<acc_t>(vpl, lam, vpl ? safe_norm(squared_sum(w, d)) : acc_t(1), &a, &b);
-        for (int64_t j = 0; j < d; ++j) o[j] = static_cast<scalar_t>(a * static_cast<acc_t>(w[j]) + b * static_cast<acc_t>(m[j]));
+    for_each_row(rows, d, [&](int64_t c) {
+      const scalar_t* w = wp + c * d;
+      ap[c] = memory_active(sp[c], iteration, delta_t);
+      if (!ap[c]) {  // the memory row is not even read
+        std::copy_n(w, d, op + c * d);
+        return;
       }
+      const acc_t norm = vpl ? safe_norm(dot(w, w, d)) : acc_t(1);
+      const auto mix = injection<acc_t>(vpl, static_cast<acc_t>(lam), norm);
+      axpby(mix.weight, w, mix.memory, mp + c * d, op + c * d, d);
     });
   });
   return {injected, active};
@@ -119,36 +139,25 @@ std::tuple<at::Tensor, at::Tensor> memory_inject_cpu(const at::Tensor& weight_in
 
 at::Tensor memory_inject_backward_cpu(const at::Tensor& grad_in, const at::Tensor& weight_in,
                                       const at::Tensor& active_in, double lam, bool vpl) {
-  check_rows(weight_in, "weight");
-  check_same(weight_in, "weight", grad_in, "grad");
-  TORCH_CHECK_VALUE(active_in.scalar_type() == at::kBool && active_in.numel() == weight_in.size(0),
-                    "active must be bool (C,)");
-  if (!vpl) return grad_in.clone();  // eq. 12 adds a constant: the gradient passes unchanged
+  check_inject_backward(grad_in, weight_in, active_in);
+  // eq. 12 adds a constant: the gradient passes unchanged.
+  if (!vpl) return grad_in.clone(at::MemoryFormat::Contiguous);
   const auto grad = grad_in.contiguous(), weight = weight_in.contiguous(), active = active_in.contiguous();
   const int64_t rows = weight.size(0), d = weight.size(1);
-  auto grad_weight = at::empty_like(weight);
+  auto grad_weight = empty_like_huge_pages(weight);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight.scalar_type(), "memory_inject_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t *gp = grad.const_data_ptr<scalar_t>(), *wp = weight.const_data_ptr<scalar_t>();
     const bool* ap = active.const_data_ptr<bool>();
     scalar_t* op = grad_weight.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        const scalar_t *g = gp + c * d, *w = wp + c * d;
-        scalar_t* o = op + c * d;
-        if (!ap[c]) {
-          std::copy_n(g, d, o);
-          continue;
-        }
-        // d/dW of (1 − λ)·W/‖W‖ applied to g: (1 − λ)/‖W‖ · (g − ŵ (ŵ·g)).
-        const acc_t norm = safe_norm(squared_sum(w, d));
-        acc_t dot = 0;
-        for (int64_t j = 0; j < d; ++j) dot += static_cast<acc_t>(w[j]) * static_cast<acc_t>(g[j]);
-        const acc_t a = (1 - static_cast<acc_t>(lam)) / norm, b = dot / (norm * norm);
-        for (int64_t j = 0; j < d; ++j) {
-          o[j] = static_cast<scalar_t>(a * (static_cast<acc_t>(g[j]) - b * static_cast<acc_t>(w[j])));
-        }
+    for_each_row(rows, d, [&](int64_t c) {
+      const scalar_t *g = gp + c * d, *w = wp + c * d;
+      if (!ap[c]) {
+        std::copy_n(g, d, op + c * d);
+        return;
       }
+      const auto vg = vpl_grad<acc_t>(static_cast<acc_t>(lam), safe_norm(dot(w, w, d)), dot(w, g, d));
+      axpby(vg.scale, g, -vg.scale * vg.along, w, op + c * d, d);
     });
   });
   return grad_weight;
@@ -163,7 +172,8 @@ void memory_write_cpu(at::Tensor& memory, at::Tensor& stamps, const at::Tensor& 
   const int64_t batch = features.size(0), d = features.size(1), classes = memory.size(0);
   const int64_t* lp = labels.const_data_ptr<int64_t>();
   for (int64_t i = 0; i < batch; ++i) {
-    TORCH_CHECK_VALUE(lp[i] >= -1 && lp[i] < classes, "labels[", i, "] = ", lp[i], " is outside [-1, ", classes, ")");
+    TORCH_CHECK_VALUE(lp[i] >= -1 && lp[i] < classes, "labels[", i, "] = ", lp[i], " is outside [-1, C = ", classes,
+                      ")");
   }
   int64_t* sp = stamps.mutable_data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, memory.scalar_type(), "memory_write_cpu", [&] {
@@ -171,13 +181,11 @@ void memory_write_cpu(at::Tensor& memory, at::Tensor& stamps, const at::Tensor& 
     const scalar_t* fp = features.const_data_ptr<scalar_t>();
     const double* cp = scale.const_data_ptr<double>();
     scalar_t* mp = memory.mutable_data_ptr<scalar_t>();
-    // In batch order, so that of several samples of one class the last one stays written.
+    // B rows only, in batch order: of several samples of one class the last one stays written.
     for (int64_t i = 0; i < batch; ++i) {
       if (lp[i] < 0) continue;  // −1: the class lives on another shard
       const scalar_t* f = fp + i * d;
-      const acc_t a = static_cast<acc_t>(cp[i]) / safe_norm(squared_sum(f, d));
-      scalar_t* m = mp + lp[i] * d;
-      for (int64_t j = 0; j < d; ++j) m[j] = static_cast<scalar_t>(a * static_cast<acc_t>(f[j]));
+      scale_row(static_cast<acc_t>(cp[i]) / safe_norm(dot(f, f, d)), f, mp + lp[i] * d, d);
       sp[lp[i]] = iteration;
     }
   });

@@ -70,11 +70,9 @@ std::tuple<at::Tensor, at::Tensor> memory_inject_cuda(const at::Tensor& weight_i
 
 at::Tensor memory_inject_backward_cuda(const at::Tensor& grad_in, const at::Tensor& weight_in,
                                        const at::Tensor& active_in, double lam, bool vpl) {
-  check_rows(weight_in, "weight");
-  check_same(weight_in, "weight", grad_in, "grad");
-  TORCH_CHECK_VALUE(active_in.scalar_type() == at::kBool && active_in.numel() == weight_in.size(0),
-                    "active must be bool (C,)");
-  if (!vpl) return grad_in.clone();  // eq. 12 adds a constant: the gradient passes unchanged
+  check_inject_backward(grad_in, weight_in, active_in);
+  // eq. 12 adds a constant: the gradient passes unchanged.
+  if (!vpl) return grad_in.clone(at::MemoryFormat::Contiguous);
   const c10::cuda::CUDAGuard guard(weight_in.device());
   const auto grad = grad_in.contiguous(), weight = weight_in.contiguous(), active = active_in.contiguous();
   auto grad_weight = at::empty_like(weight);

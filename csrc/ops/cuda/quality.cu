@@ -1,6 +1,7 @@
 // CUDA kernels of the "feature-norm quality" op family. One warp owns one row (of a (rows, d)
-// matrix): lanes stride over d, row norms and dot products are warp reductions. The per-element
-// arithmetic is pyfacex/quality_math.h, shared with the CPU kernels.
+// matrix): lanes stride over d, row norms and dot products are warp reductions, and a row is read
+// twice at most (norm, then output) while it is still in cache. The per-row arithmetic is
+// pyfacex/quality_math.h, shared with the CPU kernels.
 #include <algorithm>
 
 #include "pyfacex/cuda_types.cuh"
@@ -44,12 +45,25 @@ __device__ inline void for_each_row(int64_t rows, Body body) {
   for (int64_t r = warp; r < rows; r += int64_t(gridDim.x) * kRowsPerBlock) body(r);
 }
 
+// out = a·x + b·y over one row, lanes striding over d (coalesced).
 template <typename T>
-__device__ inline acc_t<T> local_weight(const T* local, const T* global_, int64_t d, const float* stats, float h) {
+__device__ inline void row_axpby(acc_t<T> a, const T* x, acc_t<T> b, const T* y, T* out, int64_t d) {
+  for (int64_t j = threadIdx.x % kWarp; j < d; j += kWarp) out[j] = narrow<T>(a * widen(x[j]) + b * widen(y[j]));
+}
+
+// out = a·x over one row.
+template <typename T>
+__device__ inline void row_scale(acc_t<T> a, const T* x, T* out, int64_t d) {
+  for (int64_t j = threadIdx.x % kWarp; j < d; j += kWarp) out[j] = narrow<T>(a * widen(x[j]));
+}
+
+template <typename T>
+__device__ inline FusionWeights<acc_t<T>> fusion_weights(const T* local, const T* global_, int64_t d,
+                                                         const float* stats, float h) {
   using A = acc_t<T>;
-  const A ql = lgaf_quality<A>(std::sqrt(row_dot(local, local, d)), stats[0], stats[1], h);
-  const A qg = lgaf_quality<A>(std::sqrt(row_dot(global_, global_, d)), stats[2], stats[3], h);
-  return lgaf_local_weight(ql, qg);
+  const A z_local = standardized_norm<A>(std::sqrt(row_dot(local, local, d)), stats[0], stats[1]);
+  const A z_global = standardized_norm<A>(std::sqrt(row_dot(global_, global_, d)), stats[2], stats[3]);
+  return lgaf_weights(lgaf_quality<A>(z_local, h), lgaf_quality<A>(z_global, h));
 }
 
 template <typename T>
@@ -57,11 +71,11 @@ __global__ void lgaf_fusion_kernel(const T* local, const T* global_, const float
                                    int64_t rows, int64_t d) {
   for_each_row(rows, [&](int64_t r) {
     const T *l = local + r * d, *g = global_ + r * d;
-    const acc_t<T> wl = local_weight(l, g, d, stats, h), wg = 1 - wl;
-    for (int64_t j = threadIdx.x % kWarp; j < d; j += kWarp) kappa[r * d + j] = narrow<T>(wl * widen(l[j]) + wg * widen(g[j]));
+    const auto w = fusion_weights(l, g, d, stats, h);
+    row_axpby(w.local, l, w.global, g, kappa + r * d, d);  // eq. 10
     if (threadIdx.x % kWarp == 0) {
-      gamma[2 * r] = narrow<T>(wl);
-      gamma[2 * r + 1] = narrow<T>(wg);
+      gamma[2 * r] = narrow<T>(w.local);
+      gamma[2 * r + 1] = narrow<T>(w.global);
     }
   });
 }
@@ -70,12 +84,9 @@ template <typename T>
 __global__ void lgaf_fusion_backward_kernel(const T* grad, const T* local, const T* global_, const float* stats,
                                             float h, T* grad_local, T* grad_global, int64_t rows, int64_t d) {
   for_each_row(rows, [&](int64_t r) {
-    const acc_t<T> wl = local_weight(local + r * d, global_ + r * d, d, stats, h), wg = 1 - wl;
-    for (int64_t j = threadIdx.x % kWarp; j < d; j += kWarp) {
-      const acc_t<T> g = widen(grad[r * d + j]);
-      grad_local[r * d + j] = narrow<T>(wl * g);
-      grad_global[r * d + j] = narrow<T>(wg * g);
-    }
+    const auto w = fusion_weights(local + r * d, global_ + r * d, d, stats, h);
+    row_scale(w.local, grad + r * d, grad_local + r * d, d);
+    row_scale(w.global, grad + r * d, grad_global + r * d, d);
   });
 }
 
@@ -84,12 +95,16 @@ __global__ void memory_inject_kernel(const T* weight, const T* memory, const int
                                      int64_t delta_t, float lam, bool vpl, T* injected, bool* active, int64_t rows,
                                      int64_t d) {
   for_each_row(rows, [&](int64_t r) {
-    const T *w = weight + r * d, *m = memory + r * d;
+    const T* w = weight + r * d;
     const bool on = memory_active(stamps[r], iteration, delta_t);
     if (threadIdx.x % kWarp == 0) active[r] = on;
-    acc_t<T> a = 1, b = 0;
-    if (on) injection_coefficients<acc_t<T>>(vpl, lam, vpl ? safe_norm(row_dot(w, w, d)) : acc_t<T>(1), &a, &b);
-    for (int64_t j = threadIdx.x % kWarp; j < d; j += kWarp) injected[r * d + j] = narrow<T>(a * widen(w[j]) + b * widen(m[j]));
+    if (!on) {  // the memory row is not even read
+      row_scale(acc_t<T>(1), w, injected + r * d, d);
+      return;
+    }
+    const acc_t<T> norm = vpl ? safe_norm(row_dot(w, w, d)) : acc_t<T>(1);
+    const auto mix = injection<acc_t<T>>(vpl, lam, norm);
+    row_axpby(mix.weight, w, mix.memory, memory + r * d, injected + r * d, d);
   });
 }
 
@@ -98,13 +113,12 @@ __global__ void memory_inject_backward_vpl_kernel(const T* grad, const T* weight
                                                   T* grad_weight, int64_t rows, int64_t d) {
   for_each_row(rows, [&](int64_t r) {
     const T *g = grad + r * d, *w = weight + r * d;
-    acc_t<T> a = 1, b = 0;
-    if (active[r]) {  // (1 − λ)/‖W‖ · (g − ŵ(ŵ·g))
-      const acc_t<T> norm = safe_norm(row_dot(w, w, d));
-      a = (1 - lam) / norm;
-      b = row_dot(w, g, d) / (norm * norm);
+    if (!active[r]) {
+      row_scale(acc_t<T>(1), g, grad_weight + r * d, d);
+      return;
     }
-    for (int64_t j = threadIdx.x % kWarp; j < d; j += kWarp) grad_weight[r * d + j] = narrow<T>(a * (widen(g[j]) - b * widen(w[j])));
+    const auto vg = vpl_grad<acc_t<T>>(lam, safe_norm(row_dot(w, w, d)), row_dot(w, g, d));
+    row_axpby(vg.scale, g, -vg.scale * vg.along, w, grad_weight + r * d, d);
   });
 }
 
@@ -119,8 +133,7 @@ __global__ void memory_write_kernel(T* memory, int64_t* stamps, const T* feature
     for (int64_t k = i + 1 + threadIdx.x % kWarp; k < batch; k += kWarp) later |= labels[k] == label;
     if (__any_sync(0xffffffffu, later)) return;
     const T* f = features + i * d;
-    const acc_t<T> a = static_cast<acc_t<T>>(scale[i]) / safe_norm(row_dot(f, f, d));
-    for (int64_t j = threadIdx.x % kWarp; j < d; j += kWarp) memory[label * d + j] = narrow<T>(a * widen(f[j]));
+    row_scale(static_cast<acc_t<T>>(scale[i]) / safe_norm(row_dot(f, f, d)), f, memory + label * d, d);
     if (threadIdx.x % kWarp == 0) stamps[label] = iteration;
   });
 }
