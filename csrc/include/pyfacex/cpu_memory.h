@@ -10,7 +10,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
+#include <ATen/ops/empty.h>
 
 #include <cstdint>
 
@@ -24,10 +24,10 @@ namespace pyfacex {
 // with other allocations' pages): advice there would gain nothing and split the heap's mapping.
 inline constexpr int64_t kHugePageMinBytes = int64_t(32) << 20;
 
-// at::empty_like(t) (contiguous), with the whole 2 MiB pages inside it advised as huge pages when
-// it is at least kHugePageMinBytes.
-inline at::Tensor empty_like_huge_pages(const at::Tensor& t) {
-  at::Tensor out = at::empty_like(t, at::MemoryFormat::Contiguous);
+// at::empty(sizes, options) (contiguous), with the whole 2 MiB pages inside it advised as huge
+// pages when it is at least kHugePageMinBytes.
+inline at::Tensor empty_huge_pages(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor out = at::empty(sizes, options);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   if (out.is_cpu() && static_cast<int64_t>(out.nbytes()) >= kHugePageMinBytes) {
     constexpr uintptr_t kHugePage = uintptr_t(1) << 21;
@@ -40,5 +40,7 @@ inline at::Tensor empty_like_huge_pages(const at::Tensor& t) {
 #endif
   return out;
 }
+
+inline at::Tensor empty_like_huge_pages(const at::Tensor& t) { return empty_huge_pages(t.sizes(), t.options()); }
 
 }  // namespace pyfacex

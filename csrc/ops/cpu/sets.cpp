@@ -5,14 +5,14 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
-#include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <vector>
+#include <memory>
 
 #include "pyfacex/checks.h"
+#include "pyfacex/cpu_dispatch.h"
+#include "pyfacex/cpu_memory.h"
 #include "../sets_checks.h"
 #include "pyfacex/sets_math.h"
 
@@ -37,7 +37,7 @@ Layout layout_of(const at::Tensor& x, const at::Tensor& offsets) {
 // Running max of members [start, end) for features [f0, f0 + len) into `best`, and with kArgmax
 // the index of the member that attained it (relative to the set start) into `arg`.
 template <bool kArgmax, typename scalar_t, typename acc_t>
-void chunk_max(const scalar_t* x, int64_t features, int64_t start, int64_t end, int64_t f0, int64_t len,
+PYFACEX_AVX2_CLONE void chunk_max(const scalar_t* x, int64_t features, int64_t start, int64_t end, int64_t f0, int64_t len,
                acc_t* best, int32_t* arg) {
   const scalar_t* first = x + start * features + f0;
   for (int64_t f = 0; f < len; ++f) best[f] = static_cast<acc_t>(first[f]);
@@ -55,13 +55,13 @@ void chunk_max(const scalar_t* x, int64_t features, int64_t start, int64_t end, 
 }
 
 // Per-thread scratch of one task: the running max, its member index, a gradient sum, and the max
-// narrowed to the output type.
+// narrowed to the output type. Left uninitialised: every task writes what it reads.
 template <typename scalar_t, typename acc_t>
 struct Scratch {
-  std::vector<acc_t> best = std::vector<acc_t>(kChunk);
-  std::vector<int32_t> arg = std::vector<int32_t>(kChunk);
-  std::vector<acc_t> sum = std::vector<acc_t>(kChunk);
-  std::vector<scalar_t> out = std::vector<scalar_t>(kChunk);
+  std::unique_ptr<acc_t[]> best{new acc_t[kChunk]};
+  std::unique_ptr<int32_t[]> arg{new int32_t[kChunk]};
+  std::unique_ptr<acc_t[]> sum{new acc_t[kChunk]};
+  std::unique_ptr<scalar_t[]> out{new scalar_t[kChunk]};
 };
 
 // Calls fn(scratch, set, start, end, f0, len) for every non-empty (set, chunk) task, in parallel.
@@ -95,7 +95,7 @@ at::Tensor set_max_cpu(const at::Tensor& x_in, const at::Tensor& offsets_in) {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     for_each_task<scalar_t, acc_t>(l, off, [&](auto& sc, int64_t s, int64_t start, int64_t end, int64_t f0, int64_t len) {
-      chunk_max<false>(xp, l.features, start, end, f0, len, sc.best.data(), nullptr);
+      chunk_max<false>(xp, l.features, start, end, f0, len, sc.best.get(), nullptr);
       scalar_t* dst = op + s * l.features + f0;
       for (int64_t f = 0; f < len; ++f) dst[f] = static_cast<scalar_t>(sc.best[f]);
     });
@@ -110,7 +110,7 @@ at::Tensor set_max_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_i
   const Layout l = layout_of(x, offsets);
   check_set_max_grad(grad_in, x, l.num_sets);
   const auto grad = grad_in.to(x.scalar_type()).contiguous();
-  auto grad_x = at::zeros_like(x);
+  auto grad_x = empty_like_huge_pages(x).zero_();
   const int64_t* off = offsets.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "set_max_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -118,7 +118,7 @@ at::Tensor set_max_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_i
     const scalar_t* gp = grad.const_data_ptr<scalar_t>();
     scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
     for_each_task<scalar_t, acc_t>(l, off, [&](auto& sc, int64_t s, int64_t start, int64_t end, int64_t f0, int64_t len) {
-      chunk_max<true>(xp, l.features, start, end, f0, len, sc.best.data(), sc.arg.data());
+      chunk_max<true>(xp, l.features, start, end, f0, len, sc.best.get(), sc.arg.get());
       const scalar_t* g = gp + s * l.features + f0;
       for (int64_t f = 0; f < len; ++f) gx[(start + sc.arg[f]) * l.features + f0 + f] = g[f];
     });
@@ -133,19 +133,19 @@ at::Tensor global_concat_cpu(const at::Tensor& x_in, const at::Tensor& offsets_i
   const Layout l = layout_of(x, offsets);
   auto sizes = x.sizes().vec();
   sizes[1] *= 2;
-  auto out = at::empty(sizes, x.options());
+  auto out = empty_huge_pages(sizes, x.options());
   const int64_t* off = offsets.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "global_concat_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     for_each_task<scalar_t, acc_t>(l, off, [&](auto& sc, int64_t, int64_t start, int64_t end, int64_t f0, int64_t len) {
-      chunk_max<false>(xp, l.features, start, end, f0, len, sc.best.data(), nullptr);
+      chunk_max<false>(xp, l.features, start, end, f0, len, sc.best.get(), nullptr);
       for (int64_t f = 0; f < len; ++f) sc.out[f] = static_cast<scalar_t>(sc.best[f]);
       for (int64_t n = start; n < end; ++n) {
         scalar_t* own = op + n * 2 * l.features + f0;
         std::copy_n(xp + n * l.features + f0, len, own);
-        std::copy_n(sc.out.data(), len, own + l.features);
+        std::copy_n(sc.out.get(), len, own + l.features);
       }
     });
   });
@@ -160,7 +160,7 @@ at::Tensor global_concat_backward_cpu(const at::Tensor& grad_in, const at::Tenso
   const Layout l = layout_of(x, offsets);
   check_global_concat_grad(grad_in, x);
   const auto grad = grad_in.to(x.scalar_type()).contiguous();
-  auto grad_x = at::empty_like(x);
+  auto grad_x = empty_like_huge_pages(x);
   const int64_t* off = offsets.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "global_concat_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -168,8 +168,8 @@ at::Tensor global_concat_backward_cpu(const at::Tensor& grad_in, const at::Tenso
     const scalar_t* gp = grad.const_data_ptr<scalar_t>();
     scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
     for_each_task<scalar_t, acc_t>(l, off, [&](auto& sc, int64_t, int64_t start, int64_t end, int64_t f0, int64_t len) {
-      chunk_max<true>(xp, l.features, start, end, f0, len, sc.best.data(), sc.arg.data());
-      acc_t* max_grad = sc.sum.data();
+      chunk_max<true>(xp, l.features, start, end, f0, len, sc.best.get(), sc.arg.get());
+      acc_t* max_grad = sc.sum.get();
       std::fill_n(max_grad, len, acc_t(0));
       for (int64_t n = start; n < end; ++n) {
         const scalar_t* g = gp + n * 2 * l.features + l.features + f0;
