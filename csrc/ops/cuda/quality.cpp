@@ -9,14 +9,11 @@
 #include <tuple>
 
 #include "../quality_checks.h"
+#include "pyfacex/cuda_launch.h"
 #include "quality.h"
 
 namespace pyfacex::quality {
 namespace {
-
-void check_launch(cudaError_t err, const char* op) {
-  TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
-}
 
 std::tuple<at::Tensor, at::Tensor> lgaf_fusion_cuda(const at::Tensor& local_in, const at::Tensor& global_in,
                                                     const at::Tensor& stats_in, double h) {

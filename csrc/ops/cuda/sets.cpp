@@ -8,15 +8,12 @@
 #include <torch/library.h>
 
 #include "pyfacex/checks.h"
+#include "pyfacex/cuda_launch.h"
 #include "../sets_checks.h"
 #include "sets.h"
 
 namespace pyfacex::sets {
 namespace {
-
-void check_launch(cudaError_t err, const char* op) {
-  TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
-}
 
 at::Tensor set_max_cuda(const at::Tensor& x_in, const at::Tensor& offsets_in) {
   check_ragged_input(x_in, offsets_in, 1);
