@@ -39,13 +39,6 @@ C10_HOST_DEVICE inline FusionWeights<acc_t> lgaf_weights(acc_t quality_local, ac
   return {quality_local / total, quality_global / total};
 }
 
-// QAFace memory weight f(z) = exp(−z) if z ≥ −τ, else 0 (qaface.md eq. 11): unrecognisable samples
-// (norm far below the mean) are not memorised, hard but recognisable ones weigh most.
-template <typename acc_t>
-C10_HOST_DEVICE inline acc_t qaface_weight(acc_t z, acc_t tau) {
-  return z >= -tau ? std::exp(-z) : acc_t(0);
-}
-
 // Whether a class's memory takes part in injection: written at some iteration (stamp >= 0; −1 is
 // "never") no more than delta_t iterations ago (qaface.md eq. 12 with the staleness window Δt).
 C10_HOST_DEVICE inline bool memory_active(int64_t stamp, int64_t iteration, int64_t delta_t) {
