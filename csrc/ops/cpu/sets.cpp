@@ -34,11 +34,14 @@ Layout layout_of(const at::Tensor& x, const at::Tensor& offsets) {
   return {offsets.numel() - 1, features, (features + kChunk - 1) / kChunk};
 }
 
-// Running max of members [start, end) for features [f0, f0 + len) into `best`, and with kArgmax
-// the index of the member that attained it (relative to the set start) into `arg`.
-template <bool kArgmax, typename scalar_t, typename acc_t>
-PYFACEX_AVX2_CLONE void chunk_max(const scalar_t* x, int64_t features, int64_t start, int64_t end, int64_t f0, int64_t len,
-               acc_t* best, int32_t* arg) {
+// Running max over members [start, end) of `len` features starting at x[start * features + f0],
+// into `best`, and with kArgmax the member (relative to start) that attained it into `arg`.
+// kLen > 0 fixes the length at compile time, so the running values live in registers while the
+// loop walks the members.
+template <bool kArgmax, int64_t kLen, typename scalar_t, typename acc_t>
+inline void block_max(const scalar_t* x, int64_t features, int64_t start, int64_t end, int64_t f0, int64_t len,
+                      acc_t* best, int32_t* arg) {
+  if constexpr (kLen > 0) len = kLen;
   const scalar_t* first = x + start * features + f0;
   for (int64_t f = 0; f < len; ++f) best[f] = static_cast<acc_t>(first[f]);
   if constexpr (kArgmax) std::fill_n(arg, len, 0);
@@ -52,6 +55,18 @@ PYFACEX_AVX2_CLONE void chunk_max(const scalar_t* x, int64_t features, int64_t s
       if constexpr (kArgmax) arg[f] = take ? member : arg[f];
     }
   }
+}
+
+// block_max over a chunk of any length, 32 features at a time.
+template <bool kArgmax, typename scalar_t, typename acc_t>
+PYFACEX_AVX2_CLONE void chunk_max(const scalar_t* x, int64_t features, int64_t start, int64_t end, int64_t f0,
+                                  int64_t len, acc_t* best, int32_t* arg) {
+  constexpr int64_t kBlock = 32;
+  int64_t f = 0;
+  for (; f + kBlock <= len; f += kBlock) {
+    block_max<kArgmax, kBlock>(x, features, start, end, f0 + f, kBlock, best + f, kArgmax ? arg + f : nullptr);
+  }
+  if (f < len) block_max<kArgmax, 0>(x, features, start, end, f0 + f, len - f, best + f, kArgmax ? arg + f : nullptr);
 }
 
 // Per-thread scratch of one task: the running max, its member index, a gradient sum, and the max
