@@ -18,6 +18,13 @@ C10_HOST_DEVICE inline bool replaces_max(acc_t v, acc_t best) {
   return (v > best) || (v_nan && !best_nan);
 }
 
+// replaces_max for a pass that needs only the max's value, not which member holds it: any NaN may
+// take over a NaN (the value stays NaN), which saves the test of `best` in the hot loop.
+template <typename acc_t>
+C10_HOST_DEVICE inline bool replaces_max_value(acc_t v, acc_t best) {
+  return (v > best) || (v != v);
+}
+
 // Gradient of global concatenation (eq. 4) for one member and one feature element:
 // its own channel's gradient plus, for the member that attained the set's max, the gradient that
 // flowed into the max half of every member's output.

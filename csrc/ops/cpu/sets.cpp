@@ -50,7 +50,7 @@ inline void block_max(const scalar_t* x, int64_t features, int64_t start, int64_
     const int32_t member = static_cast<int32_t>(n - start);
     for (int64_t f = 0; f < len; ++f) {
       const acc_t v = static_cast<acc_t>(row[f]);
-      const bool take = replaces_max(v, best[f]);
+      const bool take = kArgmax ? replaces_max(v, best[f]) : replaces_max_value(v, best[f]);
       best[f] = take ? v : best[f];
       if constexpr (kArgmax) arg[f] = take ? member : arg[f];
     }
