@@ -1,4 +1,6 @@
 """Layers and heads of pyfacex (``torch.nn.Module`` s over :mod:`pyfacex.ops`)."""
+from .margin_heads import AdaFaceHead, ArcFace, CombinedMarginHead, CosFace, SphereFace
 from .norm_stats import NormStats
+from .partial_fc import PartialFC
 
-__all__ = ["NormStats"]
+__all__ = ["AdaFaceHead", "ArcFace", "CombinedMarginHead", "CosFace", "NormStats", "PartialFC", "SphereFace"]

@@ -4,8 +4,16 @@ Every op has a pure-PyTorch reference and native (C++/CUDA) kernels; choose with
 :func:`use_backend` (default ``"auto"``) and see what this installation has with
 :func:`available_backends`.
 """
-from . import quality, sets
+from . import margin, quality, sets
 from ._backend import available_backends, current_backend, native_unavailable_reason, use_backend
+from .margin import (
+    MarginCrossEntropy,
+    adaface_margins,
+    combined_margin,
+    cosine_logsumexp,
+    margin_cross_entropy,
+    margin_logits,
+)
 from .quality import (
     lgaf_fusion,
     lgaf_quality,
@@ -23,5 +31,6 @@ __all__ = [
     "native_unavailable_reason",
     "use_backend",
     *sets.__all__,
+    *margin.__all__,
     *quality.__all__,
 ]

@@ -6,10 +6,11 @@ import torch
 
 import pyfacex.ops as ops
 from harness import BadInput, OpSpec, Sample, assert_close, clone_sample, with_variants
+from specs_margin import SPECS as MARGIN_SPECS
 from specs_quality import SPECS as QUALITY_SPECS
 from specs_sets import SPECS as SETS_SPECS
 
-SPECS: list[OpSpec] = [*SETS_SPECS, *QUALITY_SPECS]
+SPECS: list[OpSpec] = [*SETS_SPECS, *QUALITY_SPECS, *MARGIN_SPECS]
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
@@ -60,11 +61,11 @@ def test_parity_with_reference(spec: OpSpec, backend: str, dtype: torch.dtype, d
         for i, (a, e) in enumerate(zip(out, ref_out)):
             if a.is_floating_point() and sample.args[0].is_floating_point():
                 assert a.dtype == sample.args[0].dtype, f"{sample.label}: output {i} dtype {a.dtype}"
-            assert_close(a, e, dtype, f"{spec.name}[{backend}] {sample.label} output {i}")
+            assert_close(a, e, dtype, f"{spec.name}[{backend}] {sample.label} output {i}", spec.tolerances)
         for i, (a, e) in enumerate(zip(grads, ref_grads)):
             assert (a is None) == (e is None), f"{sample.label}: grad {i} presence differs"
             if a is not None:
-                assert_close(a, e, dtype, f"{spec.name}[{backend}] {sample.label} grad {i}")
+                assert_close(a, e, dtype, f"{spec.name}[{backend}] {sample.label} grad {i}", spec.tolerances)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -1,0 +1,375 @@
+"""Margin-softmax losses of face recognition: combined margins, AdaFace, and the fused cross-entropy.
+
+The combined margin (insightface; NOTES.md "Margin heads") replaces the target logit of sample i by
+s·φ(cos θ) with φ(cos θ) = cos(m1·θ + m2) − m3: SphereFace m1 > 1, ArcFace m2 (0.5), CosFace m3
+(0.4). Two gradients are legitimate and both are offered:
+
+* ``grad="exact"``: the derivative of φ. Where m1·θ + m2 leaves [0, π], φ would stop being monotone
+  in θ; we clamp the angle to [0, π] (gradient 0 past the clamp) rather than insightface's older
+  ``th``/``mm`` fallback, which jumps by −(1 − cos m − m·sin m) at θ = π − m. cos θ is clamped to
+  [−1 + 1e-7, 1 − 1e-7] before acos, so dφ/dcos stays finite at θ → 0.
+* ``grad="straight_through"``: insightface arcface_torch's current behaviour: the value of
+  cos(m1·acos(clamp(cos, −1, 1)) + m2) − m3, no angle clamp, and dφ/dcos = 1, so the gradient of
+  the loss with respect to the cosines is s·(softmax − onehot).
+
+AdaFace (Kim et al. 2022) makes the margin per sample from the standardised feature norm
+ẑ = clip(h·(‖x‖ − μ)/(σ + eps), −1, 1): m2 = −m·ẑ, m3 = m·ẑ + m (:func:`adaface_margins`).
+
+The fused :func:`margin_cross_entropy` never builds the B×C logit matrix: the kernels stream the
+classes in tiles with an online log-sum-exp (:func:`cosine_logsumexp`), keeping per-row max and sum,
+and recompute the tiles in the backward. The margin touches only the B target logits, so it is
+plain autograd over (B,) tensors here and the kernels hold no margin arithmetic at all.
+
+Label −1 means "this sample's class is not in ``weight``" (PartialFC: on another rank): the row has
+no target logit on this shard, its other logits still count.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .._ext import native
+from ._backend import resolve
+from ._checks import FLOAT_DTYPES, check_same_device, check_tensor
+
+__all__ = [
+    "combined_margin",
+    "adaface_margins",
+    "margin_logits",
+    "cosine_logsumexp",
+    "margin_cross_entropy",
+    "MarginCrossEntropy",
+]
+
+GRAD_MODES = ("exact", "straight_through")
+_COS_EPS = 1e-7  # keeps acos' derivative finite at θ → 0 and θ → π
+_NORM_EPS = 1e-12  # as F.normalize
+_BACKENDS = ("reference", "native", "triton")
+
+
+def stat_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The accumulation dtype of per-row statistics: float64 for float64 inputs, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# ---------------------------------------------------------------- margins (B-sized, plain autograd)
+
+def combined_margin(cos: torch.Tensor, m1: float = 1.0, m2: float | torch.Tensor = 0.0, m3: float | torch.Tensor = 0.0,
+                    grad: str = "exact") -> torch.Tensor:
+    """φ(cos θ) = cos(m1·θ + m2) − m3, the combined margin of the target cosine (not scaled by s).
+
+    Args:
+        cos: (B,) target cosines cos θ_{y_i}.
+        m1: multiplicative angular margin (SphereFace; 1 for ArcFace and CosFace).
+        m2: additive angular margin (ArcFace 0.5), a float or a (B,) tensor (AdaFace).
+        m3: additive cosine margin (CosFace 0.4), a float or a (B,) tensor (AdaFace).
+        grad: ``"exact"`` or ``"straight_through"`` (see the module docstring).
+
+    Returns:
+        (B,) φ, same dtype as ``cos``.
+    """
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    if grad == "straight_through":
+        with torch.no_grad():
+            value = torch.cos(m1 * torch.acos(cos.clamp(-1.0, 1.0)) + m2) - m3
+        return cos + (value - cos).detach()
+    if m1 == 1.0 and not isinstance(m2, torch.Tensor) and m2 == 0.0:
+        return cos - m3  # CosFace: no angle, no acos round trip
+    theta = torch.acos(cos.clamp(-1.0 + _COS_EPS, 1.0 - _COS_EPS))
+    return torch.cos((m1 * theta + m2).clamp(0.0, math.pi)) - m3
+
+
+def adaface_margins(norms: torch.Tensor, stats: torch.Tensor, m: float = 0.4, h: float = 0.333):
+    """AdaFace's per-sample margins from the feature norms: (m2, m3) = (−m·ẑ, m·ẑ + m).
+
+    ẑ = clip(h·(‖x‖ − μ)/σ', −1, 1) is detached (AdaFace's margin scaler carries no gradient).
+
+    Args:
+        norms: (B,) feature norms ‖x_i‖.
+        stats: (2,) = [μ, σ + eps], as :meth:`pyfacex.nn.NormStats.stats` returns them.
+        m: the margin (0.4 in AdaFace).
+        h: concentration of the standardised norm (0.333).
+
+    Returns:
+        m2 (B,) and m3 (B,) float32, for :func:`combined_margin` or :func:`margin_cross_entropy`.
+    """
+    check_tensor(stats, "stats", dtypes=FLOAT_DTYPES, dim=1)
+    if stats.shape[0] != 2:
+        raise ValueError(f"stats must be (2,) = [mean, std + eps], got shape {tuple(stats.shape)}")
+    z = (h * (norms.detach().float() - stats[0].float()) / stats[1].float()).clamp(-1.0, 1.0)
+    return -m * z, m * z + m
+
+
+def margin_logits(cos: torch.Tensor, labels: torch.Tensor, s: float = 64.0, m1: float = 1.0,
+                  m2: float | torch.Tensor = 0.5, m3: float | torch.Tensor = 0.0, grad: str = "exact") -> torch.Tensor:
+    """The full (B, C) margin logits s·cos with row i's target replaced by s·φ (eager; builds B×C).
+
+    For users who need the logits themselves; :func:`margin_cross_entropy` computes the loss without
+    them. Rows with label −1 have no target and stay s·cos.
+    """
+    rows = torch.nonzero(labels >= 0).squeeze(1)
+    target = cos[rows, labels[rows]]
+    pick = lambda m: m[rows] if isinstance(m, torch.Tensor) else m  # noqa: E731
+    logits = cos.index_put((rows, labels[rows]), combined_margin(target, m1, pick(m2), pick(m3), grad))
+    return s * logits
+
+
+# ---------------------------------------------------------------- the streaming log-sum-exp op
+
+class CosineLSE(NamedTuple):
+    """Per-row statistics of the scaled cosine logits z_ij = s·x̂_i·W_j/‖W_j‖ over a class shard,
+    with the target column j = y_i replaced by the given target logit.
+
+    Attributes:
+        row_max: (B,) max_j z_ij (−inf for a row with no column); constant for autograd.
+        sumexp: (B,) Σ_j exp(z_ij − row_max_i).
+        nontarget_sum: (B,) Σ_{j ≠ y_i} z_ij (label smoothing needs Σ_j z_ij).
+        inv_norm: (C,) 1/max(‖W_j‖, 1e-12); constant for autograd.
+    """
+
+    row_max: torch.Tensor
+    sumexp: torch.Tensor
+    nontarget_sum: torch.Tensor
+    inv_norm: torch.Tensor
+
+
+def cosine_logsumexp_reference(xn, weight, labels, target_logit, s):
+    """Pure-PyTorch :func:`cosine_logsumexp`: the dense B×C logits, differentiated by autograd."""
+    acc = stat_dtype(xn.dtype)
+    inv_norm = 1.0 / torch.linalg.vector_norm(weight.to(acc), dim=1).clamp_min(_NORM_EPS)
+    z = s * (xn.to(acc) @ weight.to(acc).t()) * inv_norm
+    is_target = torch.zeros_like(z, dtype=torch.bool)
+    rows = torch.nonzero(labels >= 0).squeeze(1)
+    is_target[rows, labels[rows]] = True
+    nontarget_sum = z.masked_fill(is_target, 0.0).sum(1)
+    z = torch.where(is_target, target_logit[:, None].to(acc), z)
+    if z.shape[1]:
+        row_max = z.detach().amax(1)  # amax: max(dim) also finds indices, ~1000x slower here
+    else:
+        row_max = z.new_full((z.shape[0],), -math.inf)
+    sumexp = torch.exp(z - row_max[:, None]).sum(1)
+    return CosineLSE(row_max, sumexp, nontarget_sum, inv_norm.detach())
+
+
+def _backward_fn(backward_op):
+    """The autograd backward of a kernel pair (forward op, ``backward_op``), shared by native and Triton."""
+
+    def setup(ctx, inputs, output):
+        xn, weight, labels, target_logit, s = inputs
+        row_max, _, _, inv_norm = output
+        ctx.save_for_backward(xn, weight, labels, target_logit, row_max, inv_norm)
+        ctx.s = s
+        ctx.mark_non_differentiable(row_max, inv_norm)
+
+    def backward(ctx, _g_max, g_sumexp, g_nontarget, _g_inv):
+        xn, weight, labels, target_logit, row_max, inv_norm = ctx.saved_tensors
+        g_sumexp = torch.zeros_like(row_max) if g_sumexp is None else g_sumexp.contiguous()
+        g_nontarget = torch.zeros_like(row_max) if g_nontarget is None else g_nontarget.contiguous()
+        grad_xn = grad_weight = grad_target = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            grad_xn, grad_weight = backward_op(g_sumexp, g_nontarget, xn, weight, inv_norm, labels, row_max, ctx.s)
+        if ctx.needs_input_grad[3]:
+            # z_iy enters sumexp only (it is not in the non-target sum).
+            grad_target = torch.where(labels >= 0, g_sumexp * torch.exp(target_logit - row_max), 0.0)
+        return grad_xn, grad_weight, None, grad_target, None
+
+    return setup, backward
+
+
+def _register_native() -> None:
+    setup, backward = _backward_fn(torch.ops.pyfacex.cosine_lse_backward)
+    torch.library.register_autograd("pyfacex::cosine_lse", backward, setup_context=setup)
+
+    @torch.library.register_fake("pyfacex::cosine_lse")
+    def _(xn, weight, labels, target_logit, s):
+        rows = xn.new_empty(xn.shape[0], dtype=target_logit.dtype)
+        return rows, torch.empty_like(rows), torch.empty_like(rows), weight.new_empty(weight.shape[0], dtype=target_logit.dtype)
+
+    @torch.library.register_fake("pyfacex::cosine_lse_backward")
+    def _(g_sumexp, g_nontarget, xn, weight, inv_norm, labels, row_max, s):
+        return xn.new_empty(xn.shape), weight.new_empty(weight.shape)
+
+
+if native.loaded:
+    _register_native()
+
+
+def _triton_ops():
+    from ..triton import margin as triton_margin  # imported on first use: triton is optional
+
+    return triton_margin.ops()
+
+
+def _check_lse_inputs(xn, weight, labels):
+    check_tensor(xn, "x", dtypes=FLOAT_DTYPES, dim=2)
+    check_tensor(weight, "weight", dtypes=FLOAT_DTYPES, dim=2)
+    if weight.shape[1] != xn.shape[1]:
+        raise ValueError(f"weight must be (num_classes, dim) with dim = {xn.shape[1]} (x's), got {tuple(weight.shape)}")
+    if weight.dtype != xn.dtype:
+        raise TypeError(f"weight must have x's dtype {xn.dtype}, got {weight.dtype}")
+    check_same_device(weight, "weight", xn, "x")
+    check_tensor(labels, "labels", dtypes=(torch.int64,), dim=1)
+    if labels.shape[0] != xn.shape[0]:
+        raise ValueError(f"labels must have B = {xn.shape[0]} entries (one per row of x), got {labels.shape[0]}")
+    check_same_device(labels, "labels", xn, "x")
+    if labels.numel() and not torch.compiler.is_compiling():
+        outside = (labels < -1) | (labels >= weight.shape[0])
+        if bool(outside.any()):
+            i = int(outside.nonzero()[0])
+            raise ValueError(f"labels must be in [-1, num_classes = {weight.shape[0]}), got labels[{i}] = {int(labels[i])}")
+
+
+def cosine_logsumexp(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, target_logit: torch.Tensor,
+                     s: float) -> CosineLSE:
+    """Online log-sum-exp statistics of the scaled cosine logits of one class shard (see :class:`CosineLSE`).
+
+    The building block of :func:`margin_cross_entropy` and of :class:`pyfacex.nn.PartialFC`, which
+    combines the statistics of every rank's shard. Differentiable in ``xn``, ``weight`` (through its
+    normalisation) and ``target_logit``.
+
+    Args:
+        xn: (B, d) L2-normalised embeddings.
+        weight: (C, d) class weights, not normalised (the op normalises them on the fly), x's dtype.
+        labels: (B,) int64 in [−1, C); −1: no target column in this shard.
+        target_logit: (B,) the margin target logits s·φ(cos θ_y), float32 (float64 for float64 x).
+        s: the logit scale.
+    """
+    _check_lse_inputs(xn, weight, labels)
+    check_tensor(target_logit, "target_logit", dtypes=(stat_dtype(xn.dtype),), dim=1)
+    if target_logit.shape[0] != xn.shape[0]:
+        raise ValueError(f"target_logit must have B = {xn.shape[0]} entries, got {target_logit.shape[0]}")
+    check_same_device(target_logit, "target_logit", xn, "x")
+    backend = resolve("cosine_logsumexp", _BACKENDS, xn.device)
+    if backend == "native":
+        return CosineLSE(*torch.ops.pyfacex.cosine_lse(xn, weight, labels, target_logit, float(s)))
+    if backend == "triton":
+        return CosineLSE(*_triton_ops().forward(xn, weight, labels, target_logit, float(s)))
+    return cosine_logsumexp_reference(xn, weight, labels, target_logit, s)
+
+
+# ---------------------------------------------------------------- the loss
+
+class MarginCrossEntropy(NamedTuple):
+    """Result of :func:`margin_cross_entropy` with ``return_details=True``.
+
+    Attributes:
+        loss: () mean over the rows that have a target.
+        per_sample: (B,) the loss of each row (0 for rows with label −1).
+        target_cos: (B,) cos θ_{y_i}, detached (0 for rows with label −1): for logging and for
+            quality-aware heads.
+    """
+
+    loss: torch.Tensor
+    per_sample: torch.Tensor
+    target_cos: torch.Tensor
+
+
+def target_cosine(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) cos θ_{y_i} = x̂_i·W_{y_i}/‖W_{y_i}‖ in the statistics dtype, 0 where labels == −1 (differentiable)."""
+    acc = stat_dtype(xn.dtype)
+    if weight.shape[0] == 0:  # a shard without classes (more ranks than classes)
+        return xn.new_zeros(xn.shape[0], dtype=acc)
+    w = weight[labels.clamp(min=0)].to(acc)
+    cos = (xn.to(acc) * w).sum(1) / torch.linalg.vector_norm(w, dim=1).clamp_min(_NORM_EPS)
+    return torch.where(labels >= 0, cos, 0.0)
+
+
+def loss_from_partials(lse: CosineLSE, target_logit: torch.Tensor, has_target: torch.Tensor, num_classes: int,
+                       label_smoothing: float = 0.0, all_reduce_max=None, all_reduce_sum=None) -> torch.Tensor:
+    """Per-row cross-entropy from the shard statistics of :func:`cosine_logsumexp`.
+
+    ``has_target`` marks the rows whose target column is in this shard. The result is meaningful
+    only for rows that have a target in some shard; the caller masks the others.
+
+    In one process the reducers are identities; :class:`pyfacex.nn.PartialFC` passes all-reduces
+    across the ranks that hold the class shards (``all_reduce_sum`` with an identity backward,
+    because every rank computes the same loss).
+
+    loss_i = (1 − ε)·(lse_i − z_iy) + ε·(lse_i − Σ_j z_ij / C), as ``F.cross_entropy`` with
+    ``label_smoothing=ε``.
+    """
+    identity = lambda t: t  # noqa: E731
+    all_reduce_max = all_reduce_max or identity
+    all_reduce_sum = all_reduce_sum or identity
+    target = torch.where(has_target, target_logit, 0.0)
+    row_max = all_reduce_max(lse.row_max)
+    # A shard without columns has max −inf and contributes exp(−inf) = 0.
+    lse_total = row_max + torch.log(all_reduce_sum(lse.sumexp * torch.exp(lse.row_max - row_max)))
+    if label_smoothing == 0.0:
+        per_sample = lse_total - all_reduce_sum(target)
+    else:
+        target, total = all_reduce_sum(torch.stack([target, lse.nontarget_sum + target])).unbind()
+        per_sample = (1 - label_smoothing) * (lse_total - target) + label_smoothing * (lse_total - total / num_classes)
+    return per_sample
+
+
+def check_margin_args(x, labels, s, m1, m2, m3, grad, label_smoothing) -> None:
+    """Validate the embeddings, labels and margin hyper-parameters of a margin loss (shared by the heads)."""
+    check_tensor(x, "x", dtypes=FLOAT_DTYPES, dim=2)
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch (B = 0): the mean loss is undefined")
+    check_tensor(labels, "labels", dtypes=(torch.int64, torch.int32, torch.int16, torch.uint8), dim=1)
+    if labels.shape[0] != x.shape[0]:
+        raise ValueError(f"labels must have B = {x.shape[0]} entries (one per row of x), got {labels.shape[0]}")
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    if not s > 0:
+        raise ValueError(f"s must be > 0, got {s}")
+    if not m1 >= 1.0:
+        raise ValueError(f"m1 must be >= 1 (a multiplicative angular margin), got {m1}")
+    for name, m in (("m2", m2), ("m3", m3)):
+        if isinstance(m, torch.Tensor) and m.shape != (x.shape[0],):
+            raise ValueError(f"{name} must be a float or a (B,) = ({x.shape[0]},) tensor, got shape {tuple(m.shape)}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
+        raise ValueError("x has non-finite values (NaN or inf): diverged embeddings")
+
+
+def margin_cross_entropy(x: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *, s: float = 64.0,
+                         m1: float = 1.0, m2: float | torch.Tensor = 0.5, m3: float | torch.Tensor = 0.0,
+                         grad: str = "exact", label_smoothing: float = 0.0, return_details: bool = False):
+    """Fused margin softmax cross-entropy: normalise, cosine logits, combined margin, softmax CE.
+
+    Equal to ``F.cross_entropy(margin_logits(F.normalize(x) @ F.normalize(weight).T, labels, ...),
+    labels, ignore_index=-1)`` but never materialises the (B, C) logits: memory O(B·tile) besides
+    the gradient of ``weight``.
+
+    Args:
+        x: (B, d) embeddings (not normalised); cast to ``weight``'s dtype (AMP embeddings with
+            float32 weights work).
+        weight: (C, d) class weights (insightface layout).
+        labels: (B,) integer classes in [−1, C); −1 rows are ignored.
+        s: logit scale (64).
+        m1, m2, m3: the combined margin (defaults: ArcFace m2 = 0.5); m2 and m3 may be (B,)
+            tensors (AdaFace, :func:`adaface_margins`).
+        grad: ``"exact"`` or ``"straight_through"`` (insightface's current ArcFace).
+        label_smoothing: ε in [0, 1), as ``F.cross_entropy``.
+        return_details: also return the per-sample loss and target cosine.
+
+    Returns:
+        the mean loss () over rows with a target, in x's dtype; with ``return_details`` a
+        :class:`MarginCrossEntropy`.
+    """
+    check_margin_args(x, labels, s, m1, m2, m3, grad, label_smoothing)
+    check_tensor(weight, "weight", dtypes=FLOAT_DTYPES, dim=2)
+    if weight.shape[0] == 0:
+        raise ValueError("weight has no classes (num_classes = 0)")
+    labels = labels.long()
+    xn = F.normalize(x.to(weight.dtype), dim=1)
+    _check_lse_inputs(xn, weight, labels)
+    has_target = labels >= 0
+    if not torch.compiler.is_compiling() and not bool(has_target.any()):
+        raise ValueError("every label is -1: no row has a target class")
+    cos = target_cosine(xn, weight, labels)
+    target_logit = s * combined_margin(cos, m1, m2, m3, grad)
+    lse = cosine_logsumexp(xn, weight, labels, target_logit, s)
+    per_sample = torch.where(has_target, loss_from_partials(lse, target_logit, has_target, weight.shape[0], label_smoothing), 0.0)
+    loss = (per_sample.sum() / has_target.sum()).to(x.dtype)
+    if not return_details:
+        return loss
+    return MarginCrossEntropy(loss, per_sample.to(x.dtype), cos.detach().to(x.dtype))

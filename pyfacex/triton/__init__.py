@@ -1,0 +1,1 @@
+"""Triton kernels of pyfacex (the GPU path; CPU tensors run under ``TRITON_INTERPRET=1``)."""
