@@ -1,0 +1,131 @@
+"""Margin losses: the published formulas by hand, the eager composition, the gradient modes."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pyfacex.ops as ops
+
+
+def _problem(rows=6, classes=11, d=8, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = (3 * torch.randn(rows, d, generator=gen, dtype=dtype)).requires_grad_()
+    weight = (0.1 * torch.randn(classes, d, generator=gen, dtype=dtype)).requires_grad_()
+    labels = torch.randint(0, classes, (rows,), generator=gen)
+    labels[1] = -1
+    return x, weight, labels
+
+
+def test_combined_margin_published_formulas_by_hand():
+    c = torch.tensor([0.6], dtype=torch.float64)  # θ = acos 0.6, sin θ = 0.8
+    arc = ops.combined_margin(c, m2=0.5)
+    torch.testing.assert_close(arc, torch.tensor([0.6 * math.cos(0.5) - 0.8 * math.sin(0.5)], dtype=torch.float64))
+    torch.testing.assert_close(ops.combined_margin(c, m3=0.4), torch.tensor([0.2], dtype=torch.float64))
+    torch.testing.assert_close(ops.combined_margin(c, m1=2.0), torch.tensor([2 * 0.36 - 1], dtype=torch.float64))  # cos 2θ
+    combined = ops.combined_margin(c, m1=2.0, m2=0.3, m3=0.2)
+    torch.testing.assert_close(combined, torch.tensor([math.cos(2 * math.acos(0.6) + 0.3) - 0.2], dtype=torch.float64))
+
+
+def test_exact_margin_clamps_the_angle_at_pi_and_straight_through_wraps():
+    # θ = 2.9, θ + 0.5 > π: the exact mode holds φ = cos π = −1 with zero gradient; insightface's
+    # current code computes cos(θ + m) there, which has turned back up.
+    c = torch.tensor([math.cos(2.9)], dtype=torch.float64, requires_grad=True)
+    exact = ops.combined_margin(c, m2=0.5)
+    assert exact.item() == pytest.approx(-1.0)
+    (g,) = torch.autograd.grad(exact.sum(), c)
+    assert g.item() == 0.0
+    straight = ops.combined_margin(c, m2=0.5, grad="straight_through")
+    assert straight.item() == pytest.approx(math.cos(3.4))
+    (g,) = torch.autograd.grad(straight.sum(), c)
+    assert g.item() == 1.0
+
+
+def test_exact_margin_gradient_is_the_derivative():
+    c = torch.tensor([-0.3, 0.2, 0.7, 0.95], dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(ops.combined_margin(c, m1=1.2, m2=0.3).sum(), c)
+    theta = torch.acos(c.detach())
+    torch.testing.assert_close(g, 1.2 * torch.sin(1.2 * theta + 0.3) / torch.sin(theta))
+
+
+@pytest.mark.parametrize("grad", ["exact", "straight_through"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_fused_equals_the_eager_composition(backend, grad, smoothing):
+    x, weight, labels = _problem()
+    kwargs = dict(s=16.0, m1=1.1, m2=0.3, m3=0.1, grad=grad)
+    fused = ops.margin_cross_entropy(x, weight, labels, label_smoothing=smoothing, **kwargs)
+    cos = F.normalize(x) @ F.normalize(weight).t()
+    eager = F.cross_entropy(ops.margin_logits(cos, labels, **kwargs), labels, ignore_index=-1, label_smoothing=smoothing)
+    torch.testing.assert_close(fused, eager)
+    for a, b in zip(torch.autograd.grad(fused, (x, weight)), torch.autograd.grad(eager, (x, weight))):
+        torch.testing.assert_close(a, b)
+
+
+def test_straight_through_gradient_is_softmax_minus_onehot_times_s(backend):
+    x, weight, labels = _problem(seed=1)
+    s = 16.0
+    loss = ops.margin_cross_entropy(x, weight, labels, s=s, m2=0.5, grad="straight_through")
+    grads = torch.autograd.grad(loss, (x, weight))
+    # The logits' values carry the margin, the cosines' gradient is s·(softmax − onehot)/B_valid.
+    with torch.no_grad():
+        cos = F.normalize(x) @ F.normalize(weight).t()
+        probs = torch.softmax(ops.margin_logits(cos, labels, s=s, m2=0.5), dim=1)
+        valid = labels >= 0
+        grad_cos = s * (probs - F.one_hot(labels.clamp(min=0), weight.shape[0])) * valid[:, None] / valid.sum()
+    cos = F.normalize(x) @ F.normalize(weight).t()
+    expected = torch.autograd.grad(cos, (x, weight), grad_cos)
+    for a, b in zip(grads, expected):
+        torch.testing.assert_close(a, b)
+
+
+def test_loss_by_hand_on_a_tiny_case(backend):
+    # x along e0; classes at angles 0.6 rad (target), π/2 and π from it.
+    x = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
+    weight = torch.tensor([[math.cos(0.6), math.sin(0.6)], [0.0, 3.0], [-1.0, 0.0]], dtype=torch.float64)
+    s, m = 4.0, 0.5
+    target = s * math.cos(0.6 + m)
+    expected = -target + math.log(math.exp(target) + math.exp(0.0) + math.exp(-s))
+    loss = ops.margin_cross_entropy(x, weight, torch.tensor([0]), s=s, m2=m)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_ignored_rows_do_not_count(backend):
+    x, weight, labels = _problem(seed=2)
+    keep = labels >= 0
+    all_rows = ops.margin_cross_entropy(x, weight, labels, s=16.0, return_details=True)
+    subset = ops.margin_cross_entropy(x[keep], weight, labels[keep], s=16.0)
+    torch.testing.assert_close(all_rows.loss, subset)
+    assert all_rows.per_sample[1] == 0 and all_rows.target_cos[1] == 0
+    torch.testing.assert_close(all_rows.loss, all_rows.per_sample[keep].mean())
+    torch.testing.assert_close(all_rows.target_cos[keep], (F.normalize(x) @ F.normalize(weight).t())[keep, labels[keep]].detach())
+
+
+def test_statistics_agree_across_backends():
+    x, weight, labels = _problem(rows=5, classes=700, d=16, dtype=torch.float32, seed=3)
+    xn = F.normalize(x.detach(), dim=1)
+    target = torch.randn(5)
+    outputs = {}
+    for name in ops.available_backends("cpu"):
+        with ops.use_backend(name):
+            outputs[name] = ops.cosine_logsumexp(xn, weight.detach(), labels, target, 8.0)
+    for name, out in outputs.items():
+        for field in ("row_max", "inv_norm"):
+            torch.testing.assert_close(getattr(out, field), getattr(outputs["reference"], field), msg=f"{name} {field}")
+
+
+def test_adaface_margins_by_hand():
+    norms = torch.tensor([10.0, 20.0, 40.0])
+    m2, m3 = ops.adaface_margins(norms, torch.tensor([20.0, 10.0]), m=0.4, h=0.5)
+    z = torch.tensor([-0.5, 0.0, 1.0])  # clip(0.5·(norm − 20)/10, −1, 1)
+    torch.testing.assert_close(m2, -0.4 * z)
+    torch.testing.assert_close(m3, 0.4 * z + 0.4)
+
+
+def test_mixed_dtypes_cast_embeddings_to_the_weight_dtype():
+    x, weight, labels = _problem(dtype=torch.float32)
+    loss16 = ops.margin_cross_entropy(x.detach().half(), weight, labels, s=16.0)
+    loss32 = ops.margin_cross_entropy(x.detach().half().float(), weight, labels, s=16.0)
+    assert loss16.dtype == torch.float16
+    torch.testing.assert_close(loss16.float(), loss32, rtol=1e-3, atol=1e-3)
