@@ -27,10 +27,9 @@ from torch import nn
 from ..ops.margin import (
     MarginCrossEntropy,
     check_margin_args,
-    combined_margin,
     cosine_logsumexp,
     loss_from_partials,
-    target_cosine,
+    margin_targets,
 )
 from .margin_heads import class_weight
 
@@ -191,18 +190,16 @@ class PartialFC(nn.Module):
             num_classes = int(self._sum(torch.tensor(float(weight.shape[0]), device=weight.device)))
 
         xn = F.normalize(x_all, dim=1)
-        has_target = local >= 0
-        cos = target_cosine(xn, weight, local)
-        target_logit = torch.where(has_target, self.s * combined_margin(cos, self.m1, self.m2, self.m3, self.grad), 0.0)
-        lse = cosine_logsumexp(xn, weight, local, target_logit, self.s)
-        per_sample = loss_from_partials(lse, target_logit, has_target, num_classes, self.label_smoothing,
+        cos, target_logit, target_slope = margin_targets(xn, weight, local, self.s, self.m1, self.m2, self.m3, self.grad)
+        lse = cosine_logsumexp(xn, weight, local, target_logit, target_slope, self.s)
+        per_sample = loss_from_partials(lse, local >= 0, num_classes, self.label_smoothing,
                                         all_reduce_max=self._max, all_reduce_sum=self._sum)
         per_sample = torch.where(valid, per_sample, 0.0)
         loss = (per_sample.sum() / valid.sum()).to(embeddings.dtype)
         if not return_details:
             return loss
         rows = slice(self.rank * embeddings.shape[0], (self.rank + 1) * embeddings.shape[0])
-        target_cos = self._sum(cos.detach())  # only the owner of the class has a non-zero cosine
+        target_cos = self._sum(cos)  # only the owner of the class has a non-zero cosine
         return MarginCrossEntropy(loss, per_sample[rows].to(embeddings.dtype), target_cos[rows].to(embeddings.dtype))
 
     # ------------------------------------------------------------ checkpoints

@@ -13,6 +13,7 @@ from .margin import (
     cosine_logsumexp,
     margin_cross_entropy,
     margin_logits,
+    margin_targets,
 )
 from .quality import (
     lgaf_fusion,

@@ -40,6 +40,7 @@ __all__ = [
     "adaface_margins",
     "margin_logits",
     "cosine_logsumexp",
+    "margin_targets",
     "margin_cross_entropy",
     "MarginCrossEntropy",
 ]
@@ -121,61 +122,67 @@ def margin_logits(cos: torch.Tensor, labels: torch.Tensor, s: float = 64.0, m1: 
 # ---------------------------------------------------------------- the streaming log-sum-exp op
 
 class CosineLSE(NamedTuple):
-    """Per-row statistics of the scaled cosine logits z_ij = s·x̂_i·W_j/‖W_j‖ over a class shard,
-    with the target column j = y_i replaced by the given target logit.
+    """Per-row statistics of the scaled cosine logits z_ij = s·cos_ij, cos_ij = x̂_i·W_j/‖W_j‖, over a
+    class shard, with the target column j = y_i replaced by the margin target logit t_i.
+
+    The target column has the value t_i and the derivative ``target_slope``_i with respect to
+    cos_iy (t_i = s·φ(cos_iy) is computed outside the kernels, from B cosines): its gradient thus
+    flows into the same tiled GEMMs as every other column's, and no (C, d) gradient of a gather of
+    target rows is ever formed.
 
     Attributes:
         row_max: (B,) max_j z_ij (−inf for a row with no column); constant for autograd.
         sumexp: (B,) Σ_j exp(z_ij − row_max_i).
         nontarget_sum: (B,) Σ_{j ≠ y_i} z_ij (label smoothing needs Σ_j z_ij).
+        target: (B,) z_iy = t_i (0 for rows without a target in the shard).
         inv_norm: (C,) 1/max(‖W_j‖, 1e-12); constant for autograd.
     """
 
     row_max: torch.Tensor
     sumexp: torch.Tensor
     nontarget_sum: torch.Tensor
+    target: torch.Tensor
     inv_norm: torch.Tensor
 
 
-def cosine_logsumexp_reference(xn, weight, labels, target_logit, s):
+def cosine_logsumexp_reference(xn, weight, labels, target_logit, target_slope, s):
     """Pure-PyTorch :func:`cosine_logsumexp`: the dense B×C logits, differentiated by autograd."""
     acc = stat_dtype(xn.dtype)
     inv_norm = 1.0 / torch.linalg.vector_norm(weight.to(acc), dim=1).clamp_min(_NORM_EPS)
-    z = s * (xn.to(acc) @ weight.to(acc).t()) * inv_norm
+    cos = (xn.to(acc) @ weight.to(acc).t()) * inv_norm
+    z = s * cos
     is_target = torch.zeros_like(z, dtype=torch.bool)
     rows = torch.nonzero(labels >= 0).squeeze(1)
     is_target[rows, labels[rows]] = True
     nontarget_sum = z.masked_fill(is_target, 0.0).sum(1)
-    z = torch.where(is_target, target_logit[:, None].to(acc), z)
+    # The target column: value t_i, derivative target_slope_i with respect to its cosine.
+    target_column = target_logit[:, None] + target_slope[:, None] * (cos - cos.detach())
+    z = torch.where(is_target, target_column, z)
+    target = torch.where(is_target, z, 0.0).sum(1)
     if z.shape[1]:
         row_max = z.detach().amax(1)  # amax: max(dim) also finds indices, ~1000x slower here
     else:
         row_max = z.new_full((z.shape[0],), -math.inf)
     sumexp = torch.exp(z - row_max[:, None]).sum(1)
-    return CosineLSE(row_max, sumexp, nontarget_sum, inv_norm.detach())
+    return CosineLSE(row_max, sumexp, nontarget_sum, target, inv_norm.detach())
 
 
 def _backward_fn(backward_op):
-    """The autograd backward of a kernel pair (forward op, ``backward_op``), shared by native and Triton."""
+    """The autograd of a kernel pair (forward op, ``backward_op``), shared by native and Triton."""
 
     def setup(ctx, inputs, output):
-        xn, weight, labels, target_logit, s = inputs
-        row_max, _, _, inv_norm = output
-        ctx.save_for_backward(xn, weight, labels, target_logit, row_max, inv_norm)
+        xn, weight, labels, target_logit, target_slope, s = inputs
+        row_max, inv_norm = output[0], output[4]
+        ctx.save_for_backward(xn, weight, labels, target_logit, target_slope, row_max, inv_norm)
         ctx.s = s
         ctx.mark_non_differentiable(row_max, inv_norm)
 
-    def backward(ctx, _g_max, g_sumexp, g_nontarget, _g_inv):
-        xn, weight, labels, target_logit, row_max, inv_norm = ctx.saved_tensors
-        g_sumexp = torch.zeros_like(row_max) if g_sumexp is None else g_sumexp.contiguous()
-        g_nontarget = torch.zeros_like(row_max) if g_nontarget is None else g_nontarget.contiguous()
-        grad_xn = grad_weight = grad_target = None
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            grad_xn, grad_weight = backward_op(g_sumexp, g_nontarget, xn, weight, inv_norm, labels, row_max, ctx.s)
-        if ctx.needs_input_grad[3]:
-            # z_iy enters sumexp only (it is not in the non-target sum).
-            grad_target = torch.where(labels >= 0, g_sumexp * torch.exp(target_logit - row_max), 0.0)
-        return grad_xn, grad_weight, None, grad_target, None
+    def backward(ctx, _g_max, g_sumexp, g_nontarget, g_target, _g_inv):
+        xn, weight, labels, target_logit, target_slope, row_max, inv_norm = ctx.saved_tensors
+        grads = [torch.zeros_like(row_max) if g is None else g.contiguous() for g in (g_sumexp, g_nontarget, g_target)]
+        grad_xn, grad_weight = backward_op(*grads, xn, weight, inv_norm, labels, target_logit, target_slope, row_max,
+                                           ctx.s)
+        return grad_xn, grad_weight, None, None, None, None
 
     return setup, backward
 
@@ -185,12 +192,13 @@ def _register_native() -> None:
     torch.library.register_autograd("pyfacex::cosine_lse", backward, setup_context=setup)
 
     @torch.library.register_fake("pyfacex::cosine_lse")
-    def _(xn, weight, labels, target_logit, s):
+    def _(xn, weight, labels, target_logit, target_slope, s):
         rows = xn.new_empty(xn.shape[0], dtype=target_logit.dtype)
-        return rows, torch.empty_like(rows), torch.empty_like(rows), weight.new_empty(weight.shape[0], dtype=target_logit.dtype)
+        return (rows, torch.empty_like(rows), torch.empty_like(rows), torch.empty_like(rows),
+                weight.new_empty(weight.shape[0], dtype=target_logit.dtype))
 
     @torch.library.register_fake("pyfacex::cosine_lse_backward")
-    def _(g_sumexp, g_nontarget, xn, weight, inv_norm, labels, row_max, s):
+    def _(g_sumexp, g_nontarget, g_target, xn, weight, inv_norm, labels, target_logit, target_slope, row_max, s):
         return xn.new_empty(xn.shape), weight.new_empty(weight.shape)
 
 
@@ -224,31 +232,35 @@ def _check_lse_inputs(xn, weight, labels):
 
 
 def cosine_logsumexp(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, target_logit: torch.Tensor,
-                     s: float) -> CosineLSE:
+                     target_slope: torch.Tensor, s: float) -> CosineLSE:
     """Online log-sum-exp statistics of the scaled cosine logits of one class shard (see :class:`CosineLSE`).
 
     The building block of :func:`margin_cross_entropy` and of :class:`pyfacex.nn.PartialFC`, which
-    combines the statistics of every rank's shard. Differentiable in ``xn``, ``weight`` (through its
-    normalisation) and ``target_logit``.
+    combines the statistics of every rank's shard; :func:`margin_targets` makes its target inputs.
+    Differentiable in ``xn`` and ``weight`` (through its normalisation); ``target_logit`` and
+    ``target_slope`` are constants.
 
     Args:
         xn: (B, d) L2-normalised embeddings.
         weight: (C, d) class weights, not normalised (the op normalises them on the fly), x's dtype.
         labels: (B,) int64 in [−1, C); −1: no target column in this shard.
-        target_logit: (B,) the margin target logits s·φ(cos θ_y), float32 (float64 for float64 x).
+        target_logit: (B,) target logits t_i = s·φ(cos θ_y), float32 (float64 for float64 x).
+        target_slope: (B,) dt_i/dcos θ_y, same dtype.
         s: the logit scale.
     """
     _check_lse_inputs(xn, weight, labels)
-    check_tensor(target_logit, "target_logit", dtypes=(stat_dtype(xn.dtype),), dim=1)
-    if target_logit.shape[0] != xn.shape[0]:
-        raise ValueError(f"target_logit must have B = {xn.shape[0]} entries, got {target_logit.shape[0]}")
-    check_same_device(target_logit, "target_logit", xn, "x")
+    for name, t in (("target_logit", target_logit), ("target_slope", target_slope)):
+        check_tensor(t, name, dtypes=(stat_dtype(xn.dtype),), dim=1)
+        if t.shape[0] != xn.shape[0]:
+            raise ValueError(f"{name} must have B = {xn.shape[0]} entries, got {t.shape[0]}")
+        check_same_device(t, name, xn, "x")
+    args = (xn, weight, labels, target_logit.detach(), target_slope.detach(), float(s))
     backend = resolve("cosine_logsumexp", _BACKENDS, xn.device)
     if backend == "native":
-        return CosineLSE(*torch.ops.pyfacex.cosine_lse(xn, weight, labels, target_logit, float(s)))
+        return CosineLSE(*torch.ops.pyfacex.cosine_lse(*args))
     if backend == "triton":
-        return CosineLSE(*_triton_ops().forward(xn, weight, labels, target_logit, float(s)))
-    return cosine_logsumexp_reference(xn, weight, labels, target_logit, s)
+        return CosineLSE(*_triton_ops().forward(*args))
+    return cosine_logsumexp_reference(*args)
 
 
 # ---------------------------------------------------------------- the loss
@@ -268,8 +280,9 @@ class MarginCrossEntropy(NamedTuple):
     target_cos: torch.Tensor
 
 
+@torch.no_grad()
 def target_cosine(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B,) cos θ_{y_i} = x̂_i·W_{y_i}/‖W_{y_i}‖ in the statistics dtype, 0 where labels == −1 (differentiable)."""
+    """(B,) cos θ_{y_i} = x̂_i·W_{y_i}/‖W_{y_i}‖ in the statistics dtype, 0 where labels == −1 (detached)."""
     acc = stat_dtype(xn.dtype)
     if weight.shape[0] == 0:  # a shard without classes (more ranks than classes)
         return xn.new_zeros(xn.shape[0], dtype=acc)
@@ -278,8 +291,26 @@ def target_cosine(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) 
     return torch.where(labels >= 0, cos, 0.0)
 
 
-def loss_from_partials(lse: CosineLSE, target_logit: torch.Tensor, has_target: torch.Tensor, num_classes: int,
-                       label_smoothing: float = 0.0, all_reduce_max=None, all_reduce_sum=None) -> torch.Tensor:
+def margin_targets(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, s: float, m1: float = 1.0,
+                   m2: float | torch.Tensor = 0.0, m3: float | torch.Tensor = 0.0, grad: str = "exact"):
+    """The target inputs of :func:`cosine_logsumexp`: cos θ_y, t = s·φ(cos θ_y) and dt/dcos θ_y.
+
+    The slope is φ's autograd derivative on the B cosines (``grad="straight_through"``: s).
+
+    Returns:
+        cos (B,), target_logit (B,), target_slope (B,), all detached, 0 where labels == −1.
+    """
+    cos = target_cosine(xn, weight, labels)
+    with torch.enable_grad():
+        leaf = cos.detach().requires_grad_()
+        target = s * combined_margin(leaf, m1, m2, m3, grad)
+        (slope,) = torch.autograd.grad(target.sum(), leaf)
+    has_target = labels >= 0
+    return cos, torch.where(has_target, target.detach(), 0.0), torch.where(has_target, slope, 0.0)
+
+
+def loss_from_partials(lse: CosineLSE, has_target: torch.Tensor, num_classes: int, label_smoothing: float = 0.0,
+                       all_reduce_max=None, all_reduce_sum=None) -> torch.Tensor:
     """Per-row cross-entropy from the shard statistics of :func:`cosine_logsumexp`.
 
     ``has_target`` marks the rows whose target column is in this shard. The result is meaningful
@@ -295,16 +326,14 @@ def loss_from_partials(lse: CosineLSE, target_logit: torch.Tensor, has_target: t
     identity = lambda t: t  # noqa: E731
     all_reduce_max = all_reduce_max or identity
     all_reduce_sum = all_reduce_sum or identity
-    target = torch.where(has_target, target_logit, 0.0)
+    target = torch.where(has_target, lse.target, 0.0)
     row_max = all_reduce_max(lse.row_max)
     # A shard without columns has max −inf and contributes exp(−inf) = 0.
     lse_total = row_max + torch.log(all_reduce_sum(lse.sumexp * torch.exp(lse.row_max - row_max)))
     if label_smoothing == 0.0:
-        per_sample = lse_total - all_reduce_sum(target)
-    else:
-        target, total = all_reduce_sum(torch.stack([target, lse.nontarget_sum + target])).unbind()
-        per_sample = (1 - label_smoothing) * (lse_total - target) + label_smoothing * (lse_total - total / num_classes)
-    return per_sample
+        return lse_total - all_reduce_sum(target)
+    target, total = all_reduce_sum(torch.stack([target, lse.nontarget_sum + target])).unbind()
+    return (1 - label_smoothing) * (lse_total - target) + label_smoothing * (lse_total - total / num_classes)
 
 
 def check_margin_args(x, labels, s, m1, m2, m3, grad, label_smoothing) -> None:
@@ -365,11 +394,10 @@ def margin_cross_entropy(x: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     has_target = labels >= 0
     if not torch.compiler.is_compiling() and not bool(has_target.any()):
         raise ValueError("every label is -1: no row has a target class")
-    cos = target_cosine(xn, weight, labels)
-    target_logit = s * combined_margin(cos, m1, m2, m3, grad)
-    lse = cosine_logsumexp(xn, weight, labels, target_logit, s)
-    per_sample = torch.where(has_target, loss_from_partials(lse, target_logit, has_target, weight.shape[0], label_smoothing), 0.0)
+    cos, target_logit, target_slope = margin_targets(xn, weight, labels, s, m1, m2, m3, grad)
+    lse = cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s)
+    per_sample = torch.where(has_target, loss_from_partials(lse, has_target, weight.shape[0], label_smoothing), 0.0)
     loss = (per_sample.sum() / has_target.sum()).to(x.dtype)
     if not return_details:
         return loss
-    return MarginCrossEntropy(loss, per_sample.to(x.dtype), cos.detach().to(x.dtype))
+    return MarginCrossEntropy(loss, per_sample.to(x.dtype), cos.to(x.dtype))

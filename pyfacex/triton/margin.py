@@ -1,7 +1,7 @@
 """Triton kernels of the streaming cosine log-sum-exp (``cosine_lse``, see :mod:`pyfacex.ops.margin`).
 
 z_ij = s·xn_i·W_j·inv_j with inv_j = 1/max(‖W_j‖, 1e-12), the target column j = labels[i] replaced
-by target_logit[i]. No kernel materialises B×C: the forward streams class tiles through an online
+by target_logit[i] (whose derivative with respect to its cosine is target_slope[i]). No kernel materialises B×C: the forward streams class tiles through an online
 max / sum-exp per row block; the backward recomputes the z tiles, once per row block for grad_xn and
 once per class tile for grad_weight, so neither kernel needs atomics.
 
@@ -95,18 +95,20 @@ def _forward_kernel(xn_ptr, w_ptr, scale_ptr, labels_ptr, target_ptr, max_ptr, s
 
 
 @triton.jit
-def _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget):
-    """dz_ij = gS_i·exp(z_ij − max_i) + gN_i of the tile (dcos_ij = s·dz_ij), 0 at the target and padding.
+def _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz):
+    """dz_ij = gS_i·exp(z_ij − max_i) + gN_i of the tile (dcos_ij = s·dz_ij), target_dz_i at the
+    target column (computed on the host from the target's own statistics), 0 in the padding.
 
     The column scale s·inv_j is applied to the other operand (W) or after the sum (H): inv_j has no
     bound (tiny weight rows), and dz·s·inv_j could overflow float16 operands.
     """
-    keep = col_ok[None, :] & (label[:, None] != cols[None, :])
-    return tl.where(keep, g_sumexp[:, None] * tl.exp(z - row_max[:, None]) + g_nontarget[:, None], 0.0)
+    dz = g_sumexp[:, None] * tl.exp(z - row_max[:, None]) + g_nontarget[:, None]
+    dz = tl.where(label[:, None] == cols[None, :], target_dz[:, None], dz)
+    return tl.where(col_ok[None, :], dz, 0.0)
 
 
 @triton.jit
-def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, xn_ptr, w_ptr, scale_ptr, labels_ptr, max_ptr, grad_xn_ptr,
+def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr, scale_ptr, labels_ptr, max_ptr, grad_xn_ptr,
                     B, C, D, stride_xb, stride_xd, stride_wc, stride_wd,
                     ACC: tl.constexpr, CAST: tl.constexpr,
                     BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -119,6 +121,7 @@ def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, xn_ptr, w_ptr, scale_ptr, lab
     row_max = tl.load(max_ptr + rows, mask=row_ok, other=0.0)
     g_sumexp = tl.load(g_sumexp_ptr + rows, mask=row_ok, other=0.0)
     g_nontarget = tl.load(g_nontarget_ptr + rows, mask=row_ok, other=0.0)
+    target_dz = tl.load(target_dz_ptr + rows, mask=row_ok, other=0.0)
     grad = tl.zeros([BLOCK_B, BLOCK_D], ACC)
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
@@ -126,7 +129,7 @@ def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, xn_ptr, w_ptr, scale_ptr, lab
         w = _load_rows(w_ptr, cols, col_ok, dims, D, stride_wc, stride_wd)
         scale = tl.load(scale_ptr + cols, mask=col_ok, other=0.0)
         z = _scaled_cosines(x, w, scale, ACC, CAST)
-        dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget)
+        dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz)
         # s·W_j/‖W_j‖: entries at most s, safe in float16.
         w_hat = _operand(w.to(ACC) * scale[:, None], w.dtype, CAST)
         grad = tl.dot(_operand(dz, w.dtype, CAST), w_hat, grad, out_dtype=ACC, input_precision="ieee")
@@ -135,7 +138,7 @@ def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, xn_ptr, w_ptr, scale_ptr, lab
 
 
 @triton.jit
-def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, xn_ptr, w_ptr, inv_ptr, scale_ptr, labels_ptr, max_ptr,
+def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr, inv_ptr, scale_ptr, labels_ptr, max_ptr,
                         grad_w_ptr, B, C, D, stride_xb, stride_xd, stride_wc, stride_wd,
                         ACC: tl.constexpr, CAST: tl.constexpr,
                         BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -154,8 +157,9 @@ def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, xn_ptr, w_ptr, inv_ptr, s
         row_max = tl.load(max_ptr + rows, mask=row_ok, other=0.0)
         g_sumexp = tl.load(g_sumexp_ptr + rows, mask=row_ok, other=0.0)
         g_nontarget = tl.load(g_nontarget_ptr + rows, mask=row_ok, other=0.0)
+        target_dz = tl.load(target_dz_ptr + rows, mask=row_ok, other=0.0)
         z = _scaled_cosines(x, w, scale, ACC, CAST)
-        dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget)
+        dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz)
         h = tl.dot(tl.trans(_operand(dz, x.dtype, CAST)), _operand(x, x.dtype, CAST), h, out_dtype=ACC,
                    input_precision="ieee")
     h = h * scale[:, None]  # H_j = Σ_i dcos_ij·inv_j·xn_i
@@ -199,7 +203,8 @@ def _device_guard(t: torch.Tensor):
 
 @torch.library.custom_op("pyfacex::triton_cosine_lse", mutates_args=())
 def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, target_logit: torch.Tensor,
-                s: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                target_slope: torch.Tensor, s: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Online log-sum-exp statistics of z = s·xn·Wᵀ/‖W‖ with the target column replaced by target_logit.
 
     Args:
@@ -207,10 +212,12 @@ def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ta
         weight: (C, d) class weights, xn's dtype.
         labels: (B,) int64 in [−1, C); −1: no target column.
         target_logit: (B,) target logits, float32 (float64 for float64 xn).
+        target_slope: (B,) their derivatives with respect to the target cosines (used by the backward).
         s: the logit scale.
 
     Returns:
-        row_max (B,), sumexp (B,), nontarget_sum (B,), inv_norm (C,), all float32 (float64 for float64 xn).
+        row_max (B,), sumexp (B,), nontarget_sum (B,), target (B,) (target_logit, 0 without a
+        target), inv_norm (C,), all float32 (float64 for float64 xn).
     """
     b, c = xn.shape[0], weight.shape[0]
     acc = _acc_dtype(xn.dtype)
@@ -219,35 +226,35 @@ def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ta
     row_max = torch.full((b,), float("-inf"), dtype=acc, device=xn.device)
     sumexp = torch.zeros(b, dtype=acc, device=xn.device)
     nontarget = torch.zeros(b, dtype=acc, device=xn.device)
+    target = torch.where(labels >= 0, target_logit, 0.0)
     if b == 0 or c == 0:
-        return row_max, sumexp, nontarget, inv_norm
+        return row_max, sumexp, nontarget, target, inv_norm
     args = _kernel_args(xn, weight)
     with _device_guard(xn):
         _forward_kernel[(triton.cdiv(b, args["BLOCK_B"]),)](
             xn, weight, s * inv_norm, labels.contiguous(), target_logit.contiguous(), row_max, sumexp, nontarget,
             **args)
-    return row_max, sumexp, nontarget, inv_norm
+    return row_max, sumexp, nontarget, target, inv_norm
 
 
 @_cosine_lse.register_fake
-def _(xn, weight, labels, target_logit, s):
+def _(xn, weight, labels, target_logit, target_slope, s):
     acc = _acc_dtype(xn.dtype)
-    return (xn.new_empty(xn.shape[0], dtype=acc), xn.new_empty(xn.shape[0], dtype=acc),
-            xn.new_empty(xn.shape[0], dtype=acc), weight.new_empty(weight.shape[0], dtype=acc))
+    rows = [xn.new_empty(xn.shape[0], dtype=acc) for _ in range(4)]
+    return (*rows, weight.new_empty(weight.shape[0], dtype=acc))
 
 
 @torch.library.custom_op("pyfacex::triton_cosine_lse_backward", mutates_args=())
-def _cosine_lse_backward(grad_sumexp: torch.Tensor, grad_nontarget_sum: torch.Tensor, xn: torch.Tensor,
-                         weight: torch.Tensor, inv_norm: torch.Tensor, labels: torch.Tensor, row_max: torch.Tensor,
+def _cosine_lse_backward(grad_sumexp: torch.Tensor, grad_nontarget_sum: torch.Tensor, grad_target: torch.Tensor,
+                         xn: torch.Tensor, weight: torch.Tensor, inv_norm: torch.Tensor, labels: torch.Tensor,
+                         target_logit: torch.Tensor, target_slope: torch.Tensor, row_max: torch.Tensor,
                          s: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of xn and weight (through its normalisation) from those of sumexp and nontarget_sum.
-
-    The target column gets no gradient here: it belongs to target_logit (``_backward_fn`` in
-    :mod:`pyfacex.ops.margin`).
+    """Gradients of xn and weight (through its normalisation) from those of sumexp, nontarget_sum and target.
 
     Args:
-        grad_sumexp, grad_nontarget_sum: (B,) statistics dtype.
+        grad_sumexp, grad_nontarget_sum, grad_target: (B,) statistics dtype.
         xn: (B, d); weight: (C, d); labels: (B,) int64.
+        target_logit, target_slope: (B,) as given to the forward.
         inv_norm, row_max: (C,) and (B,) as the forward returned them.
         s: the logit scale of the forward.
 
@@ -262,7 +269,9 @@ def _cosine_lse_backward(grad_sumexp: torch.Tensor, grad_nontarget_sum: torch.Te
     grad_xn = torch.empty(xn.shape, dtype=xn.dtype, device=xn.device)
     grad_weight = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
     args = _kernel_args(xn, weight)
-    vectors = [t.contiguous() for t in (grad_sumexp, grad_nontarget_sum)]
+    # The target column: dcos_iy = slope_i·(gS_i·exp(t_i − max_i) + gT_i), in the kernels' unit dz = dcos/s.
+    target_dz = (grad_sumexp * torch.exp(target_logit - row_max) + grad_target) * target_slope / s
+    vectors = [t.contiguous() for t in (grad_sumexp, grad_nontarget_sum, target_dz)]
     inv_norm, labels, row_max = inv_norm.contiguous(), labels.contiguous(), row_max.contiguous()
     scale = s * inv_norm
     with _device_guard(xn):
@@ -274,7 +283,7 @@ def _cosine_lse_backward(grad_sumexp: torch.Tensor, grad_nontarget_sum: torch.Te
 
 
 @_cosine_lse_backward.register_fake
-def _(grad_sumexp, grad_nontarget_sum, xn, weight, inv_norm, labels, row_max, s):
+def _(grad_sumexp, grad_nontarget_sum, grad_target, xn, weight, inv_norm, labels, target_logit, target_slope, row_max, s):
     return xn.new_empty(xn.shape), weight.new_empty(weight.shape)
 
 
@@ -298,9 +307,10 @@ def ops() -> SimpleNamespace:
     """The Triton pair of ``cosine_lse`` (autograd registered).
 
     Returns:
-        a namespace with ``forward(xn, weight, labels, target_logit, s)`` -> (row_max (B,), sumexp
-        (B,), nontarget_sum (B,), inv_norm (C,)) and ``backward(g_sumexp, g_nontarget, xn, weight,
-        inv_norm, labels, row_max, s)`` -> (grad_xn (B, d), grad_weight (C, d)):
+        a namespace with ``forward(xn, weight, labels, target_logit, target_slope, s)`` -> (row_max
+        (B,), sumexp (B,), nontarget_sum (B,), target (B,), inv_norm (C,)) and ``backward(g_sumexp,
+        g_nontarget, g_target, xn, weight, inv_norm, labels, target_logit, target_slope, row_max, s)``
+        -> (grad_xn (B, d), grad_weight (C, d)):
         ``torch.ops.pyfacex.triton_cosine_lse`` and ``torch.ops.pyfacex.triton_cosine_lse_backward``.
     """
     return _OPS

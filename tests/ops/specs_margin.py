@@ -94,14 +94,14 @@ def _native_calls(dtype, device):
     gen = _gen(2)
     x, weight, labels = _problem(gen, 5, 11, 8, dtype, device)
     xn = torch.nn.functional.normalize(x, dim=1)
-    target = torch.randn(5, generator=gen, dtype=dtype).to(device)
-    row_max, _, _, inv_norm = torch.ops.pyfacex.cosine_lse(xn, weight, labels, target, 8.0)
-    grads = torch.randn(2, 5, generator=gen, dtype=dtype).to(device)
+    _, target, slope = ops.margin_targets(xn, weight, labels, 8.0, m2=0.5)
+    outputs = torch.ops.pyfacex.cosine_lse(xn, weight, labels, target, slope, 8.0)
+    grads = torch.randn(3, 5, generator=gen, dtype=dtype).to(device)
     return [
-        (torch.ops.pyfacex.cosine_lse.default, (xn.requires_grad_(), weight.requires_grad_(), labels, target.requires_grad_(), 8.0)),
-        (torch.ops.pyfacex.cosine_lse.default, (xn.detach()[:0], weight.detach(), labels[:0], target.detach()[:0], 8.0)),
+        (torch.ops.pyfacex.cosine_lse.default, (xn.requires_grad_(), weight.requires_grad_(), labels, target, slope, 8.0)),
+        (torch.ops.pyfacex.cosine_lse.default, (xn.detach()[:0], weight.detach(), labels[:0], target[:0], slope[:0], 8.0)),
         (torch.ops.pyfacex.cosine_lse_backward.default,
-         (grads[0], grads[1], xn.detach(), weight.detach(), inv_norm, labels, row_max, 8.0)),
+         (*grads, xn.detach(), weight.detach(), outputs[4], labels, target, slope, outputs[0], 8.0)),
     ]
 
 
@@ -125,30 +125,34 @@ def _lse_samples(dtype, device):
     for rows, classes, d in ((5, 13, 8), (3, 1, 16), (6, 530, 9), (0, 5, 8), (4, 0, 8)):
         x, weight, labels = _problem(gen, rows, classes, d, dtype, device)
         xn = torch.nn.functional.normalize(x, dim=1)
-        target = (5.0 * torch.randn(rows, generator=gen, dtype=dtype)).to(device)
-        samples.append(Sample(f"B{rows}-C{classes}-d{d}", (xn, weight, labels, target, 8.0), gradcheck=classes < 512))
+        samples.append(Sample(f"B{rows}-C{classes}-d{d}", (xn, weight, labels, 8.0), {"m1": 1.1, "m2": 0.3, "m3": 0.1},
+                              gradcheck=classes < 512))
     return samples
+
+
+def _lse_call(public, sample):
+    # The targets come from the embeddings and weights, as margin_cross_entropy makes them, so that
+    # finite differences see the target column move with its cosine. row_max and inv_norm are
+    # constants for autograd, and finite differences would disagree with their zero gradient; the
+    # log-sum-exp they form with sumexp is differentiable everywhere (test_margin.py compares them
+    # across backends).
+    xn, weight, labels, s = sample.args
+    _, target, slope = ops.margin_targets(xn, weight, labels, s, **sample.kwargs)
+    out = public(xn, weight, labels, target, slope, s)
+    return out.row_max + torch.log(out.sumexp), out.nontarget_sum, out.target
 
 
 def _lse_bad(device):
     xn = torch.randn(4, 8, device=device)
     weight = torch.randn(10, 8, device=device)
     labels = torch.tensor([0, 3, 9, -1], device=device)
-    target = torch.zeros(4, device=device)
+    t = torch.zeros(4, device=device)
     return [
-        BadInput("target-dtype", (xn, weight, labels, target.double(), 8.0), TypeError, "target_logit must have dtype float32"),
-        BadInput("target-length", (xn, weight, labels, target[:2], 8.0), ValueError, "target_logit must have B = 4"),
-        BadInput("weight-dtype", (xn, weight.double(), labels, target, 8.0), TypeError, "weight must have x's dtype"),
-        BadInput("label-too-large", (xn, weight, labels + 1, target, 8.0), ValueError, "labels must be in"),
+        BadInput("target-dtype", (xn, weight, labels, t.double(), t, 8.0), TypeError, "target_logit must have dtype float32"),
+        BadInput("slope-length", (xn, weight, labels, t, t[:2], 8.0), ValueError, "target_slope must have B = 4"),
+        BadInput("weight-dtype", (xn, weight.double(), labels, t, t, 8.0), TypeError, "weight must have x's dtype"),
+        BadInput("label-too-large", (xn, weight, labels + 1, t, t, 8.0), ValueError, "labels must be in"),
     ]
-
-
-def _lse_call(public, sample):
-    # row_max and inv_norm are constants for autograd, so finite differences would disagree with
-    # their zero gradient; the log-sum-exp they form with sumexp is differentiable everywhere.
-    # (test_margin.py compares them across backends.)
-    out = public(*sample.args, **sample.kwargs)
-    return out.row_max + torch.log(out.sumexp), out.nontarget_sum
 
 
 COSINE_LOGSUMEXP = OpSpec(
@@ -157,7 +161,7 @@ COSINE_LOGSUMEXP = OpSpec(
     samples=_lse_samples,
     native_calls=_native_calls,
     bad_inputs=_lse_bad,
-    grad_args=(0, 1, 3),
+    grad_args=(0, 1),
     call=_lse_call,
     tolerances=TOLERANCES,
     dtypes=(torch.float32,),  # its statistics are float32 for every input dtype but float64

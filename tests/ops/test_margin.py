@@ -104,12 +104,12 @@ def test_ignored_rows_do_not_count(backend):
 
 def test_statistics_agree_across_backends():
     x, weight, labels = _problem(rows=5, classes=700, d=16, dtype=torch.float32, seed=3)
-    xn = F.normalize(x.detach(), dim=1)
-    target = torch.randn(5)
+    xn, weight = F.normalize(x.detach(), dim=1), weight.detach()
+    _, target, slope = ops.margin_targets(xn, weight, labels, 8.0, m2=0.5)
     outputs = {}
     for name in ops.available_backends("cpu"):
         with ops.use_backend(name):
-            outputs[name] = ops.cosine_logsumexp(xn, weight.detach(), labels, target, 8.0)
+            outputs[name] = ops.cosine_logsumexp(xn, weight, labels, target, slope, 8.0)
     for name, out in outputs.items():
         for field in ("row_max", "inv_norm"):
             torch.testing.assert_close(getattr(out, field), getattr(outputs["reference"], field), msg=f"{name} {field}")

@@ -60,12 +60,12 @@ void for_each_target_in(const int64_t* labels, int64_t rows, int64_t begin, int6
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lse_cpu(const at::Tensor& xn,
-                                                                        const at::Tensor& weight,
-                                                                        const at::Tensor& labels,
-                                                                        const at::Tensor& target_logit, double s) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lse_cpu(
+    const at::Tensor& xn, const at::Tensor& weight, const at::Tensor& labels, const at::Tensor& target_logit,
+    const at::Tensor& target_slope, double s) {
   check_lse(xn, weight, labels);
   check_rows_vector(target_logit, "target_logit", xn);
+  check_rows_vector(target_slope, "target_slope", xn);
   const at::ScalarType acc = stat_dtype(xn);
   const int64_t rows = xn.size(0), classes = weight.size(0);
   const at::Tensor xa = xn.to(acc).contiguous();
@@ -79,7 +79,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lse_cpu(const 
   at::Tensor row_max = at::where(has_target, target_logit, -std::numeric_limits<double>::infinity()).contiguous();
   at::Tensor sumexp = has_target.to(acc);
   at::Tensor nontarget_sum = at::zeros({rows}, xa.options());
-  if (rows == 0 || classes == 0) return {row_max, sumexp, nontarget_sum, inv_norm};
+  const at::Tensor target = at::where(has_target, target_logit, 0.0);
+  if (rows == 0 || classes == 0) return {row_max, sumexp, nontarget_sum, target, inv_norm};
 
   const at::Tensor scratch = at::empty({rows * std::min(kTile, classes)}, xa.options());
   AT_DISPATCH_FLOATING_TYPES(acc, "cosine_lse_cpu", [&] {
@@ -101,17 +102,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lse_cpu(const 
       row_max = new_max;
     }
   });
-  return {row_max, sumexp, nontarget_sum, inv_norm};
+  return {row_max, sumexp, nontarget_sum, target, inv_norm};
 }
 
-std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(const at::Tensor& grad_sumexp,
-                                                           const at::Tensor& grad_nontarget_sum, const at::Tensor& xn,
-                                                           const at::Tensor& weight, const at::Tensor& inv_norm,
-                                                           const at::Tensor& labels, const at::Tensor& row_max,
-                                                           double s) {
+std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(
+    const at::Tensor& grad_sumexp, const at::Tensor& grad_nontarget_sum, const at::Tensor& grad_target,
+    const at::Tensor& xn, const at::Tensor& weight, const at::Tensor& inv_norm, const at::Tensor& labels,
+    const at::Tensor& target_logit, const at::Tensor& target_slope, const at::Tensor& row_max, double s) {
   check_lse(xn, weight, labels);
   for (const auto& [t, name] : {std::pair{&grad_sumexp, "grad_sumexp"}, std::pair{&grad_nontarget_sum, "grad_nontarget_sum"},
-                                std::pair{&row_max, "row_max"}}) {
+                                std::pair{&grad_target, "grad_target"}, std::pair{&target_logit, "target_logit"},
+                                std::pair{&target_slope, "target_slope"}, std::pair{&row_max, "row_max"}}) {
     check_rows_vector(*t, name, xn);
   }
   const at::ScalarType acc = stat_dtype(xn);
@@ -131,6 +132,10 @@ std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(const at::Tensor& gra
   const int64_t* y = lab.data_ptr<int64_t>();
   const at::Tensor g_exp = grad_sumexp.unsqueeze(1), g_sum = grad_nontarget_sum.unsqueeze(1);
   const at::Tensor max_col = row_max.unsqueeze(1);
+  const at::Tensor inv_contiguous = inv_norm.contiguous();
+  // The target column: dcos_iy = slope_i·(gS_i·exp(t_i − max_i) + gT_i).
+  const at::Tensor target_dcos =
+      (grad_sumexp * (target_logit - row_max).exp() + grad_target).mul_(target_slope).contiguous();
   const bool write_direct = weight.scalar_type() == acc;  // else convert each tile of grad W
   const at::Tensor scratch = at::empty({rows * std::min(kTile, classes)}, xa.options());
   AT_DISPATCH_FLOATING_TYPES(acc, "cosine_lse_backward_cpu", [&] {
@@ -138,11 +143,13 @@ std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(const at::Tensor& gra
       const int64_t n = std::min(kTile, classes - begin);
       const at::Tensor w_tile = weight_tile(weight, begin, n, acc);
       const at::Tensor scaled_inv_tile = scaled_inv.narrow(0, begin, n);
-      // dz_ij = gS_i·exp(z_ij − max_i) + gN_i; dcos_ij·inv_j = dz_ij·s·inv_j (target column: 0).
+      // dz_ij = gS_i·exp(z_ij − max_i) + gN_i; dcos_ij·inv_j = dz_ij·s·inv_j off the target column.
       at::Tensor dz = tile_logits(scratch, xa, w_tile, scaled_inv_tile);
       dz.sub_(max_col).exp_().mul_(g_exp).add_(g_sum).mul_(scaled_inv_tile);
       scalar_t* dp = dz.data_ptr<scalar_t>();
-      for_each_target_in(y, rows, begin, n, [&](int64_t i, int64_t j) { dp[i * n + j] = 0; });
+      const scalar_t* tdcos = target_dcos.data_ptr<scalar_t>();
+      const scalar_t* inv = inv_contiguous.data_ptr<scalar_t>() + begin;
+      for_each_target_in(y, rows, begin, n, [&](int64_t i, int64_t j) { dp[i * n + j] = tdcos[i] * inv[j]; });
       grad_xa.addmm_(dz, w_tile);
       // H'_j = Σ_i dz_ij·s·inv_j·xn_i; grad W_j = H'_j − inv_j²·(W_j·H'_j)·W_j (normalisation backward).
       at::Tensor h = write_direct ? grad_weight.narrow(0, begin, n) : at::empty({n, d}, xa.options());
