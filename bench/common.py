@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 PEDANTIC_ROUNDS = 20
 
 
-def run(benchmark, fn: Callable, *, group: str, impl: str, setup: Callable | None = None):
+def run(benchmark, fn: Callable, *, group: str, impl: str, setup: Callable | None = None, rounds: int | None = None):
     """Times ``fn`` in ``group`` under the name ``impl`` and records its peak extra memory.
 
     Args:
@@ -28,6 +28,8 @@ def run(benchmark, fn: Callable, *, group: str, impl: str, setup: Callable | Non
             references the report divides by).
         setup: optional, as in ``benchmark.pedantic``: returns ``(args, kwargs)`` for one call and is
             not timed.
+        rounds: a fixed number of timed rounds (no calibration), for calls of many seconds whose
+            memory is the point.
 
     Under ``--benchmark-disable`` fn runs once and no memory is measured (CI only checks it runs).
     """
@@ -36,9 +38,9 @@ def run(benchmark, fn: Callable, *, group: str, impl: str, setup: Callable | Non
     if not benchmark.disabled:
         _prepared(fn, setup)()  # warm-up: lazy initialisation and torch.compile are not the op's memory
         benchmark.extra_info["peak_bytes"] = peak_bytes(_prepared(fn, setup))
-    if setup is None:
+    if setup is None and rounds is None:
         return benchmark(fn)
-    return benchmark.pedantic(fn, setup=setup, rounds=PEDANTIC_ROUNDS, warmup_rounds=1)
+    return benchmark.pedantic(fn, setup=setup, rounds=rounds or PEDANTIC_ROUNDS, warmup_rounds=0 if rounds else 1)
 
 
 def _prepared(fn: Callable, setup: Callable | None) -> Callable[[], object]:

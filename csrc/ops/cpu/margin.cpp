@@ -1,29 +1,31 @@
 // CPU kernels of the "margin" op family: the cosine logits streamed in class tiles of kTile columns.
 //
-// Each tile is one BLAS GEMM into a (B, kTile) scratch (1 MiB at B = 512) followed by an epilogue of
-// vectorised ATen ops on that scratch while it is still in cache: scale by s/‖W_j‖, drop the target
-// column, and fold the tile into the running per-row max / sum-exp (online log-sum-exp). The
-// backward recomputes the tile and turns it into dcos in place, then two more GEMMs give the tile's
-// share of grad xn and its rows of grad W. Memory besides grad W: O(B·kTile + B·d), whatever C is.
+// Each tile is one BLAS GEMM into a (B, kTile) scratch (1 MiB at B = 512) followed by one fused pass
+// per row while the tile is still in cache: scale by s/‖W_j‖, set the target column aside, and fold
+// the tile into the row's running max / sum-exp (online log-sum-exp). The backward recomputes the
+// tile and turns it into dcos in place in one pass, then two more GEMMs give the tile's share of
+// grad xn and its rows of grad W. Memory besides grad W: O(B·kTile + B·d), whatever C is. Time: four
+// GEMMs where a materialising implementation needs three, plus passes over tiles held in cache.
 #include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
-#include <ATen/ops/full.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/linalg_vector_norm.h>
-#include <ATen/ops/amax.h>
-#include <ATen/ops/maximum.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <tuple>
 
 #include "../margin_checks.h"
+#include "pyfacex/cpu_dispatch.h"
+#include "pyfacex/cpu_exp.h"
 #include "pyfacex/cpu_memory.h"
 
 namespace pyfacex::margin {
@@ -31,6 +33,8 @@ namespace {
 
 // Columns per tile: GEMMs of B×d×512 run at full BLAS speed, and the scratch stays in L2.
 constexpr int64_t kTile = 512;
+// Rows per parallel task of the per-row passes (a row of a tile is kTile elements).
+constexpr int64_t kRowGrain = 16;
 
 // The (rows, cols) contiguous view of the first rows·cols elements of scratch.
 at::Tensor head_view(const at::Tensor& scratch, int64_t rows, int64_t cols) {
@@ -42,22 +46,78 @@ at::Tensor weight_tile(const at::Tensor& weight, int64_t begin, int64_t n, at::S
   return weight.narrow(0, begin, n).to(acc);
 }
 
-// z = s·xn·W_tileᵀ/‖W_j‖ into the (B, n) view of scratch.
-at::Tensor tile_logits(const at::Tensor& scratch, const at::Tensor& xa, const at::Tensor& w_tile,
-                       const at::Tensor& scaled_inv_tile) {
-  at::Tensor z = head_view(scratch, xa.size(0), w_tile.size(0));
-  at::mm_out(z, xa, w_tile.t());
-  z.mul_(scaled_inv_tile);
-  return z;
+// cos = xn·W_tileᵀ (not yet divided by ‖W_j‖) into the (B, n) view of scratch.
+at::Tensor tile_dots(const at::Tensor& scratch, const at::Tensor& xa, const at::Tensor& w_tile) {
+  at::Tensor dots = head_view(scratch, xa.size(0), w_tile.size(0));
+  at::mm_out(dots, xa, w_tile.t());
+  return dots;
 }
 
-// Calls fn(row, column) for every row whose target column lies in [begin, begin + n).
-template <typename Fn>
-void for_each_target_in(const int64_t* labels, int64_t rows, int64_t begin, int64_t n, const Fn& fn) {
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t j = labels[i] - begin;
-    if (j >= 0 && j < n) fn(i, j);
+// Folds one row of a tile into the row's online log-sum-exp. z holds the n dot products of the
+// row and becomes s·cos (scale = s/‖W_j‖); the target column (target_col >= 0) is left out, since
+// the running statistics started from it.
+template <typename T>
+PYFACEX_AVX2_CLONE void fold_row(T* z, const T* scale, int64_t n, int64_t target_col, T& row_max, T& sumexp,
+                                 T& nontarget_sum) {
+  T sum = 0, tile_max = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(+ : sum) reduction(max : tile_max)
+  for (int64_t j = 0; j < n; ++j) {
+    const T v = z[j] * scale[j];
+    z[j] = v;
+    sum += v;
+    tile_max = v > tile_max ? v : tile_max;
   }
+  if (target_col >= 0) {
+    const T v = z[target_col];
+    sum -= v;
+    z[target_col] = -std::numeric_limits<T>::infinity();
+    if (v == tile_max) {  // the target was the tile's max: take it again without it
+      tile_max = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : tile_max)
+      for (int64_t j = 0; j < n; ++j) tile_max = z[j] > tile_max ? z[j] : tile_max;
+    }
+  }
+  nontarget_sum += sum;
+  const T new_max = std::max(row_max, tile_max);
+  if (new_max == -std::numeric_limits<T>::infinity()) return;  // no column so far: nothing to add
+  T tile_sum = 0;
+#pragma omp simd reduction(+ : tile_sum)
+  for (int64_t j = 0; j < n; ++j) tile_sum += exp_vec<T>(z[j] - new_max);
+  sumexp = sumexp * std::exp(row_max - new_max) + tile_sum;
+  row_max = new_max;
+}
+
+// One row of a tile from dot products to dcos_ij/‖W_j‖ (the left operand of both gradient GEMMs):
+// (gS·exp(s·cos_ij − max) + gN)·s/‖W_j‖, and at the target column target_dcos/‖W_j‖.
+template <typename T>
+PYFACEX_AVX2_CLONE void dcos_row(T* z, const T* scale, const T* inv, int64_t n, int64_t target_col, T row_max,
+                                 T g_sumexp, T g_nontarget, T target_dcos) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) z[j] = (g_sumexp * exp_vec<T>(z[j] * scale[j] - row_max) + g_nontarget) * scale[j];
+  if (target_col >= 0) z[target_col] = target_dcos * inv[target_col];
+}
+
+// Rows of grad W through the normalisation: h_j −= inv_j²·(w_j·h_j)·w_j.
+template <typename T>
+PYFACEX_AVX2_CLONE void project_row(T* h, const T* w, T inv, int64_t d) {
+  T dot = 0;
+#pragma omp simd reduction(+ : dot)
+  for (int64_t k = 0; k < d; ++k) dot += h[k] * w[k];
+  const T c = inv * inv * dot;
+#pragma omp simd
+  for (int64_t k = 0; k < d; ++k) h[k] -= c * w[k];
+}
+
+// The target column of row i in the tile [begin, begin + n), or −1.
+inline int64_t target_in_tile(const int64_t* labels, int64_t i, int64_t begin, int64_t n) {
+  const int64_t j = labels[i] - begin;
+  return j >= 0 && j < n ? j : -1;
+}
+
+void parallel_rows(int64_t rows, const std::function<void(int64_t)>& fn) {
+  at::parallel_for(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) fn(i);
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lse_cpu(
@@ -70,36 +130,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_ls
   const int64_t rows = xn.size(0), classes = weight.size(0);
   const at::Tensor xa = xn.to(acc).contiguous();
   const at::Tensor inv_norm = at::linalg_vector_norm(weight, 2, at::IntArrayRef{1}, false, acc).clamp_min_(1e-12).reciprocal_();
-  const at::Tensor scaled_inv = inv_norm * s;
+  const at::Tensor scaled_inv = (inv_norm * s).contiguous();
   const at::Tensor lab = labels.contiguous();
   const int64_t* y = lab.data_ptr<int64_t>();
 
   // The target column is folded in first: the running max starts at it (exp(0) = 1).
   const at::Tensor has_target = lab.ge(0);
-  at::Tensor row_max = at::where(has_target, target_logit, -std::numeric_limits<double>::infinity()).contiguous();
-  at::Tensor sumexp = has_target.to(acc);
-  at::Tensor nontarget_sum = at::zeros({rows}, xa.options());
+  const at::Tensor row_max = at::where(has_target, target_logit, -std::numeric_limits<double>::infinity()).contiguous();
+  const at::Tensor sumexp = has_target.to(acc);
+  const at::Tensor nontarget_sum = at::zeros({rows}, xa.options());
   const at::Tensor target = at::where(has_target, target_logit, 0.0);
   if (rows == 0 || classes == 0) return {row_max, sumexp, nontarget_sum, target, inv_norm};
 
   const at::Tensor scratch = at::empty({rows * std::min(kTile, classes)}, xa.options());
   AT_DISPATCH_FLOATING_TYPES(acc, "cosine_lse_cpu", [&] {
+    scalar_t* m = row_max.data_ptr<scalar_t>();
+    scalar_t* se = sumexp.data_ptr<scalar_t>();
+    scalar_t* ns = nontarget_sum.data_ptr<scalar_t>();
     for (int64_t begin = 0; begin < classes; begin += kTile) {
       const int64_t n = std::min(kTile, classes - begin);
-      at::Tensor z = tile_logits(scratch, xa, weight_tile(weight, begin, n, acc), scaled_inv.narrow(0, begin, n));
-      nontarget_sum.add_(z.sum(1));
-      scalar_t* zp = z.data_ptr<scalar_t>();
-      scalar_t* nsum = nontarget_sum.data_ptr<scalar_t>();
-      for_each_target_in(y, rows, begin, n, [&](int64_t i, int64_t j) {
-        nsum[i] -= zp[i * n + j];
-        zp[i * n + j] = -std::numeric_limits<scalar_t>::infinity();
+      scalar_t* z = tile_dots(scratch, xa, weight_tile(weight, begin, n, acc)).data_ptr<scalar_t>();
+      const scalar_t* scale = scaled_inv.data_ptr<scalar_t>() + begin;
+      parallel_rows(rows, [&](int64_t i) {
+        fold_row<scalar_t>(z + i * n, scale, n, target_in_tile(y, i, begin, n), m[i], se[i], ns[i]);
       });
-      const at::Tensor new_max = at::maximum(row_max, z.amax(1));
-      // A row whose max is still −inf (only its target column so far, and no target) shifts by 0,
-      // so no −inf − (−inf) appears.
-      const at::Tensor shift = at::where(new_max.isfinite(), new_max, 0.0);
-      sumexp.mul_((row_max - shift).exp_()).add_(z.sub_(shift.unsqueeze(1)).exp_().sum(1));
-      row_max = new_max;
     }
   });
   return {row_max, sumexp, nontarget_sum, target, inv_norm};
@@ -127,36 +181,37 @@ std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(
     return {grad_xa.to(xn.scalar_type()), grad_weight};
   }
   const at::Tensor xa = xn.to(acc).contiguous();
-  const at::Tensor scaled_inv = inv_norm * s;
+  const at::Tensor inv = inv_norm.contiguous();
+  const at::Tensor scaled_inv = inv * s;
   const at::Tensor lab = labels.contiguous();
   const int64_t* y = lab.data_ptr<int64_t>();
-  const at::Tensor g_exp = grad_sumexp.unsqueeze(1), g_sum = grad_nontarget_sum.unsqueeze(1);
-  const at::Tensor max_col = row_max.unsqueeze(1);
-  const at::Tensor inv_contiguous = inv_norm.contiguous();
   // The target column: dcos_iy = slope_i·(gS_i·exp(t_i − max_i) + gT_i).
   const at::Tensor target_dcos =
       (grad_sumexp * (target_logit - row_max).exp() + grad_target).mul_(target_slope).contiguous();
+  const at::Tensor g_sumexp = grad_sumexp.contiguous(), g_nontarget = grad_nontarget_sum.contiguous();
+  const at::Tensor max_c = row_max.contiguous();
   const bool write_direct = weight.scalar_type() == acc;  // else convert each tile of grad W
   const at::Tensor scratch = at::empty({rows * std::min(kTile, classes)}, xa.options());
   AT_DISPATCH_FLOATING_TYPES(acc, "cosine_lse_backward_cpu", [&] {
+    const scalar_t *gs = g_sumexp.data_ptr<scalar_t>(), *gn = g_nontarget.data_ptr<scalar_t>();
+    const scalar_t *m = max_c.data_ptr<scalar_t>(), *tdcos = target_dcos.data_ptr<scalar_t>();
     for (int64_t begin = 0; begin < classes; begin += kTile) {
       const int64_t n = std::min(kTile, classes - begin);
-      const at::Tensor w_tile = weight_tile(weight, begin, n, acc);
-      const at::Tensor scaled_inv_tile = scaled_inv.narrow(0, begin, n);
-      // dz_ij = gS_i·exp(z_ij − max_i) + gN_i; dcos_ij·inv_j = dz_ij·s·inv_j off the target column.
-      at::Tensor dz = tile_logits(scratch, xa, w_tile, scaled_inv_tile);
-      dz.sub_(max_col).exp_().mul_(g_exp).add_(g_sum).mul_(scaled_inv_tile);
-      scalar_t* dp = dz.data_ptr<scalar_t>();
-      const scalar_t* tdcos = target_dcos.data_ptr<scalar_t>();
-      const scalar_t* inv = inv_contiguous.data_ptr<scalar_t>() + begin;
-      for_each_target_in(y, rows, begin, n, [&](int64_t i, int64_t j) { dp[i * n + j] = tdcos[i] * inv[j]; });
+      const at::Tensor w_tile = weight_tile(weight, begin, n, acc).contiguous();
+      const scalar_t* scale = scaled_inv.data_ptr<scalar_t>() + begin;
+      const scalar_t* inv_tile = inv.data_ptr<scalar_t>() + begin;
+      at::Tensor dz = tile_dots(scratch, xa, w_tile);
+      scalar_t* z = dz.data_ptr<scalar_t>();
+      parallel_rows(rows, [&](int64_t i) {
+        dcos_row<scalar_t>(z + i * n, scale, inv_tile, n, target_in_tile(y, i, begin, n), m[i], gs[i], gn[i], tdcos[i]);
+      });
       grad_xa.addmm_(dz, w_tile);
-      // H'_j = Σ_i dz_ij·s·inv_j·xn_i; grad W_j = H'_j − inv_j²·(W_j·H'_j)·W_j (normalisation backward).
+      // H'_j = Σ_i dcos_ij/‖W_j‖·xn_i, then grad W_j = H'_j − inv_j²·(W_j·H'_j)·W_j.
       at::Tensor h = write_direct ? grad_weight.narrow(0, begin, n) : at::empty({n, d}, xa.options());
       at::mm_out(h, dz.t(), xa);
-      const at::Tensor inv_tile = inv_norm.narrow(0, begin, n);
-      const at::Tensor coef = (h * w_tile).sum(1, true).mul_((inv_tile * inv_tile).unsqueeze(1));
-      h.sub_(w_tile * coef);
+      scalar_t* hp = h.data_ptr<scalar_t>();
+      const scalar_t* wp = w_tile.data_ptr<scalar_t>();
+      parallel_rows(n, [&](int64_t j) { project_row<scalar_t>(hp + j * d, wp + j * d, inv_tile[j], d); });
       if (!write_direct) grad_weight.narrow(0, begin, n).copy_(h);
     }
   });
