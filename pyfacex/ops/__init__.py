@@ -4,8 +4,15 @@ Every op has a pure-PyTorch reference and native (C++/CUDA) kernels; choose with
 :func:`use_backend` (default ``"auto"``) and see what this installation has with
 :func:`available_backends`.
 """
-from . import margin, quality, sets
+from . import attention, margin, quality, sets
 from ._backend import available_backends, current_backend, native_unavailable_reason, use_backend
+from .attention import (
+    RELATIONS,
+    lit_attention,
+    segment_bounds,
+    segment_linear_attention,
+    segment_softmax_attention,
+)
 from .margin import (
     MarginCrossEntropy,
     adaface_margins,
@@ -33,5 +40,6 @@ __all__ = [
     "use_backend",
     *sets.__all__,
     *margin.__all__,
+    *attention.__all__,
     *quality.__all__,
 ]

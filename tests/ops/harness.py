@@ -57,7 +57,8 @@ class OpSpec:
         samples: ``(dtype, device) -> [Sample]``; include odd sizes and empty batches. The harness
             adds a non-contiguous copy of every sample itself.
         grad_args: positions of the differentiable tensor arguments (empty: not differentiable).
-        native_calls: ``(dtype, device) -> [(op overload, args)]`` for opcheck, backward ops included.
+        native_calls: ``(dtype, device) -> [(op overload, args)]`` for opcheck, backward ops included;
+            None for ops whose native path is a composition of ATen ops (nothing registered to check).
         bad_inputs: ``device -> [BadInput]``.
         backends: backends the op implements besides the reference.
         dtypes: floating dtypes the op accepts.
@@ -70,7 +71,7 @@ class OpSpec:
     name: str
     public: Callable
     samples: Callable[[torch.dtype, torch.device], list[Sample]]
-    native_calls: Callable[[torch.dtype, torch.device], list[tuple]]
+    native_calls: Callable[[torch.dtype, torch.device], list[tuple]] | None
     bad_inputs: Callable[[torch.device], list[BadInput]]
     grad_args: Sequence[int] = ()
     backends: Sequence[str] = ("native",)

@@ -6,11 +6,12 @@ import torch
 
 import pyfacex.ops as ops
 from harness import BadInput, OpSpec, Sample, assert_close, clone_sample, with_variants
+from specs_attention import SPECS as ATTENTION_SPECS
 from specs_margin import SPECS as MARGIN_SPECS
 from specs_quality import SPECS as QUALITY_SPECS
 from specs_sets import SPECS as SETS_SPECS
 
-SPECS: list[OpSpec] = [*SETS_SPECS, *QUALITY_SPECS, *MARGIN_SPECS]
+SPECS: list[OpSpec] = [*SETS_SPECS, *QUALITY_SPECS, *MARGIN_SPECS, *ATTENTION_SPECS]
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
@@ -89,7 +90,7 @@ def test_gradcheck_float64(spec: OpSpec, backend: str, device: str):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("spec", [s for s in SPECS if "native" in s.backends], ids=str)
+@pytest.mark.parametrize("spec", [s for s in SPECS if "native" in s.backends and s.native_calls], ids=str)
 def test_opcheck_native(spec: OpSpec, device: str):
     _require("native", device)
     for dtype in (torch.float32, torch.float64):

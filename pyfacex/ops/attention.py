@@ -1,0 +1,222 @@
+"""Set-level attention: LFENet's Local Information Transfer (lfenet.md Sec. III-C, eq. 1-5).
+
+A ragged batch of sets (set i: T_i images, packed along dim 0 with image ``offsets``) is seen as
+N_i = T_i·h·w local features of dim d per set. Every local feature attends to the local features of
+its own set only (or of its own segment, see below), and receives out = x + A·v (eq. 5), with the
+relation A (NOTES.md "lfenet.md"):
+
+* ``softmax_b`` (eq. 3): A = softmax(scale·qᵀk) over the keys of the set; q, k = learnable
+  projections to ``qk_dim``; ``scale`` = 1.0 as the paper (no 1/√d);
+* ``softmax_a`` (eq. 2): A = softmax(scale·lᵀl) of the raw local features (no Q, K);
+* ``scaled_dot`` (eq. 4): A = qᵀk/N, linear in v, so A·v = q·(kᵀv)/N is computed in O(N·d²) without
+  the N×N map.
+
+Test-time segmentation by θ: a set of T > θ images is split into K = ⌈T/θ⌉ consecutive segments
+of θ images (the last one T − (K−1)·θ), and attention never crosses a segment (N is then the
+segment's size in eq. 4).
+
+The attention itself is two ops over token segments packed with token offsets (like cu_seqlens):
+:func:`segment_softmax_attention` and :func:`segment_linear_attention`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._backend import resolve
+from ._checks import FLOAT_DTYPES, check_offsets, check_same_device, check_tensor
+
+__all__ = [
+    "RELATIONS",
+    "segment_bounds",
+    "segment_softmax_attention",
+    "segment_linear_attention",
+    "lit_attention",
+]
+
+RELATIONS = ("softmax_b", "softmax_a", "scaled_dot")
+
+
+# ---------------------------------------------------------------- segments
+
+def segment_bounds(offsets: list[int], segment: int | None = None) -> list[int]:
+    """Image offsets of the attention segments: each set [a, b) split into runs of ``segment`` images.
+
+    Example: offsets [0, 2, 9] with segment 3 -> [0, 2, 5, 8, 9] (a set of 2; a set of 7 as 3, 3, 1).
+    Empty sets give no segment.
+    """
+    if segment is None:
+        return sorted(set(offsets))
+    bounds = [0]
+    for start, end in zip(offsets[:-1], offsets[1:]):
+        bounds.extend(range(start + segment, end, segment))
+        if end > start:
+            bounds.append(end)
+    return bounds
+
+
+def _segment_ids(offsets: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.bucketize(torch.arange(n, device=offsets.device), offsets[1:], right=True)
+
+
+# ---------------------------------------------------------------- references (dense masked attention)
+
+def segment_softmax_attention_reference(q, k, v, offsets, scale=1.0):
+    """Pure-PyTorch :func:`segment_softmax_attention`: the N×N scores with other segments masked out."""
+    ids = _segment_ids(offsets, q.shape[0])
+    scores = scale * (q @ k.t())
+    scores = scores.masked_fill(ids[:, None] != ids[None, :], float("-inf"))
+    return torch.softmax(scores, dim=1) @ v
+
+
+def segment_linear_attention_reference(q, k, v, offsets):
+    """Pure-PyTorch :func:`segment_linear_attention`: the quadratic formula (qᵀk/N)·v of eq. 4."""
+    ids = _segment_ids(offsets, q.shape[0])
+    sizes = (offsets[1:] - offsets[:-1]).to(q.dtype)[ids]
+    relation = (q @ k.t()).masked_fill(ids[:, None] != ids[None, :], 0.0) / sizes[:, None]
+    return relation @ v
+
+
+# ---------------------------------------------------------------- native: segments grouped by length
+
+def _length_groups(bounds: list[int], device: torch.device):
+    """(length, (g, length) token indices) for every distinct segment length: equal-length segments
+    stack into one batched call, so a ragged batch costs one call per distinct length."""
+    by_length: dict[int, list[int]] = {}
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end > start:
+            by_length.setdefault(end - start, []).append(start)
+    for length, starts in by_length.items():
+        index = torch.tensor(starts, device=device)[:, None] + torch.arange(length, device=device)
+        yield length, index
+
+
+def _grouped(q, k, v, bounds, attend):
+    out = v.new_empty(q.shape[0], v.shape[1])
+    for length, index in _length_groups(bounds, q.device):
+        out = out.index_put((index.reshape(-1),), attend(q[index], k[index], v[index], length).reshape(-1, v.shape[1]))
+    return out
+
+
+def _softmax_native(q, k, v, bounds, scale):
+    # torch's SDPA on (groups, 1 head, length, d): its fused CPU kernel needs equal head dims, else
+    # the math kernel runs (O(length²) memory per segment; 3.7 MiB at LFENet's 20 images × 49).
+    return _grouped(q, k, v, bounds,
+                    lambda qg, kg, vg, _: F.scaled_dot_product_attention(qg[:, None], kg[:, None], vg[:, None],
+                                                                         scale=scale)[:, 0])
+
+
+def _linear_native(q, k, v, bounds):
+    return _grouped(q, k, v, bounds, lambda qg, kg, vg, length: qg @ (kg.transpose(1, 2) @ vg) / length)
+
+
+# ---------------------------------------------------------------- public ops
+
+def _check_qkv(q, k, v, offsets) -> list[int] | None:
+    check_tensor(q, "q", dtypes=FLOAT_DTYPES, dim=2)
+    check_tensor(k, "k", dtypes=FLOAT_DTYPES, dim=2)
+    check_tensor(v, "v", dtypes=FLOAT_DTYPES, dim=2)
+    if k.shape != q.shape:
+        raise ValueError(f"k must have q's shape {tuple(q.shape)}, got {tuple(k.shape)}")
+    if v.shape[0] != q.shape[0]:
+        raise ValueError(f"v must have N = {q.shape[0]} rows (q's), got {v.shape[0]}")
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} must have q's dtype {q.dtype}, got {t.dtype}")
+        check_same_device(t, name, q, "q")
+    return check_offsets(offsets, q)
+
+
+def segment_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor,
+                              scale: float = 1.0) -> torch.Tensor:
+    """softmax(scale·q kᵀ)·v within each segment of tokens (lfenet.md eq. 2-3, 5 without the residual).
+
+    Args:
+        q, k: (N, dk) queries and keys; v: (N, dv) values; same dtype and device.
+        offsets: (S+1,) int64 token offsets of the segments (offsets[0] = 0, offsets[-1] = N).
+        scale: multiplies the scores (1.0 in the paper).
+
+    Returns:
+        (N, dv). Memory: O(N·d) on the Triton path; the CPU path holds one segment's scores at a time
+        per group of equal-length segments.
+    """
+    bounds = _check_qkv(q, k, v, offsets)
+    backend = resolve("segment_softmax_attention", ("reference", "native", "triton"), q.device)
+    if backend == "triton":
+        from ..triton.attention import segment_attention  # triton is optional: imported on use
+
+        return segment_attention(q, k, v, offsets, float(scale))
+    if backend == "native" and bounds is not None:
+        return _softmax_native(q, k, v, bounds, scale)
+    return segment_softmax_attention_reference(q, k, v, offsets, scale)
+
+
+def segment_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """(q kᵀ / N_s)·v within each segment s of N_s tokens, as q·(kᵀv)/N_s in O(N·dk·dv) (lfenet.md eq. 4).
+
+    Args:
+        q, k: (N, dk); v: (N, dv); offsets: (S+1,) int64 token offsets.
+
+    Returns:
+        (N, dv); memory O(S·dk·dv) besides the output, never N×N (the reference builds N×N).
+    """
+    bounds = _check_qkv(q, k, v, offsets)
+    if resolve("segment_linear_attention", ("reference", "native"), q.device) == "native" and bounds is not None:
+        return _linear_native(q, k, v, bounds)
+    return segment_linear_attention_reference(q, k, v, offsets)
+
+
+def _project(tokens, weight, bias, name, out_dim=None):
+    check_tensor(weight, name, dtypes=FLOAT_DTYPES, dim=2)
+    if weight.shape[1] != tokens.shape[1] or (out_dim is not None and weight.shape[0] != out_dim):
+        expected = f"({out_dim if out_dim is not None else 'qk_dim'}, {tokens.shape[1]})"
+        raise ValueError(f"{name} must be {expected} (out, in), got {tuple(weight.shape)}")
+    return F.linear(tokens, weight.to(tokens.dtype), None if bias is None else bias.to(tokens.dtype))
+
+
+def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | None, w_k: torch.Tensor | None,
+                  w_v: torch.Tensor, b_q: torch.Tensor | None = None, b_k: torch.Tensor | None = None,
+                  b_v: torch.Tensor | None = None, *, relation: str = "softmax_b", scale: float = 1.0,
+                  segment: int | None = None) -> torch.Tensor:
+    """Local Information Transfer over a ragged batch of sets of feature maps (lfenet.md eq. 1-5).
+
+    Args:
+        x: (B, d, h, w) feature maps of B images, packed by set.
+        offsets: (b+1,) int64 image offsets of the b sets (offsets[-1] = B).
+        w_q, w_k: (qk_dim, d) query and key projections (1×1 convolutions); unused (may be None)
+            for ``softmax_a``.
+        w_v: (d, d) value projection; b_q, b_k, b_v: optional biases.
+        relation: ``"softmax_b"`` (eq. 3), ``"softmax_a"`` (eq. 2) or ``"scaled_dot"`` (eq. 4).
+        scale: score multiplier of the softmax relations (1.0 as the paper).
+        segment: θ: sets of more than θ images attend within consecutive segments of θ images.
+
+    Returns:
+        (B, d, h, w): x + A·v (eq. 5).
+    """
+    check_tensor(x, "x", dtypes=FLOAT_DTYPES, dim=4)
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    if segment is not None and (not isinstance(segment, int) or segment <= 0):
+        raise ValueError(f"segment must be None or an int θ > 0 (images per segment), got {segment!r}")
+    image_offsets = check_offsets(offsets, x)
+    batch, dim, height, width = x.shape
+    positions = height * width
+    tokens = x.permute(0, 2, 3, 1).reshape(batch * positions, dim)  # image-major: sets stay contiguous
+    if image_offsets is None:  # torch.compile: values unknown, one segment per set
+        token_offsets = offsets * positions
+    else:
+        token_offsets = torch.tensor([b * positions for b in segment_bounds(image_offsets, segment)],
+                                     device=x.device)
+    v = _project(tokens, w_v, b_v, "w_v", dim)
+    if relation == "softmax_a":
+        moved = segment_softmax_attention(tokens, tokens, v, token_offsets, scale)
+    else:
+        if w_q is None or w_k is None:
+            raise ValueError(f"relation {relation!r} needs w_q and w_k")
+        q = _project(tokens, w_q, b_q, "w_q")
+        k = _project(tokens, w_k, b_k, "w_k", q.shape[1])
+        if relation == "softmax_b":
+            moved = segment_softmax_attention(q, k, v, token_offsets, scale)
+        else:
+            moved = segment_linear_attention(q, k, v, token_offsets)
+    return x + moved.reshape(batch, height, width, dim).permute(0, 3, 1, 2)

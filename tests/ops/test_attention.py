@@ -1,0 +1,119 @@
+"""Local Information Transfer: segmentation as the paper, equivariance, isolation, the linear path."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import pyfacex.nn as pnn
+import pyfacex.ops as ops
+
+THETA = 3
+
+
+def _lit(relation="softmax_b", segment=None, dim=8, seed=0):
+    torch.manual_seed(seed)
+    lit = pnn.LocalInformationTransfer(dim, relation=relation, segment=segment, scale=0.5).double()
+    torch.nn.init.normal_(lit.value.weight, std=dim**-0.5)  # not the identity it starts as
+    return lit
+
+
+def _sets(sizes, dim=8, h=2, w=3, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(sum(sizes), dim, h, w, generator=gen, dtype=torch.float64)
+    return x, torch.tensor([0, *sizes]).cumsum(0)
+
+
+@pytest.mark.parametrize("size", range(1, THETA + 4))
+def test_segments_are_the_papers(size):
+    k = math.ceil(size / THETA)
+    bounds = ops.segment_bounds([0, size], THETA)
+    lengths = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    assert len(lengths) == k and lengths[:-1] == [THETA] * (k - 1) and lengths[-1] == size - (k - 1) * THETA
+
+
+@pytest.mark.parametrize("relation", ops.RELATIONS)
+def test_segmented_set_equals_its_segments_as_sets(backend, relation):
+    sizes = list(range(1, THETA + 4))  # ragged sets of 1 … θ+3 images
+    x, offsets = _sets(sizes)
+    lit = _lit(relation, segment=THETA)
+    whole = lit(x, offsets)
+    pieces = torch.tensor(ops.segment_bounds(offsets.tolist(), THETA))
+    lit.segment = None
+    torch.testing.assert_close(whole, lit(x, pieces))
+
+
+@pytest.mark.parametrize("relation", ops.RELATIONS)
+def test_permuting_a_sets_images_permutes_its_outputs(backend, relation):
+    x, offsets = _sets([4, 3])
+    lit = _lit(relation)
+    perm = torch.tensor([2, 0, 3, 1, 4, 5, 6])
+    torch.testing.assert_close(lit(x[perm], offsets), lit(x, offsets)[perm])
+
+
+@pytest.mark.parametrize("relation", ops.RELATIONS)
+def test_sets_are_isolated_bit_for_bit(backend, relation):
+    x, offsets = _sets([3, 2, 3, 1])
+    lit = _lit(relation)
+    changed = x.clone()
+    changed[3:5] = torch.randn(2, *x.shape[1:], dtype=x.dtype)  # the second set only
+    before, after = lit(x, offsets), lit(changed, offsets)
+    keep = torch.tensor([0, 1, 2, 5, 6, 7, 8])
+    assert torch.equal(before[keep], after[keep])
+    assert not torch.equal(before[3:5], after[3:5])
+
+
+def test_scaled_dot_equals_the_quadratic_formula(backend):
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(11, d, generator=gen, dtype=torch.float64) for d in (4, 4, 6))
+    offsets = torch.tensor([0, 4, 4, 11])
+    out = ops.segment_linear_attention(q, k, v, offsets)
+    for a, b in ((0, 4), (4, 11)):
+        torch.testing.assert_close(out[a:b], (q[a:b] @ k[a:b].t() / (b - a)) @ v[a:b])
+
+
+def test_softmax_relation_by_definition(backend):
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(7, 5, generator=gen, dtype=torch.float64) for _ in range(3))
+    out = ops.segment_softmax_attention(q, k, v, torch.tensor([0, 3, 7]), scale=0.7)
+    for a, b in ((0, 3), (3, 7)):
+        torch.testing.assert_close(out[a:b], torch.softmax(0.7 * q[a:b] @ k[a:b].t(), dim=1) @ v[a:b])
+
+
+def test_module_starts_as_the_identity():
+    x, offsets = _sets([2, 3])
+    lit = pnn.LocalInformationTransfer(8).double()
+    assert torch.equal(lit(x, offsets), x)
+
+
+@pytest.mark.parametrize("relation", ops.RELATIONS)
+def test_attention_map_is_the_row_the_forward_uses(relation):
+    x, offsets = _sets([2, 5], h=3, w=3)
+    lit = _lit(relation, segment=THETA)
+    out = lit(x, offsets)
+    amap = lit.attention_map(x, offsets, set_index=1, query_image=4, query_region=(1, 2))
+    assert amap.shape == (5, 3, 3)
+    assert torch.all(amap[:3] == 0)  # images 0-2 of the set are in the other segment (θ = 3)
+    if relation != "scaled_dot":
+        torch.testing.assert_close(amap.sum(), torch.tensor(1.0, dtype=torch.float64))
+    values = lit.value(x[2:7].permute(0, 2, 3, 1)).detach()  # (5, 3, 3, d)
+    moved = (amap[..., None] * values).sum((0, 1, 2))
+    torch.testing.assert_close(out[6, :, 1, 2], x[6, :, 1, 2] + moved)
+
+
+def test_module_bad_input():
+    with pytest.raises(ValueError, match="qk_dim must be > 0"):
+        pnn.LocalInformationTransfer(8, qk_dim=0)
+    with pytest.raises(ValueError, match="relation must be one of"):
+        pnn.LocalInformationTransfer(8, relation="dot")
+    x, offsets = _sets([2, 3])
+    lit = pnn.LocalInformationTransfer(8).double()
+    with pytest.raises(ValueError, match=r"offsets\[-1\] must equal x.shape\[0\] = 5"):
+        lit(x, torch.tensor([0, 2, 4]))
+    with pytest.raises(ValueError, match="must have d = 8|w_v must be"):
+        lit(x[:, :6], offsets)
+    with pytest.raises(ValueError, match=r"query_region must be in \[0, h·w = 6\)"):
+        lit.attention_map(x, offsets, 0, 0, 6)
+    with pytest.raises(ValueError, match="query_image must be in"):
+        lit.attention_map(x, offsets, 0, 2, 0)
