@@ -15,46 +15,25 @@ Flash-attention scheme, memory O(N·d), never N×N:
 
 Head dims are padded to powers of two and masked. Above ``_MAX_BLOCK_D`` a head dim is split into
 chunks: the score products q·kᵀ and dO·vᵀ loop over the chunks, and the outputs' chunks are a second
-grid axis (their programs recompute the scores), so no register tile exceeds ``_TILE_ELEMENTS``.
+grid axis (their programs recompute the scores), so no register tile exceeds ``TILE_ELEMENTS``.
 
 ``scale`` reaches the kernels as a one-element tensor of the accumulation dtype: a Python float
 argument would arrive as float32 and cost float64 inputs their precision.
 """
 import contextlib
-import os
 
 import torch
 import triton
 import triton.language as tl
 
+from ._common import INTERPRET, MAX_BLOCK, MIN_BLOCK, TILE_ELEMENTS, load_rows, operand
+
 __all__ = ["segment_attention"]
 
-# Triton picks the interpreter when a kernel is decorated, so read the variable once, at import.
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-_TILE_ELEMENTS = 16384  # cap of a register tile (rows × head-dim chunk)
-_MIN_BLOCK = 16  # tl.dot needs every dimension >= 16
-_MAX_BLOCK = 64  # larger row blocks cost registers and gain little reuse
-_MAX_BLOCK_D = _TILE_ELEMENTS // _MIN_BLOCK  # widest head-dim chunk: a _MIN_BLOCK-row tile of it fits the cap
+_MAX_BLOCK_D = TILE_ELEMENTS // MIN_BLOCK  # widest head-dim chunk: a MIN_BLOCK-row tile of it fits the cap
 
 
 # ---------------------------------------------------------------- kernels
-
-@triton.jit
-def _operand(t, dtype: tl.constexpr, CAST: tl.constexpr):
-    """``t`` as a tl.dot operand: rounded to the inputs' dtype (what the tensor cores take, with
-    float32 accumulation), then widened to float32 under the interpreter, whose tl.dot on bf16 is
-    wrong: the rounding stays the GPU's, so interpreter tests see the GPU's numerics."""
-    t = t.to(dtype)
-    if CAST:
-        t = t.to(tl.float32)
-    return t
-
-
-@triton.jit
-def _load_tile(ptr, rows, row_ok, dims, D, stride_r, stride_d):
-    return tl.load(ptr + rows[:, None] * stride_r + dims[None, :] * stride_d,
-                   mask=row_ok[:, None] & (dims < D)[None, :], other=0.0)
-
 
 @triton.jit
 def _row_dots(a_ptr, b_ptr, a_rows, a_ok, b_rows, b_ok, D, stride_an, stride_ad, stride_bn, stride_bd,
@@ -65,10 +44,10 @@ def _row_dots(a_ptr, b_ptr, a_rows, a_ok, b_rows, b_ok, D, stride_an, stride_ad,
     acc = tl.zeros([BLOCK_A, BLOCK_B], ACC)
     for d0 in range(0, D, BLOCK_D):
         dims = d0 + tl.arange(0, BLOCK_D)
-        a = _load_tile(a_ptr, a_rows, a_ok, dims, D, stride_an, stride_ad)
-        b = _load_tile(b_ptr, b_rows, b_ok, dims, D, stride_bn, stride_bd)
+        a = load_rows(a_ptr, a_rows, a_ok, dims, D, stride_an, stride_ad)
+        b = load_rows(b_ptr, b_rows, b_ok, dims, D, stride_bn, stride_bd)
         # "ieee": float32 inputs must not be rounded to tf32 (the float32 tolerance is 1e-5).
-        acc = tl.dot(_operand(a, a.dtype, CAST), tl.trans(_operand(b, b.dtype, CAST)), acc, out_dtype=ACC,
+        acc = tl.dot(operand(a, a.dtype, CAST), tl.trans(operand(b, b.dtype, CAST)), acc, out_dtype=ACC,
                      input_precision="ieee")
     return acc
 
@@ -134,8 +113,8 @@ def _forward_kernel(q_ptr, k_ptr, v_ptr, blocks_ptr, scale_ptr, out_ptr, lse_ptr
         alpha = tl.exp(row_max - new_max)
         p = tl.exp(s - new_max[:, None])
         row_sum = row_sum * alpha + tl.sum(p, 1)
-        v = _load_tile(v_ptr, cols, col_ok, dv, DV, stride_vn, stride_vd)
-        acc = tl.dot(_operand(p, v.dtype, CAST), _operand(v, v.dtype, CAST), acc * alpha[:, None], out_dtype=ACC,
+        v = load_rows(v_ptr, cols, col_ok, dv, DV, stride_vn, stride_vd)
+        acc = tl.dot(operand(p, v.dtype, CAST), operand(v, v.dtype, CAST), acc * alpha[:, None], out_dtype=ACC,
                      input_precision="ieee")
         row_max = new_max
     out = acc / row_sum[:, None]
@@ -165,11 +144,11 @@ def _grad_kv_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, blocks_ptr,
         p, ds = _grad_scores(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, scale, rows, row_ok, cols, col_ok,
                              DK, DV, stride_qn, stride_qd, stride_kn, stride_kd, stride_vn, stride_vd,
                              stride_on, stride_od, ACC, CAST, BLOCK_M, BLOCK_N, BLOCK_DK, BLOCK_DV)
-        do = _load_tile(do_ptr, rows, row_ok, dv, DV, stride_on, stride_od)
-        grad_v = tl.dot(tl.trans(_operand(p, do.dtype, CAST)), _operand(do, do.dtype, CAST), grad_v,
+        do = load_rows(do_ptr, rows, row_ok, dv, DV, stride_on, stride_od)
+        grad_v = tl.dot(tl.trans(operand(p, do.dtype, CAST)), operand(do, do.dtype, CAST), grad_v,
                         out_dtype=ACC, input_precision="ieee")
-        q = _load_tile(q_ptr, rows, row_ok, dk, DK, stride_qn, stride_qd)
-        grad_k = tl.dot(tl.trans(_operand(ds, q.dtype, CAST)), _operand(q, q.dtype, CAST), grad_k,
+        q = load_rows(q_ptr, rows, row_ok, dk, DK, stride_qn, stride_qd)
+        grad_k = tl.dot(tl.trans(operand(ds, q.dtype, CAST)), operand(q, q.dtype, CAST), grad_k,
                         out_dtype=ACC, input_precision="ieee")
     grad_k = grad_k * scale
     tl.store(grad_k_ptr + cols[:, None] * DK + dk[None, :], grad_k.to(grad_k_ptr.dtype.element_ty),
@@ -196,8 +175,8 @@ def _grad_q_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, blocks_ptr, 
         _, ds = _grad_scores(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, scale, rows, row_ok, cols, col_ok,
                              DK, DV, stride_qn, stride_qd, stride_kn, stride_kd, stride_vn, stride_vd,
                              stride_on, stride_od, ACC, CAST, BLOCK_M, BLOCK_N, BLOCK_DK, BLOCK_DV)
-        k = _load_tile(k_ptr, cols, col_ok, dk, DK, stride_kn, stride_kd)
-        grad_q = tl.dot(_operand(ds, k.dtype, CAST), _operand(k, k.dtype, CAST), grad_q, out_dtype=ACC,
+        k = load_rows(k_ptr, cols, col_ok, dk, DK, stride_kn, stride_kd)
+        grad_q = tl.dot(operand(ds, k.dtype, CAST), operand(k, k.dtype, CAST), grad_q, out_dtype=ACC,
                         input_precision="ieee")
     grad_q = grad_q * scale
     tl.store(grad_q_ptr + rows[:, None] * DK + dk[None, :], grad_q.to(grad_q_ptr.dtype.element_ty),
@@ -231,8 +210,8 @@ def _plan(q: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor) -> tuple[torc
         blocks: (num_blocks, 3) int64, one row (first row, segment start, segment end) per BLOCK-row
             block of every segment, segment by segment.
         args: DK, DV, ACC, CAST and the four block sizes. BLOCK (query and key rows alike) fits the
-            longest segment, at most _MAX_BLOCK, and shrinks as the head-dim chunks widen so that a
-            tile stays at most _TILE_ELEMENTS; BLOCK_DK/BLOCK_DV: the head dims rounded up to a power of
+            longest segment, at most MAX_BLOCK, and shrinks as the head-dim chunks widen so that a
+            tile stays at most TILE_ELEMENTS; BLOCK_DK/BLOCK_DV: the head dims rounded up to a power of
             two, at most _MAX_BLOCK_D (wider dims are chunked).
     """
     n, dk, dv = q.shape[0], q.shape[1], v.shape[1]
@@ -244,10 +223,10 @@ def _plan(q: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor) -> tuple[torc
     if first != 0 or last != n or shortest < 0:
         raise ValueError(f"offsets must be non-decreasing from 0 to N = {n}, got offsets[0] = {first}, "
                          f"offsets[-1] = {last}, smallest step {shortest}")
-    width = lambda d: max(_MIN_BLOCK, min(_MAX_BLOCK_D, triton.next_power_of_2(d)))  # noqa: E731
+    width = lambda d: max(MIN_BLOCK, min(_MAX_BLOCK_D, triton.next_power_of_2(d)))  # noqa: E731
     block_dk, block_dv = width(dk), width(dv)
-    cap = max(_MIN_BLOCK, min(_MAX_BLOCK, _TILE_ELEMENTS // max(block_dk, block_dv)))
-    block = max(_MIN_BLOCK, min(cap, triton.next_power_of_2(longest)))
+    cap = max(MIN_BLOCK, min(MAX_BLOCK, TILE_ELEMENTS // max(block_dk, block_dv)))
+    block = max(MIN_BLOCK, min(cap, triton.next_power_of_2(longest)))
     counts = (lengths + block - 1) // block
     total = int(counts.sum())
     segment = torch.repeat_interleave(counts, output_size=total)
@@ -256,7 +235,7 @@ def _plan(q: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor) -> tuple[torc
     seg_start, seg_end = offsets[segment], offsets[segment + 1]
     blocks = torch.stack([seg_start + index * block, seg_start, seg_end], 1).contiguous()
     args = dict(DK=dk, DV=dv, ACC=tl.float64 if q.dtype == torch.float64 else tl.float32,
-                CAST=_INTERPRET and q.dtype in (torch.float16, torch.bfloat16),
+                CAST=INTERPRET and q.dtype in (torch.float16, torch.bfloat16),
                 BLOCK_M=block, BLOCK_N=block, BLOCK_DK=block_dk, BLOCK_DV=block_dv)
     return blocks, args
 

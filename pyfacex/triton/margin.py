@@ -15,49 +15,28 @@ statistics dtype): a Python float argument would reach Triton as float32 and cos
 their precision.
 """
 import contextlib
-import os
 from types import SimpleNamespace
 
 import torch
 import triton
 import triton.language as tl
 
+from ._common import INTERPRET, MAX_BLOCK, MIN_BLOCK, TILE_ELEMENTS, load_rows, operand
+
 __all__ = ["ops"]
 
 _NORM_EPS = 1e-12  # as F.normalize and the reference
-# Triton picks the interpreter when a kernel is decorated, so read the variable once, at import.
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-_TILE_ELEMENTS = 16384  # cap of BLOCK_B·BLOCK_D and BLOCK_C·BLOCK_D (register budget of one tile)
-_MIN_BLOCK = 16  # tl.dot needs every dimension >= 16
-_MAX_BLOCK = 64  # larger row/class blocks cost registers and gain little reuse
 
 
 # ---------------------------------------------------------------- kernels
 
 @triton.jit
-def _operand(t, dtype: tl.constexpr, CAST: tl.constexpr):
-    """``t`` as a tl.dot operand: rounded to the inputs' dtype (what the tensor cores take, with
-    float32 accumulation), then widened to float32 under the interpreter, whose tl.dot on bf16 is
-    wrong: the rounding stays the GPU's, so interpreter tests see the GPU's numerics."""
-    t = t.to(dtype)
-    if CAST:
-        t = t.to(tl.float32)
-    return t
-
-
-@triton.jit
 def _scaled_cosines(x, w, scale, ACC: tl.constexpr, CAST: tl.constexpr):
     """(BLOCK_B, BLOCK_C) z = x·wᵀ·scale; x (BLOCK_B, BLOCK_D), w (BLOCK_C, BLOCK_D), scale (BLOCK_C,) = s·inv."""
     # "ieee": float32 inputs must not be rounded to tf32 (the float32 tolerance is 1e-5).
-    dot = tl.dot(_operand(x, x.dtype, CAST), tl.trans(_operand(w, w.dtype, CAST)), out_dtype=ACC,
+    dot = tl.dot(operand(x, x.dtype, CAST), tl.trans(operand(w, w.dtype, CAST)), out_dtype=ACC,
                  input_precision="ieee")
     return dot * scale[None, :]
-
-
-@triton.jit
-def _load_rows(ptr, rows, row_ok, dims, D, stride_r, stride_d):
-    return tl.load(ptr + rows[:, None] * stride_r + dims[None, :] * stride_d,
-                   mask=row_ok[:, None] & (dims < D)[None, :], other=0.0)
 
 
 @triton.jit
@@ -68,7 +47,7 @@ def _forward_kernel(xn_ptr, w_ptr, scale_ptr, labels_ptr, target_ptr, max_ptr, s
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_ok = rows < B
     dims = tl.arange(0, BLOCK_D)
-    x = _load_rows(xn_ptr, rows, row_ok, dims, D, stride_xb, stride_xd)
+    x = load_rows(xn_ptr, rows, row_ok, dims, D, stride_xb, stride_xd)
     label = tl.load(labels_ptr + rows, mask=row_ok, other=-1)
     target = tl.load(target_ptr + rows, mask=row_ok, other=0.0)
     row_max = tl.full([BLOCK_B], float("-inf"), ACC)
@@ -77,7 +56,7 @@ def _forward_kernel(xn_ptr, w_ptr, scale_ptr, labels_ptr, target_ptr, max_ptr, s
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         col_ok = cols < C
-        w = _load_rows(w_ptr, cols, col_ok, dims, D, stride_wc, stride_wd)
+        w = load_rows(w_ptr, cols, col_ok, dims, D, stride_wc, stride_wd)
         scale = tl.load(scale_ptr + cols, mask=col_ok, other=0.0)
         z = _scaled_cosines(x, w, scale, ACC, CAST)
         is_target = label[:, None] == cols[None, :]
@@ -115,7 +94,7 @@ def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr,
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_ok = rows < B
     dims = tl.arange(0, BLOCK_D)
-    x = _load_rows(xn_ptr, rows, row_ok, dims, D, stride_xb, stride_xd)
+    x = load_rows(xn_ptr, rows, row_ok, dims, D, stride_xb, stride_xd)
     label = tl.load(labels_ptr + rows, mask=row_ok, other=-1)
     # Padding rows get gradient 0 and max 0 (not −inf: exp(z − max) must stay finite).
     row_max = tl.load(max_ptr + rows, mask=row_ok, other=0.0)
@@ -126,13 +105,13 @@ def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr,
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         col_ok = cols < C
-        w = _load_rows(w_ptr, cols, col_ok, dims, D, stride_wc, stride_wd)
+        w = load_rows(w_ptr, cols, col_ok, dims, D, stride_wc, stride_wd)
         scale = tl.load(scale_ptr + cols, mask=col_ok, other=0.0)
         z = _scaled_cosines(x, w, scale, ACC, CAST)
         dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz)
         # s·W_j/‖W_j‖: entries at most s, safe in float16.
-        w_hat = _operand(w.to(ACC) * scale[:, None], w.dtype, CAST)
-        grad = tl.dot(_operand(dz, w.dtype, CAST), w_hat, grad, out_dtype=ACC, input_precision="ieee")
+        w_hat = operand(w.to(ACC) * scale[:, None], w.dtype, CAST)
+        grad = tl.dot(operand(dz, w.dtype, CAST), w_hat, grad, out_dtype=ACC, input_precision="ieee")
     tl.store(grad_xn_ptr + rows[:, None] * D + dims[None, :], grad.to(grad_xn_ptr.dtype.element_ty),
              mask=row_ok[:, None] & (dims < D)[None, :])
 
@@ -145,14 +124,14 @@ def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_
     cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     col_ok = cols < C
     dims = tl.arange(0, BLOCK_D)
-    w = _load_rows(w_ptr, cols, col_ok, dims, D, stride_wc, stride_wd)
+    w = load_rows(w_ptr, cols, col_ok, dims, D, stride_wc, stride_wd)
     scale = tl.load(scale_ptr + cols, mask=col_ok, other=0.0)
     inv = tl.load(inv_ptr + cols, mask=col_ok, other=0.0)
     h = tl.zeros([BLOCK_C, BLOCK_D], ACC)  # Σ_i dz_ij·xn_i
     for b0 in range(0, B, BLOCK_B):
         rows = b0 + tl.arange(0, BLOCK_B)
         row_ok = rows < B
-        x = _load_rows(xn_ptr, rows, row_ok, dims, D, stride_xb, stride_xd)
+        x = load_rows(xn_ptr, rows, row_ok, dims, D, stride_xb, stride_xd)
         label = tl.load(labels_ptr + rows, mask=row_ok, other=-1)
         row_max = tl.load(max_ptr + rows, mask=row_ok, other=0.0)
         g_sumexp = tl.load(g_sumexp_ptr + rows, mask=row_ok, other=0.0)
@@ -160,7 +139,7 @@ def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_
         target_dz = tl.load(target_dz_ptr + rows, mask=row_ok, other=0.0)
         z = _scaled_cosines(x, w, scale, ACC, CAST)
         dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz)
-        h = tl.dot(tl.trans(_operand(dz, x.dtype, CAST)), _operand(x, x.dtype, CAST), h, out_dtype=ACC,
+        h = tl.dot(tl.trans(operand(dz, x.dtype, CAST)), operand(x, x.dtype, CAST), h, out_dtype=ACC,
                    input_precision="ieee")
     h = h * scale[:, None]  # H_j = Σ_i dcos_ij·inv_j·xn_i
     # Through the normalisation W/‖W‖: grad_W_j = H_j − inv_j²·(W_j·H_j)·W_j.
@@ -178,9 +157,9 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _blocks(b: int, c: int, d: int) -> tuple[int, int, int]:
     """(BLOCK_B, BLOCK_C, BLOCK_D): small inputs get one small program, large d smaller row/class blocks."""
-    block_d = max(_MIN_BLOCK, triton.next_power_of_2(d))
-    cap = max(_MIN_BLOCK, min(_MAX_BLOCK, _TILE_ELEMENTS // block_d))
-    fit = lambda n: max(_MIN_BLOCK, min(cap, triton.next_power_of_2(n)))  # noqa: E731
+    block_d = max(MIN_BLOCK, triton.next_power_of_2(d))
+    cap = max(MIN_BLOCK, min(MAX_BLOCK, TILE_ELEMENTS // block_d))
+    fit = lambda n: max(MIN_BLOCK, min(cap, triton.next_power_of_2(n)))  # noqa: E731
     return fit(b), fit(c), block_d
 
 
@@ -190,7 +169,7 @@ def _kernel_args(xn: torch.Tensor, weight: torch.Tensor) -> dict:
     return dict(B=xn.shape[0], C=weight.shape[0], D=xn.shape[1],
                 stride_xb=xn.stride(0), stride_xd=xn.stride(1), stride_wc=weight.stride(0), stride_wd=weight.stride(1),
                 ACC=tl.float64 if xn.dtype == torch.float64 else tl.float32,
-                CAST=_INTERPRET and xn.dtype in (torch.float16, torch.bfloat16),
+                CAST=INTERPRET and xn.dtype in (torch.float16, torch.bfloat16),
                 BLOCK_B=block_b, BLOCK_C=block_c, BLOCK_D=block_d)
 
 
