@@ -108,7 +108,23 @@ def _softmax_native(q, k, v, bounds, scale):
     # (bench/README.md): SDPA's math kernel (qk_dim != d) was 1.4x slower, its fused flash kernel
     # (equal dims) 3x slower. The scores of one group are held at once: O(length²) per segment
     # (3.7 MiB at LFENet's θ = 20 images × 49 positions); the Triton kernel is O(N).
-    return _grouped(q, k, v, bounds, lambda qg, kg, vg, _: torch.softmax(scale * (qg @ kg.transpose(1, 2)), dim=2) @ vg)
+    return _grouped(q, k, v, bounds, lambda qg, kg, vg, length: _softmax_chunks(qg, kg, vg, length, scale))
+
+
+_SCORE_CHUNK = 1 << 23  # score elements per batched call (32 MiB in float32)
+
+
+def _softmax_chunks(q, k, v, length, scale):
+    # Segments in chunks whose scores stay within _SCORE_CHUNK: the score memory of a group no
+    # longer grows with its number of segments. baddbmm scales in the GEMM (no scaled copy).
+    step = max(1, _SCORE_CHUNK // (length * length))
+    outs = []
+    for i in range(0, q.shape[0], step):
+        qc, kc = q[i:i + step], k[i:i + step]
+        scores = torch.baddbmm(qc.new_empty(()).expand(qc.shape[0], length, length), qc, kc.transpose(1, 2),
+                               beta=0.0, alpha=scale)
+        outs.append(torch.softmax(scores, dim=2) @ v[i:i + step])
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 def _linear_native(q, k, v, bounds):
