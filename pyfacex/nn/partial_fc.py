@@ -24,6 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops._checks import check_labels
 from ..ops.margin import (
     MarginCrossEntropy,
     check_margin_args,
@@ -170,11 +171,7 @@ class PartialFC(nn.Module):
         if embeddings.shape[1] != self.weight.shape[1]:
             raise ValueError(f"embeddings must have dim = {self.weight.shape[1]} columns, got {embeddings.shape[1]}")
         labels = labels.long()
-        if not torch.compiler.is_compiling():
-            outside = (labels < -1) | (labels >= self.num_classes)
-            if bool(outside.any()):
-                i = int(outside.nonzero()[0])
-                raise ValueError(f"labels must be in [-1, num_classes = {self.num_classes}), got labels[{i}] = {int(labels[i])}")
+        check_labels(labels, self.num_classes)
         self._check_batch_sizes(embeddings.shape[0], embeddings.device)
 
         x_all = self._gather(embeddings.to(self.weight.dtype))

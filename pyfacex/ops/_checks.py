@@ -26,6 +26,24 @@ def check_same_device(value: torch.Tensor, name: str, ref: torch.Tensor, ref_nam
         raise ValueError(f"{name} must be on {ref_name}'s device {ref.device}, got {value.device}")
 
 
+def check_labels(labels: torch.Tensor, num_classes: int, count_name: str = "num_classes") -> None:
+    """Raise ``ValueError`` naming the first entry of ``labels`` outside [−1, num_classes).
+
+    Reads the values (a device sync on CUDA); skipped while ``torch.compile`` traces.
+    """
+    if labels.numel() and not torch.compiler.is_compiling():
+        outside = (labels < -1) | (labels >= num_classes)
+        if bool(outside.any()):
+            i = int(outside.nonzero()[0])
+            raise ValueError(f"labels must be in [-1, {count_name} = {num_classes}), got labels[{i}] = {int(labels[i])}")
+
+
+def check_finite(t: torch.Tensor, name: str, why: str = "") -> None:
+    """Raise ``ValueError`` if ``t`` holds NaN or inf (a device sync on CUDA; skipped while compiling)."""
+    if not torch.compiler.is_compiling() and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} has non-finite values (NaN or inf)" + (f": {why}" if why else ""))
+
+
 def check_offsets(offsets: object, x: torch.Tensor, *, allow_empty_sets: bool = True) -> list[int] | None:
     """Validate ragged-set ``offsets`` (b+1, int64) against ``x`` packed along dim 0.
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from .._ext import native
 from ._backend import resolve
-from ._checks import FLOAT_DTYPES, check_same_device, check_tensor
+from ._checks import FLOAT_DTYPES, check_finite, check_labels, check_same_device, check_tensor
 
 __all__ = [
     "combined_margin",
@@ -224,11 +224,7 @@ def _check_lse_inputs(xn, weight, labels):
     if labels.shape[0] != xn.shape[0]:
         raise ValueError(f"labels must have B = {xn.shape[0]} entries (one per row of x), got {labels.shape[0]}")
     check_same_device(labels, "labels", xn, "x")
-    if labels.numel() and not torch.compiler.is_compiling():
-        outside = (labels < -1) | (labels >= weight.shape[0])
-        if bool(outside.any()):
-            i = int(outside.nonzero()[0])
-            raise ValueError(f"labels must be in [-1, num_classes = {weight.shape[0]}), got labels[{i}] = {int(labels[i])}")
+    check_labels(labels, weight.shape[0])
 
 
 def cosine_logsumexp(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, target_logit: torch.Tensor,
@@ -254,6 +250,11 @@ def cosine_logsumexp(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tenso
         if t.shape[0] != xn.shape[0]:
             raise ValueError(f"{name} must have B = {xn.shape[0]} entries, got {t.shape[0]}")
         check_same_device(t, name, xn, "x")
+    return _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s)
+
+
+def _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s) -> CosineLSE:
+    """:func:`cosine_logsumexp` on arguments already validated."""
     args = (xn, weight, labels, target_logit.detach(), target_slope.detach(), float(s))
     backend = resolve("cosine_logsumexp", _BACKENDS, xn.device)
     if backend == "native":
@@ -355,8 +356,7 @@ def check_margin_args(x, labels, s, m1, m2, m3, grad, label_smoothing) -> None:
             raise ValueError(f"{name} must be a float or a (B,) = ({x.shape[0]},) tensor, got shape {tuple(m.shape)}")
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
-        raise ValueError("x has non-finite values (NaN or inf): diverged embeddings")
+    check_finite(x, "x", "diverged embeddings")
 
 
 def margin_cross_entropy(x: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *, s: float = 64.0,
@@ -395,7 +395,7 @@ def margin_cross_entropy(x: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     if not torch.compiler.is_compiling() and not bool(has_target.any()):
         raise ValueError("every label is -1: no row has a target class")
     cos, target_logit, target_slope = margin_targets(xn, weight, labels, s, m1, m2, m3, grad)
-    lse = cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s)
+    lse = _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s)
     per_sample = torch.where(has_target, loss_from_partials(lse, has_target, weight.shape[0], label_smoothing), 0.0)
     loss = (per_sample.sum() / has_target.sum()).to(x.dtype)
     if not return_details:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .._ext import native
 from ._backend import resolve
-from ._checks import FLOAT_DTYPES, check_same_device, check_tensor
+from ._checks import FLOAT_DTYPES, check_finite, check_labels, check_same_device, check_tensor
 
 __all__ = [
     "standardized_norm",
@@ -157,13 +157,6 @@ def _check_rows(t, name, *, like=None, like_name=""):
         check_same_device(t, name, like, like_name)
 
 
-def _check_finite(t, name):
-    # Reads the values (a device sync on CUDA): a NaN feature would otherwise poison a class centre
-    # for Δt iterations without any error.
-    if not torch.compiler.is_compiling() and t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} has non-finite values (NaN or inf)")
-
-
 def _check_stamps(stamps, memory):
     check_tensor(stamps, "stamps", dtypes=(torch.int64,), dim=1)
     if stamps.shape[0] != memory.shape[0]:
@@ -206,13 +199,10 @@ def _check_write(memory, stamps, features, labels, scale, iteration) -> torch.Te
     if not (memory.is_contiguous() and stamps.is_contiguous()):
         raise ValueError("memory and stamps must be contiguous: they are written in place")
     _check_count(iteration, "iteration")
-    _check_finite(features, "features")
-    _check_finite(scale, "scale")
-    if labels.numel() and not torch.compiler.is_compiling():
-        outside = (labels < -1) | (labels >= memory.shape[0])
-        if bool(outside.any()):
-            i = int(outside.nonzero()[0])
-            raise ValueError(f"labels must be in [-1, C = {memory.shape[0]}), got labels[{i}] = {int(labels[i])}")
+    # A NaN feature would otherwise poison a class centre for Δt iterations without any error.
+    check_finite(features, "features")
+    check_finite(scale, "scale")
+    check_labels(labels, memory.shape[0], "C")
     return scale
 
 

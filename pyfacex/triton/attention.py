@@ -20,13 +20,12 @@ grid axis (their programs recompute the scores), so no register tile exceeds ``T
 ``scale`` reaches the kernels as a one-element tensor of the accumulation dtype: a Python float
 argument would arrive as float32 and cost float64 inputs their precision.
 """
-import contextlib
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import INTERPRET, MAX_BLOCK, MIN_BLOCK, TILE_ELEMENTS, load_rows, operand
+from ._common import MAX_BLOCK, MIN_BLOCK, TILE_ELEMENTS, acc_dtype, device_guard, dtype_args, load_rows, operand
 
 __all__ = ["segment_attention"]
 
@@ -185,10 +184,6 @@ def _grad_q_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, blocks_ptr, 
 
 # ---------------------------------------------------------------- launch helpers
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor) -> None:
     """The shape agreements the kernels' indexing relies on (pyfacex.ops checks the rest, with names)."""
     if q.dim() != 2 or k.dim() != 2 or v.dim() != 2:
@@ -234,9 +229,7 @@ def _plan(q: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor) -> tuple[torc
     index = torch.arange(total, device=offsets.device) - first_block[segment]
     seg_start, seg_end = offsets[segment], offsets[segment + 1]
     blocks = torch.stack([seg_start + index * block, seg_start, seg_end], 1).contiguous()
-    args = dict(DK=dk, DV=dv, ACC=tl.float64 if q.dtype == torch.float64 else tl.float32,
-                CAST=INTERPRET and q.dtype in (torch.float16, torch.bfloat16),
-                BLOCK_M=block, BLOCK_N=block, BLOCK_DK=block_dk, BLOCK_DV=block_dv)
+    args = dict(DK=dk, DV=dv, **dtype_args(q.dtype), BLOCK_M=block, BLOCK_N=block, BLOCK_DK=block_dk, BLOCK_DV=block_dv)
     return blocks, args
 
 
@@ -247,11 +240,6 @@ def _strides(**tensors: torch.Tensor) -> dict:
 
 def _chunks(d: int, block_d: int) -> int:
     return max(1, triton.cdiv(d, block_d))  # at least one: chunk 0 writes lse even when dv = 0
-
-
-def _device_guard(t: torch.Tensor):
-    # Triton launches on the current CUDA device, not the tensors' one.
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------- ops
@@ -273,14 +261,14 @@ def _segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset
     """
     _check_inputs(q, k, v, offsets)
     n, dv = q.shape[0], v.shape[1]
-    acc = _acc_dtype(q.dtype)
+    acc = acc_dtype(q.dtype)
     # The kernel writes every row: each token lies in a non-empty segment, each segment in blocks.
     out = torch.empty((n, dv), dtype=v.dtype, device=v.device)
     lse = torch.empty(n, dtype=acc, device=q.device)
     if n == 0:
         return out, lse
     blocks, args = _plan(q, v, offsets)
-    with _device_guard(q):
+    with device_guard(q):
         _forward_kernel[(blocks.shape[0], _chunks(dv, args["BLOCK_DV"]))](
             q, k, v, blocks, torch.full((1,), scale, dtype=acc, device=q.device), out, lse,
             **_strides(q=q, k=k, v=v), **args)
@@ -289,7 +277,7 @@ def _segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset
 
 @_segment_attention.register_fake
 def _(q, k, v, offsets, scale):
-    return v.new_empty((q.shape[0], v.shape[1])), q.new_empty(q.shape[0], dtype=_acc_dtype(q.dtype))
+    return v.new_empty((q.shape[0], v.shape[1])), q.new_empty(q.shape[0], dtype=acc_dtype(q.dtype))
 
 
 @torch.library.custom_op("pyfacex::triton_segment_attention_backward", mutates_args=())
@@ -314,13 +302,13 @@ def _segment_attention_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torc
     grad_v = torch.empty((n, dv), dtype=v.dtype, device=v.device)
     if n == 0:
         return grad_q, grad_k, grad_v
-    acc = _acc_dtype(q.dtype)
+    acc = acc_dtype(q.dtype)
     grad_out = grad_out.to(v.dtype)  # one operand dtype in the kernels' dots
     delta = (grad_out.to(acc) * out.to(acc)).sum(1)  # D_i = dO_i·O_i
     blocks, args = _plan(q, v, offsets)
     tensors = (q, k, v, grad_out, lse.contiguous(), delta, blocks, torch.full((1,), scale, dtype=acc, device=q.device))
     strides = _strides(q=q, k=k, v=v, o=grad_out)
-    with _device_guard(q):
+    with device_guard(q):
         chunks = max(_chunks(dk, args["BLOCK_DK"]), _chunks(dv, args["BLOCK_DV"]))
         _grad_kv_kernel[(blocks.shape[0], chunks)](*tensors, grad_k, grad_v, **strides, **args)
         _grad_q_kernel[(blocks.shape[0], _chunks(dk, args["BLOCK_DK"]))](*tensors, grad_q, **strides, **args)

@@ -14,14 +14,13 @@ The scale s enters the kernels folded into the column scales s·inv_j (a (C,) te
 statistics dtype): a Python float argument would reach Triton as float32 and cost float64 inputs
 their precision.
 """
-import contextlib
 from types import SimpleNamespace
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import INTERPRET, MAX_BLOCK, MIN_BLOCK, TILE_ELEMENTS, load_rows, operand
+from ._common import MAX_BLOCK, MIN_BLOCK, TILE_ELEMENTS, acc_dtype, device_guard, dtype_args, load_rows, operand
 
 __all__ = ["ops"]
 
@@ -87,6 +86,18 @@ def _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz):
 
 
 @triton.jit
+def _row_terms(labels_ptr, max_ptr, g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, rows, row_ok):
+    """The per-row inputs of _dlogits. Padding rows get gradient 0 and max 0 (not −inf: exp(z − max)
+    must stay finite)."""
+    label = tl.load(labels_ptr + rows, mask=row_ok, other=-1)
+    row_max = tl.load(max_ptr + rows, mask=row_ok, other=0.0)
+    g_sumexp = tl.load(g_sumexp_ptr + rows, mask=row_ok, other=0.0)
+    g_nontarget = tl.load(g_nontarget_ptr + rows, mask=row_ok, other=0.0)
+    target_dz = tl.load(target_dz_ptr + rows, mask=row_ok, other=0.0)
+    return label, row_max, g_sumexp, g_nontarget, target_dz
+
+
+@triton.jit
 def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr, scale_ptr, labels_ptr, max_ptr, grad_xn_ptr,
                     B, C, D, stride_xb, stride_xd, stride_wc, stride_wd,
                     ACC: tl.constexpr, CAST: tl.constexpr,
@@ -95,12 +106,8 @@ def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr,
     row_ok = rows < B
     dims = tl.arange(0, BLOCK_D)
     x = load_rows(xn_ptr, rows, row_ok, dims, D, stride_xb, stride_xd)
-    label = tl.load(labels_ptr + rows, mask=row_ok, other=-1)
-    # Padding rows get gradient 0 and max 0 (not −inf: exp(z − max) must stay finite).
-    row_max = tl.load(max_ptr + rows, mask=row_ok, other=0.0)
-    g_sumexp = tl.load(g_sumexp_ptr + rows, mask=row_ok, other=0.0)
-    g_nontarget = tl.load(g_nontarget_ptr + rows, mask=row_ok, other=0.0)
-    target_dz = tl.load(target_dz_ptr + rows, mask=row_ok, other=0.0)
+    label, row_max, g_sumexp, g_nontarget, target_dz = _row_terms(labels_ptr, max_ptr, g_sumexp_ptr, g_nontarget_ptr,
+                                                                  target_dz_ptr, rows, row_ok)
     grad = tl.zeros([BLOCK_B, BLOCK_D], ACC)
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
@@ -132,11 +139,8 @@ def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_
         rows = b0 + tl.arange(0, BLOCK_B)
         row_ok = rows < B
         x = load_rows(xn_ptr, rows, row_ok, dims, D, stride_xb, stride_xd)
-        label = tl.load(labels_ptr + rows, mask=row_ok, other=-1)
-        row_max = tl.load(max_ptr + rows, mask=row_ok, other=0.0)
-        g_sumexp = tl.load(g_sumexp_ptr + rows, mask=row_ok, other=0.0)
-        g_nontarget = tl.load(g_nontarget_ptr + rows, mask=row_ok, other=0.0)
-        target_dz = tl.load(target_dz_ptr + rows, mask=row_ok, other=0.0)
+        label, row_max, g_sumexp, g_nontarget, target_dz = _row_terms(labels_ptr, max_ptr, g_sumexp_ptr,
+                                                                      g_nontarget_ptr, target_dz_ptr, rows, row_ok)
         z = _scaled_cosines(x, w, scale, ACC, CAST)
         dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz)
         h = tl.dot(tl.trans(operand(dz, x.dtype, CAST)), operand(x, x.dtype, CAST), h, out_dtype=ACC,
@@ -151,10 +155,6 @@ def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_
 
 # ---------------------------------------------------------------- launch helpers
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _blocks(b: int, c: int, d: int) -> tuple[int, int, int]:
     """(BLOCK_B, BLOCK_C, BLOCK_D): small inputs get one small program, large d smaller row/class blocks."""
     block_d = max(MIN_BLOCK, triton.next_power_of_2(d))
@@ -168,14 +168,7 @@ def _kernel_args(xn: torch.Tensor, weight: torch.Tensor) -> dict:
     block_b, block_c, block_d = _blocks(xn.shape[0], weight.shape[0], xn.shape[1])
     return dict(B=xn.shape[0], C=weight.shape[0], D=xn.shape[1],
                 stride_xb=xn.stride(0), stride_xd=xn.stride(1), stride_wc=weight.stride(0), stride_wd=weight.stride(1),
-                ACC=tl.float64 if xn.dtype == torch.float64 else tl.float32,
-                CAST=INTERPRET and xn.dtype in (torch.float16, torch.bfloat16),
-                BLOCK_B=block_b, BLOCK_C=block_c, BLOCK_D=block_d)
-
-
-def _device_guard(t: torch.Tensor):
-    # Triton launches on the current CUDA device, not the tensors' one.
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+                **dtype_args(xn.dtype), BLOCK_B=block_b, BLOCK_C=block_c, BLOCK_D=block_d)
 
 
 # ---------------------------------------------------------------- ops
@@ -199,7 +192,7 @@ def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ta
         target), inv_norm (C,), all float32 (float64 for float64 xn).
     """
     b, c = xn.shape[0], weight.shape[0]
-    acc = _acc_dtype(xn.dtype)
+    acc = acc_dtype(xn.dtype)
     # dtype=acc reduces in acc without a float32 copy of weight.
     inv_norm = torch.linalg.vector_norm(weight, dim=1, dtype=acc).clamp_min(_NORM_EPS).reciprocal()
     row_max = torch.full((b,), float("-inf"), dtype=acc, device=xn.device)
@@ -209,7 +202,7 @@ def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ta
     if b == 0 or c == 0:
         return row_max, sumexp, nontarget, target, inv_norm
     args = _kernel_args(xn, weight)
-    with _device_guard(xn):
+    with device_guard(xn):
         _forward_kernel[(triton.cdiv(b, args["BLOCK_B"]),)](
             xn, weight, s * inv_norm, labels.contiguous(), target_logit.contiguous(), row_max, sumexp, nontarget,
             **args)
@@ -218,7 +211,7 @@ def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ta
 
 @_cosine_lse.register_fake
 def _(xn, weight, labels, target_logit, target_slope, s):
-    acc = _acc_dtype(xn.dtype)
+    acc = acc_dtype(xn.dtype)
     rows = [xn.new_empty(xn.shape[0], dtype=acc) for _ in range(4)]
     return (*rows, weight.new_empty(weight.shape[0], dtype=acc))
 
@@ -253,7 +246,7 @@ def _cosine_lse_backward(grad_sumexp: torch.Tensor, grad_nontarget_sum: torch.Te
     vectors = [t.contiguous() for t in (grad_sumexp, grad_nontarget_sum, target_dz)]
     inv_norm, labels, row_max = inv_norm.contiguous(), labels.contiguous(), row_max.contiguous()
     scale = s * inv_norm
-    with _device_guard(xn):
+    with device_guard(xn):
         _grad_xn_kernel[(triton.cdiv(b, args["BLOCK_B"]),)](
             *vectors, xn, weight, scale, labels, row_max, grad_xn, **args)
         _grad_weight_kernel[(triton.cdiv(c, args["BLOCK_C"]),)](
