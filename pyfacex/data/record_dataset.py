@@ -1,0 +1,313 @@
+"""insightface training sets in RecordIO (``train.rec``, ``train.idx``, ``property``), read and written.
+
+Layout of insightface's files (and of :func:`write_record_dataset`'s), by index key:
+
+- key 0: a header-only record, IRHeader label = (first, end) as two floats (flag 2), no image;
+- keys 1 .. first-1: the images, grouped by identity, each with its class label (flag 0, or flag K
+  for K float labels, the class label first);
+- keys first .. end-1: one header-only record per identity, label = (start, end) of its image keys;
+- ``property``: the text ``num_classes,height,width``.
+
+Files without that header record (insightface's ``SeqRecBuilder`` writes images from key 0 with
+flag 0) are read as insightface's ``MXFaceDataset`` reads them: every key of the index, in index
+order, is an image. Record 0 counts as the header record when it has at least one float label and
+no bytes after its labels (insightface tests only ``flag > 0``; an image record always has bytes).
+"""
+from __future__ import annotations
+
+import math
+import operator
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .codec import DecodeError, decode_image, encode_jpeg, encode_png
+from .folder import ImageFolderDataset
+from .recordio import (IRHeader, RecordIOError, RecordReader, RecordWriter, first_label, pack_record, read_index,
+                       unpack_record)
+
+__all__ = ["RecordDataset", "write_record_dataset"]
+
+_ON_ERROR = ("raise", "skip")
+_ENCODINGS = ("jpeg", "png", "raw")
+# IRHeader (24 bytes) + the first float label: all that the class label needs.
+_LABEL_PREFIX = 28
+# float32 holds every integer up to 2**24 exactly; keys and labels above that would be rounded.
+_FLOAT32_EXACT = 1 << 24
+
+
+def _dataset_paths(root: str | os.PathLike) -> tuple[Path, Path, Path]:
+    root = Path(root)
+    if root.is_dir():
+        rec, idx, prop = root / "train.rec", root / "train.idx", root / "property"
+    elif root.suffix == ".rec":
+        rec, idx, prop = root, root.with_suffix(".idx"), root.parent / "property"
+    else:
+        raise FileNotFoundError(f"root: expected a folder holding train.rec, train.idx and property, or the "
+                                f"path of an existing .rec file, got {root}")
+    for path, what in ((rec, "RecordIO file"), (idx, "RecordIO index"), (prop, "property file")):
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} {path} does not exist (root={root})")
+    return rec, idx, prop
+
+
+def _read_property(path: Path) -> tuple[int, tuple[int, int]]:
+    text = path.read_text().strip()
+    try:
+        num_classes, height, width = (int(field) for field in text.split(","))
+    except ValueError:
+        raise RecordIOError(f"{path} line 1: expected 'num_classes,height,width' (three integers), "
+                            f"got {text[:80]!r}") from None
+    if min(num_classes, height, width) < 0:
+        raise RecordIOError(f"{path} line 1: expected non-negative num_classes, height and width, got {text!r}")
+    return num_classes, (height, width)
+
+
+def _class_label(value: float, num_classes: int, source: str = "<record>") -> int:
+    if not (math.isfinite(value) and value == int(value) and 0 <= value < num_classes):
+        raise RecordIOError(f"{source}: class label {value} is not an integer in [0, {num_classes}) "
+                            f"(num_classes from the property file)")
+    return int(value)
+
+
+class RecordDataset(Dataset):
+    """An insightface RecordIO training set, read without mxnet.
+
+    Args:
+        root: a folder holding ``train.rec``, ``train.idx`` and ``property``, or the path of a
+            ``.rec`` file (its ``.idx`` beside it, same stem, and ``property`` in the same folder).
+        transform: optional callable applied to each image (uint8 (3, H, W)).
+        on_error: ``"raise"`` (default): a bad record raises :class:`~pyfacex.data.recordio.RecordIOError`
+            or :class:`~pyfacex.data.codec.DecodeError` naming the file and byte offset.
+            ``"skip"``: ``dataset[i]`` of a bad record returns the next readable record instead
+            (``i+1``, ``i+2``, ... wrapping round; its own image and its own label, never a label
+            copied from elsewhere), adds one to :attr:`skipped` per bad record met and warns with the
+            error and the running count. Raises only if no record is readable.
+
+    Attributes:
+        num_classes: from the property file.
+        image_size: (height, width) from the property file.
+        keys: int64 numpy array (N,), the index key of each sample.
+        skipped: bad records met by ``on_error="skip"`` in this process (each DataLoader worker
+            counts its own; its warnings show in the worker's stderr).
+
+    ``dataset[i]`` is ``(image, label)``: RGB uint8 (3, H, W) (or what ``transform`` makes of it)
+    and the int class label (the first float of a multi-float label; :meth:`label_vector` gives all).
+    The ``.rec`` is opened lazily in each process and read with ``os.pread``, so the dataset can go
+    to forked or spawned DataLoader workers; pickling it carries no file handle.
+    """
+
+    def __init__(self, root: str | os.PathLike, transform: Callable | None = None, on_error: str = "raise"):
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"on_error: expected one of {_ON_ERROR}, got {on_error!r}")
+        rec, idx, prop = _dataset_paths(root)
+        self.transform, self.on_error, self.skipped = transform, on_error, 0
+        self.num_classes, self.image_size = _read_property(prop)
+        self._reader = RecordReader(rec)
+        index = read_index(idx)
+        self.keys = np.fromiter(self._image_keys(index, idx), dtype=np.int64)
+        self._offsets = np.fromiter((index[key] for key in self.keys.tolist()), dtype=np.int64, count=len(self.keys))
+
+    def _image_keys(self, index: dict[int, int], idx_path: Path) -> Iterable[int]:
+        if 0 not in index:
+            return index.keys()
+        source = f"{self._reader.path} at byte {index[0]} (key 0)"
+        header, payload = unpack_record(self._reader.read(index[0]), source)
+        if header.flag == 0 or len(payload) > 0:
+            return index.keys()  # no header record: key 0 is an image
+        if header.flag < 2:
+            raise RecordIOError(f"{source}: header record with {header.flag} float label, expected 2 (first, end)")
+        first, end = (float(v) for v in header.label[:2])
+        if not (first == int(first) and end == int(end) and 1 <= first <= end):
+            raise RecordIOError(f"{source}: header record label ({first}, {end}) is not an integer key range "
+                                f"1 <= first <= end")
+        missing = next((key for key in range(1, int(first)) if key not in index), None)
+        if missing is not None:
+            raise RecordIOError(f"{idx_path}: image key {missing} is missing, but record 0 says keys "
+                                f"1..{int(first) - 1} are images")
+        return range(1, int(first))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _position(self, index: int) -> int:
+        index = operator.index(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a RecordDataset of {len(self)} images")
+        return index % len(self)
+
+    def _source(self, position: int) -> str:
+        return f"{self._reader.path} at byte {self._offsets[position]} (key {self.keys[position]})"
+
+    def _header(self, position: int) -> tuple[IRHeader, memoryview]:
+        source = self._source(position)
+        return unpack_record(self._reader.read(int(self._offsets[position])), source)
+
+    def _load(self, position: int):
+        header, payload = self._header(position)
+        source = self._source(position)
+        label = _class_label(float(np.ravel(header.label)[0]), self.num_classes, source)
+        return decode_image(payload, source=source), label
+
+    def __getitem__(self, index: int):
+        position = self._position(index)
+        for step in range(len(self)):
+            try:
+                image, label = self._load((position + step) % len(self))
+                break
+            except (RecordIOError, DecodeError) as error:
+                if self.on_error == "raise":
+                    raise
+                self.skipped += 1
+                warnings.warn(f"RecordDataset skipped a bad record ({self.skipped} so far in this process): {error}",
+                              RuntimeWarning, stacklevel=2)
+        else:
+            raise RecordIOError(f"{self._reader.path}: no readable record ({len(self)} tried)")
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+    def label_vector(self, index: int) -> torch.Tensor:
+        """All float labels of image ``index``: float32 (K,), K = the header's flag (1 for flag 0)."""
+        header, _ = self._header(self._position(index))
+        return torch.from_numpy(np.atleast_1d(np.asarray(header.label, dtype=np.float32)).copy())
+
+    @cached_property
+    def labels(self) -> torch.Tensor:
+        """int64 (N,): the class label of every image, read from the record headers only (no image
+        decoding; 28 bytes per record). Raises on a bad header whatever ``on_error`` says, since
+        a sampler must not be given a wrong label."""
+        labels = []
+        for position, offset in enumerate(self._offsets.tolist()):
+            prefix = self._reader.read(offset, limit=_LABEL_PREFIX)
+            try:
+                labels.append(_class_label(first_label(prefix), self.num_classes))
+            except RecordIOError:  # again, naming the record: its name is built on this path only
+                source = self._source(position)
+                _class_label(first_label(prefix, source), self.num_classes, source)
+        return torch.tensor(labels, dtype=torch.int64)
+
+
+def write_record_dataset(out_dir: str | os.PathLike, images, labels=None, *, encoding: str = "jpeg",
+                         quality: int = 95, image_size: tuple[int, int] | None = None,
+                         overwrite: bool = False) -> Path:
+    """Pack images into ``train.rec``, ``train.idx`` and ``property`` in insightface's layout.
+
+    Writes record 0 (label (first, end)), the images at keys 1..N grouped by class (ascending class
+    label, input order within a class), and one identity record per class 0..num_classes-1 with
+    label (start, end) of its image keys, so that insightface's ``MXFaceDataset`` reads the result.
+    The files are written under temporary names and renamed at the end: a failed call leaves no
+    half-written dataset.
+
+    Args:
+        out_dir: the folder to write (created if missing).
+        images: an image folder (``root/<identity>/<image>``, labels as :class:`ImageFolderDataset`
+            gives them), or N in-memory images: a uint8 tensor or numpy array (N, 3, H, W), or a
+            sequence whose items are uint8 (3, H, W) tensors/arrays or encoded image bytes.
+        labels: for in-memory images, (N,) integer class labels or (N, K) float labels whose first
+            column is the class label (stored as K float32 labels). Must be None for a folder.
+        encoding: ``"jpeg"`` (at ``quality``), ``"png"``, or ``"raw"``: encoded bytes (a folder's
+            files, bytes items) are stored as they are, not decoded or checked.
+        quality: JPEG quality 1..100.
+        image_size: (height, width) written to ``property``; by default the first image's size.
+        overwrite: replace an existing ``train.rec`` in ``out_dir`` (otherwise FileExistsError).
+    Returns:
+        ``out_dir`` as a Path (open it with :class:`RecordDataset`).
+    """
+    if encoding not in _ENCODINGS:
+        raise ValueError(f"encoding: expected one of {_ENCODINGS}, got {encoding!r}")
+    out_dir = Path(out_dir)
+    if (out_dir / "train.rec").exists() and not overwrite:
+        raise FileExistsError(f"out_dir: {out_dir / 'train.rec'} exists (pass overwrite=True to replace it)")
+    items, rows, num_classes = _inputs(images, labels)
+    classes = rows[:, 0].astype(np.int64)
+    order = np.argsort(classes, kind="stable")
+    first = len(items) + 1
+    end = first + num_classes
+    if end > _FLOAT32_EXACT:
+        raise ValueError(f"images: {len(items)} images and {num_classes} classes need keys up to {end}, but record 0 "
+                         f"stores them as float32, exact only up to {_FLOAT32_EXACT}")
+    if image_size is None:
+        image_size = _size(items[0], "images[0]") if items else (0, 0)
+    starts = 1 + np.searchsorted(classes[order], np.arange(num_classes + 1))  # image keys start at 1
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = {name: out_dir / name for name in ("train.rec", "train.idx", "property")}
+    partial = {name: path.with_name(path.name + ".partial") for name, path in final.items()}
+    with RecordWriter(partial["train.rec"], partial["train.idx"]) as writer:
+        writer.write(0, pack_record(IRHeader(0, [first, end], 0, 0)))
+        for key, i in enumerate(order.tolist(), start=1):
+            label = rows[i, 0] if rows.shape[1] == 1 else rows[i]
+            payload = _encoded(items[i], encoding, quality, f"images[{i}]")
+            writer.write(key, pack_record(IRHeader(0, label, key, 0), payload))
+        for c in range(num_classes):
+            writer.write(first + c, pack_record(IRHeader(0, [starts[c], starts[c + 1]], first + c, 0)))
+    partial["property"].write_text(f"{num_classes},{image_size[0]},{image_size[1]}\n")
+    for name in final:
+        os.replace(partial[name], final[name])
+    return out_dir
+
+
+def _inputs(images, labels) -> tuple[Sequence, np.ndarray, int]:
+    """(items, float64 label rows (N, K), num_classes) from the writer's arguments."""
+    if isinstance(images, (str, os.PathLike)):
+        if labels is not None:
+            raise ValueError("labels: must be None when images is a folder (its subfolders are the labels)")
+        folder = ImageFolderDataset(images)
+        return folder.samples, folder.labels.numpy()[:, None].astype(np.float64), folder.num_classes
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        batch = torch.as_tensor(images)
+        if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] not in (1, 3):
+            raise ValueError(f"images: expected uint8 (N, 3, H, W), got {batch.dtype} {tuple(batch.shape)}")
+        items = list(batch.unbind(0))
+    else:
+        items = list(images)
+    if labels is None:
+        raise ValueError("labels: required with in-memory images ((N,) class labels or (N, K) float labels)")
+    rows = np.asarray(torch.as_tensor(labels, dtype=torch.float64))
+    rows = rows.reshape(-1, 1) if rows.ndim == 1 else rows
+    if rows.ndim != 2 or rows.shape[0] != len(items) or (rows.shape[1] == 0 and len(items)):
+        raise ValueError(f"labels: expected (N,) or (N, K) with N = {len(items)} images, got shape {rows.shape}")
+    classes = rows[:, 0]
+    bad = np.flatnonzero(~(np.isfinite(classes) & (classes == np.round(classes)) & (classes >= 0)
+                           & (classes < _FLOAT32_EXACT)))
+    if bad.size:
+        raise ValueError(f"labels: class label {classes[bad[0]]} of image {bad[0]} is not an integer in "
+                         f"[0, {_FLOAT32_EXACT})")
+    return items, rows, int(classes.max()) + 1 if len(items) else 0
+
+
+def _encoded_bytes(item) -> bytes | None:
+    if isinstance(item, Path):
+        return item.read_bytes()
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    return None
+
+
+def _image(item, source: str) -> torch.Tensor:
+    data = _encoded_bytes(item)
+    return decode_image(data, source=str(item) if isinstance(item, Path) else source) if data is not None \
+        else torch.as_tensor(item)
+
+
+def _size(item, source: str) -> tuple[int, int]:
+    height, width = _image(item, source).shape[-2:]
+    return int(height), int(width)
+
+
+def _encoded(item, encoding: str, quality: int, source: str) -> bytes:
+    if encoding == "raw":
+        data = _encoded_bytes(item)
+        if data is None:
+            raise ValueError(f"{source}: encoding='raw' stores encoded bytes, got a {type(item).__name__}; "
+                             f"use encoding='jpeg' or 'png' for decoded images")
+        return data
+    image = _image(item, source)
+    return encode_jpeg(image, quality) if encoding == "jpeg" else encode_png(image)

@@ -1,0 +1,167 @@
+"""Set sampling for LFENet training (lfenet.md Sec. III-B): batches of b sets × T images of one identity.
+
+"b image sets which contain T_tr images in each are randomly chosen in a batch, thus each batch
+contains B = b × T_tr images"; the loss is a classification loss on every image, so the sampler only
+has to give the LIT module sets of one identity packed consecutively.
+
+An epoch, drawn from (seed, epoch) alone:
+
+1. every identity (distinct label) with n images has its images shuffled and cut into ⌈n/T⌉
+   consecutive sets of T; the last set, when n is not a multiple of T, is completed by cycling from
+   the start of the identity's shuffled list. Hence every image appears at least once per epoch,
+   exactly once when T divides n; a set repeats an image only when n < T (then it holds every image
+   of the identity, each ⌊T/n⌋ or ⌈T/n⌉ times);
+2. the sets are laid out in batches of b sets. With ``distinct_identities`` (default) the sets,
+   grouped by identity in a shuffled identity order, are dealt to the batches column by column, so
+   the sets of one identity land in different batches: every batch holds b distinct identities
+   whenever no identity has more sets than there are batches minus one (a repeat is unavoidable only
+   when one identity holds a large share of all sets). Otherwise the sets are shuffled freely and
+   a batch may hold two sets of one identity (harmless for LFENet's per-image loss, and cheaper);
+3. the batches are shuffled; an incomplete last batch (fewer than b sets) stays last, or is dropped
+   with ``drop_last``;
+4. ranks: all ranks draw the same epoch and rank r takes batches r, r + world_size, ... With
+   ``drop_last`` the tail is cut so every rank gets ⌊batches/world_size⌋ disjoint batches; without it,
+   as DistributedSampler, the list is padded to a multiple of world_size by repeating its first
+   batches (so shards are disjoint when world_size divides the number of batches).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from .ragged import _label_vector, _positive_int, _seed
+
+__all__ = ["SetSampler", "collate_sets"]
+
+
+class SetSampler(Sampler[list[int]]):
+    """Batch sampler yielding b·T dataset indices per batch: b consecutive runs of T images of one identity.
+
+    Args:
+        labels: (N,) identity of every dataset item (a sequence, numpy array or integer tensor, e.g.
+            ``RecordDataset.labels``); ints >= 0, at least one.
+        sets_per_batch: b >= 1.
+        set_size: T >= 1 images per set (the paper's best is 3).
+        seed: int >= 0; with the epoch it determines the whole order.
+        distinct_identities: lay out the sets so that the sets of one batch have distinct identities
+            (see the module docstring for when that is possible); False shuffles sets freely.
+        drop_last: drop the incomplete last batch and the batches that do not divide among ranks.
+        rank, world_size: this process's shard, 0 <= rank < world_size.
+
+    Use as ``DataLoader(dataset, batch_sampler=SetSampler(...), collate_fn=partial(collate_sets,
+    set_size=T))`` and call :meth:`set_epoch` before every epoch. The sampler runs in the main process;
+    workers only receive index lists, so any ``num_workers`` gives the same batches.
+    """
+
+    def __init__(self, labels: Sequence[int] | torch.Tensor | np.ndarray, sets_per_batch: int, set_size: int,
+                 seed: int = 0, *, distinct_identities: bool = True, drop_last: bool = False, rank: int = 0,
+                 world_size: int = 1):
+        array = _label_vector(labels)
+        if array.size == 0:
+            raise ValueError("labels: expected at least one labelled image, got an empty sequence")
+        if array.min() < 0:
+            i = int(np.argmax(array < 0))
+            raise ValueError(f"labels: identities must be >= 0, got labels[{i}] = {int(array[i])}")
+        self.sets_per_batch = _positive_int(sets_per_batch, "sets_per_batch")
+        self.set_size = _positive_int(set_size, "set_size")
+        self.world_size = _positive_int(world_size, "world_size")
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < self.world_size:
+            raise ValueError(f"rank: expected an int in [0, world_size = {self.world_size}), got {rank!r}")
+        self.rank = int(rank)
+        self.seed = _seed(seed)
+        self.distinct_identities = bool(distinct_identities)
+        self.drop_last = bool(drop_last)
+        self.epoch = 0
+        _, self._codes, self._counts = np.unique(array, return_inverse=True, return_counts=True)
+        self.num_sets = int((-(-self._counts // self.set_size)).sum())  # Σ over identities of ⌈n/T⌉
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch to draw; call it with the same value on every rank, as DistributedSampler."""
+        self.epoch = _seed(epoch, "epoch")
+
+    def _global_batches(self) -> int:
+        full, rest = divmod(self.num_sets, self.sets_per_batch)
+        return full + (rest > 0 and not self.drop_last)
+
+    def __len__(self) -> int:
+        batches = self._global_batches()
+        return batches // self.world_size if self.drop_last else -(-batches // self.world_size)
+
+    def _sets(self, rng: np.random.Generator) -> np.ndarray:
+        """(num_sets, T) dataset indices, grouped by identity in a random identity order (step 1)."""
+        t = self.set_size
+        rank_of = rng.permutation(self._counts.size)  # identity -> its position in this epoch
+        shuffled = rng.permutation(self._codes.size)
+        order = shuffled[np.argsort(rank_of[self._codes[shuffled]], kind="stable")]
+        counts = self._counts[np.argsort(rank_of)]  # per identity, in epoch order
+        starts = np.cumsum(counts) - counts
+        slots = -(-counts // t) * t
+        owner = np.repeat(np.arange(counts.size), slots)
+        within = np.arange(owner.size) - np.repeat(np.cumsum(slots) - slots, slots)
+        return order[starts[owner] + within % counts[owner]].reshape(-1, t)
+
+    def _layout(self, rng: np.random.Generator) -> np.ndarray:
+        """Permutation of the grouped sets that reads as consecutive batches of b sets (step 2)."""
+        s, b = self.num_sets, self.sets_per_batch
+        if not self.distinct_identities:
+            return rng.permutation(s)
+        # Deal column by column into an (nb, b) grid whose last row holds the r leftover sets: a run of
+        # at most nb - 1 sets of one identity then never meets the same row (batch) twice.
+        nb = -(-s // b)
+        r = s - (nb - 1) * b
+        j = np.arange(s)
+        tall = j < r * nb  # the r columns that reach the last row
+        rest = np.maximum(nb - 1, 1)
+        col = np.where(tall, j // nb, r + (j - r * nb) // rest)
+        row = np.where(tall, j % nb, (j - r * nb) % rest)
+        return np.argsort(row * b + col)
+
+    def _batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        sets = self._sets(rng)
+        flat = sets[self._layout(rng)].reshape(-1)
+        per_batch = self.sets_per_batch * self.set_size
+        full = self.num_sets // self.sets_per_batch
+        batches = list(flat[:full * per_batch].reshape(full, per_batch)[rng.permutation(full)])
+        if full * per_batch < flat.size and not self.drop_last:
+            batches.append(flat[full * per_batch:])
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        total = len(self) * self.world_size
+        for i in range(self.rank, total, self.world_size):
+            yield batches[i % len(batches)].tolist()  # i >= len(batches) only when padding
+
+
+def collate_sets(batch: Sequence[tuple[torch.Tensor, int | torch.Tensor]], set_size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Collate a :class:`SetSampler` batch of b·T ``(image, label)`` items into ragged-set form.
+
+    Args:
+        batch: b·T items, consecutive runs of ``set_size`` sharing one label; images of one shape
+            (e.g. (3, H, W) uint8).
+        set_size: T. Bind it with ``functools.partial(collate_sets, set_size=T)`` for a DataLoader.
+
+    Returns:
+        images (b·T, *image shape), labels (b·T,) int64, offsets (b+1,) int64 = [0, T, 2T, ..., bT].
+        An empty batch gives images of shape (0,), no labels and offsets [0].
+    """
+    set_size = _positive_int(set_size, "set_size")
+    if len(batch) == 0:
+        return torch.empty(0), torch.empty(0, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
+    if len(batch) % set_size:
+        raise ValueError(f"batch: expected a multiple of set_size = {set_size} items, got {len(batch)}")
+    images = torch.stack([image for image, _ in batch])
+    labels = torch.tensor([int(label) for _, label in batch], dtype=torch.int64)
+    runs = labels.view(-1, set_size)
+    mixed = (runs != runs[:, :1]).any(1)
+    if bool(mixed.any()):
+        k = int(mixed.nonzero()[0])
+        raise ValueError(f"batch: set {k} (items {k * set_size}..{(k + 1) * set_size - 1}) mixes labels "
+                         f"{runs[k].tolist()}; each run of set_size items must share one identity")
+    offsets = torch.arange(runs.shape[0] + 1, dtype=torch.int64) * set_size
+    return images, labels, offsets

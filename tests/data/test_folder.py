@@ -1,0 +1,61 @@
+"""ImageFolderDataset: labels and order from sorted names, extension filter, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyfacex.data.codec import DecodeError, encode_png
+from pyfacex.data.folder import ImageFolderDataset
+
+
+def image(value: int) -> torch.Tensor:
+    return torch.full((3, 4, 5), value, dtype=torch.uint8)
+
+
+def make_tree(root, files: dict[str, int]):
+    for name, value in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_png(image(value)))
+
+
+def test_labels_and_order_follow_sorted_names(tmp_path):
+    # created out of order; "10" sorts before "9" (names, not numbers)
+    make_tree(tmp_path, {"9/b.png": 1, "9/a.PNG": 2, "10/z.png": 3, "alice/x.jpg.png": 4, "alice/y.png": 5})
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.classes == ["10", "9", "alice"] and dataset.num_classes == 3
+    assert [p.relative_to(tmp_path).as_posix() for p in dataset.samples] == [
+        "10/z.png", "9/a.PNG", "9/b.png", "alice/x.jpg.png", "alice/y.png"]
+    assert dataset.labels.tolist() == [0, 1, 1, 2, 2] and dataset.labels.dtype == torch.int64
+    assert [(int(img[0, 0, 0]), label) for img, label in (dataset[i] for i in range(5))] == [
+        (3, 0), (2, 1), (1, 1), (4, 2), (5, 2)]
+
+
+def test_filters_extensions_hidden_entries_and_root_files(tmp_path):
+    make_tree(tmp_path, {"a/1.png": 1, "a/.hidden.png": 2, "a/notes.txt": 3, "loose.png": 4,
+                         ".cache/1.png": 5, "b/sub/deep.png": 6, "b/2.webp": 7})
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.classes == ["a", "b"]
+    assert [p.name for p in dataset.samples] == ["1.png", "2.webp"]
+    only_png = ImageFolderDataset(tmp_path, extensions=["png"])
+    assert [p.name for p in only_png.samples] == ["1.png"] and only_png.num_classes == 2
+
+
+def test_transform_and_empty_root(tmp_path):
+    make_tree(tmp_path / "x", {"a/1.png": 9})
+    dataset = ImageFolderDataset(tmp_path / "x", transform=lambda img: img.float() / 255)
+    assert dataset[0][0].dtype == torch.float32
+    (tmp_path / "empty").mkdir()
+    empty = ImageFolderDataset(tmp_path / "empty")
+    assert len(empty) == 0 and empty.labels.shape == (0,) and empty.classes == []
+
+
+def test_errors_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="root: image folder .*missing"):
+        ImageFolderDataset(tmp_path / "missing")
+    with pytest.raises(TypeError, match="extensions"):
+        ImageFolderDataset(tmp_path, extensions=".png")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(DecodeError, match="broken.jpg: cannot decode"):
+        ImageFolderDataset(tmp_path)[0]
