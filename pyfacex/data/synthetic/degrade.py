@@ -24,8 +24,9 @@ def degrade(images: torch.Tensor, nuisance: dict, key: torch.Tensor) -> torch.Te
     """images (B, 3, S, S) float in [0, 1] -> uint8 (B, 3, S, S) with the nuisance's degradations."""
     size = images.shape[-1]
     _apply(images, nuisance["motion_blur"] > 1, T.motion_blur, nuisance["motion_angle"], nuisance["motion_blur"])
-    _apply(images, nuisance["blur"] > 0.2, T.gaussian_blur, nuisance["blur"])
-    _apply(images, nuisance["resolution"] < size, T.down_up, nuisance["resolution"].clamp(min=2).long())
+    # Sub-pixel blurs and a lost pixel of resolution are invisible: those images skip the work.
+    _apply(images, nuisance["blur"] > 0.3, T.gaussian_blur, nuisance["blur"])
+    _apply(images, nuisance["resolution"] < 0.95 * size, T.down_up, nuisance["resolution"].clamp(min=2).long())
     for i in (nuisance["noise"] > 0).nonzero().flatten().tolist():
         generator = torch.Generator().manual_seed(int(key[i]) & 0x7FFFFFFFFFFFFFFF)
         images[i] += float(nuisance["noise"][i]) * torch.randn(images[i].shape, generator=generator)

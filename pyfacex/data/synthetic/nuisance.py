@@ -3,7 +3,9 @@
 A knob is the largest amplitude of its factor; ``difficulty`` in [0, 1] scales every knob at once
 (0: frontal, neutral, evenly lit, clean; 1: up to unrecognisable). An image's amplitude of a factor
 is ``knob * difficulty * u**2`` with u uniform, so most images are mild and a few reach the knob, as
-in real collections. Signed factors (angles) get a random sign. Any factor can instead be fixed to
+in real collections. Signed factors (angles) get a random sign. Camera degradations (blur, motion
+blur, low resolution, noise, JPEG) are absent from half the images and ``knob * difficulty * w**2``
+with w uniform in the other half: most photographs are not degraded at all. Any factor can instead be fixed to
 exact per-image values (``overrides``), which is how protocols ask for, e.g., profile views.
 """
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Nuisance:
         low_resolution: largest loss of resolution in [0, 1): the image goes down to
             size·(1 − 0.9·v) pixels and back.
         noise: largest gaussian noise sigma, as a fraction of the full range.
-        jpeg: largest JPEG degradation in [0, 1]: quality 95 − 85·v (none below v = 0.05).
+        jpeg: largest JPEG degradation in [0, 1]: quality 95 − 85·v (100, no JPEG, when v = 0).
         clutter: amount of background clutter in [0, 1].
         misalignment: largest crop shift (fraction of the image) and scale change of the face.
     """
@@ -84,6 +86,11 @@ def _amplitude(u: torch.Tensor, knob: float, difficulty: float) -> torch.Tensor:
     return knob * difficulty * u * u
 
 
+def _sparse(u: torch.Tensor, knob: float, difficulty: float) -> torch.Tensor:
+    """Zero for u < 1/2, else the amplitude of 2u − 1."""
+    return _amplitude((2 * u - 1).clamp(min=0), knob, difficulty)
+
+
 def _signed(u: torch.Tensor, sign: torch.Tensor, knob: float, difficulty: float) -> torch.Tensor:
     return torch.where(sign < 0.5, -1.0, 1.0) * _amplitude(u, knob, difficulty)
 
@@ -93,8 +100,8 @@ def _factors(u: torch.Tensor, knobs: Nuisance, size: int) -> dict[str, torch.Ten
     d = knobs.difficulty
     scale_px = size / 112.0
     occluded = u[:, 14] < min(1.0, knobs.occlusion * d)
-    low_res = _amplitude(u[:, 22], knobs.low_resolution, d)
-    jpeg = _amplitude(u[:, 24], knobs.jpeg, d)
+    low_res = _sparse(u[:, 22], knobs.low_resolution, d)
+    jpeg = _sparse(u[:, 24], knobs.jpeg, d)
     return {
         "yaw": _signed(u[:, 0], u[:, 30], knobs.yaw, d),
         "pitch": _signed(u[:, 1], u[:, 31], knobs.pitch, d),
@@ -115,12 +122,12 @@ def _factors(u: torch.Tensor, knobs: Nuisance, size: int) -> dict[str, torch.Ten
         "occluder_y": u[:, 17] * 2 - 1,
         "occluder_size": 0.5 + 0.5 * u[:, 18],
         "occluder_hue": u[:, 19],
-        "blur": _amplitude(u[:, 20], knobs.blur, d) * scale_px,
-        "motion_blur": _amplitude(u[:, 21], knobs.motion_blur, d) * scale_px,
+        "blur": _sparse(u[:, 20], knobs.blur, d) * scale_px,
+        "motion_blur": _sparse(u[:, 21], knobs.motion_blur, d) * scale_px,
         "motion_angle": u[:, 35] * 180.0,  # degrees
         "resolution": (size * (1 - low_res)).round(),
-        "noise": _amplitude(u[:, 23], knobs.noise, d),
-        "jpeg_quality": torch.where(jpeg < 0.05, torch.full_like(jpeg, 100.0), (95 - 85 * jpeg).round()),
+        "noise": _sparse(u[:, 23], knobs.noise, d),
+        "jpeg_quality": torch.where(jpeg > 0, (95 - 85 * jpeg).round(), torch.full_like(jpeg, 100.0)),
         "clutter": min(1.0, knobs.clutter * (0.3 + 0.7 * d)) * u[:, 25],
         "shift_x": (u[:, 26] * 2 - 1) * knobs.misalignment * d,
         "shift_y": (u[:, 27] * 2 - 1) * knobs.misalignment * d,

@@ -135,10 +135,10 @@ class _Camera:
         """Camera-frame points (B, K, 3) -> pixel x, y (B, K, 2)."""
         return (camera[..., :2] * self.units.unsqueeze(-1) + 0.5 + self.shift) * self.size - 0.5
 
-    def window(self, first_row: int, end_row: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Camera-frame box (B, 1, 2) low, high of the image rows [first_row, end_row)."""
-        low = torch.tensor([0.0, first_row / self.size]) - 0.5
-        high = torch.tensor([1.0, end_row / self.size]) - 0.5
+    def window(self, rows: slice, cols: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Camera-frame box (B, 1, 2) low, high of an image tile."""
+        low = torch.tensor([cols.start / self.size, rows.start / self.size]) - 0.5
+        high = torch.tensor([cols.stop / self.size, rows.stop / self.size]) - 0.5
         scale = self.units.unsqueeze(-1)
         return (low - self.shift) / scale, (high - self.shift) / scale
 
@@ -152,24 +152,28 @@ class _Camera:
                 y.expand(batch, self.size, self.size).reshape(batch, -1))
 
 
-_BANDS = 4  # horizontal bands of the image, each cast with only the primitives that reach it
+_TILES = (8, 2)  # image rows, columns of tiles, each cast with only the primitives that reach it
 
 
 def _cast_image(q, plane, camera: _Camera, bounds, cam_x, cam_y) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cast every pixel, band by band; a band skips primitives whose box misses it in every image
-    (the shoulders above the chin, the hair below the ears), which halves the work of tight crops."""
+    """Cast every pixel, tile by tile; a tile skips primitives whose box misses it in every image
+    (the shoulders above the chin, the hair below the ears, an ear on the other side), which halves
+    the work of tight crops."""
     low, high = bounds
-    size, depths, indices = camera.size, [], []
-    for band in range(_BANDS):
-        first, end = band * size // _BANDS, (band + 1) * size // _BANDS
-        window_low, window_high = camera.window(first, end)
-        seen = ((high > window_low) & (low < window_high)).all(-1).any(0)
-        pixels = slice(first * size, end * size)
-        depth, index = _cast(q, point_basis(cam_x[:, pixels], cam_y[:, pixels]), plane,
-                             seen.nonzero().flatten().tolist())
-        depths.append(depth)
-        indices.append(index)
-    return torch.cat(depths, 1), torch.cat(indices, 1)
+    size, batch = camera.size, cam_x.shape[0]
+    depth = cam_x.new_empty(batch, size, size)
+    index = torch.empty(batch, size, size, dtype=torch.int64)
+    grid_x, grid_y = cam_x.view(batch, size, size), cam_y.view(batch, size, size)
+    edges = [[k * size // n for k in range(n + 1)] for n in _TILES]
+    for rows in (slice(a, b) for a, b in zip(edges[0][:-1], edges[0][1:])):
+        for cols in (slice(a, b) for a, b in zip(edges[1][:-1], edges[1][1:])):
+            window_low, window_high = camera.window(rows, cols)
+            seen = ((high > window_low) & (low < window_high)).all(-1).any(0)
+            basis = point_basis(grid_x[:, rows, cols].reshape(batch, -1), grid_y[:, rows, cols].reshape(batch, -1))
+            tile_depth, tile_index = _cast(q, basis, plane, seen.nonzero().flatten().tolist())
+            depth[:, rows, cols] = tile_depth.view(batch, rows.stop - rows.start, -1)
+            index[:, rows, cols] = tile_index.view(batch, rows.stop - rows.start, -1)
+    return depth.view(batch, -1), index.view(batch, -1)
 
 
 def render_batch(identity: dict, nuisance: dict, key: torch.Tensor, size: int, framing: Framing) -> Rendered:
@@ -257,21 +261,23 @@ def _moles(p: dict) -> torch.Tensor:
 
 
 def _block(colour, covered, nuisance, size):
-    """An image-space block occluder (code 5): a rectangle over the face with a striped texture."""
-    present = nuisance["occluder"] == 5
-    if not bool(present.any()):
+    """An image-space block occluder (code 5): a striped rectangle over the face, on the images that have one."""
+    images = (nuisance["occluder"] == 5).nonzero().flatten()
+    if images.numel() == 0:
         return colour, covered
-    batch = colour.shape[0]
     pixels = torch.arange(size, dtype=torch.float32) + 0.5
-    half = 0.22 * nuisance["occluder_size"] * size
-    cx = (0.5 + 0.25 * nuisance["occluder_x"]) * size
-    cy = (0.55 + 0.25 * nuisance["occluder_y"]) * size
+    values = {k: nuisance[k][images] for k in ("occluder_size", "occluder_x", "occluder_y", "occluder_hue")}
+    half = 0.22 * values["occluder_size"] * size
+    cx = (0.5 + 0.25 * values["occluder_x"]) * size
+    cy = (0.55 + 0.25 * values["occluder_y"]) * size
     cols = (torch.minimum(pixels - (cx - half).view(-1, 1), (cx + half).view(-1, 1) - pixels) + 0.5).clamp(0, 1)
     rows = (torch.minimum(pixels - (cy - half).view(-1, 1), (cy + half).view(-1, 1) - pixels) + 0.5).clamp(0, 1)
-    mask = (rows.unsqueeze(2) * cols.unsqueeze(1)).flatten(1) * present.view(-1, 1)
-    stripes = 0.85 + 0.15 * torch.sin(pixels * 0.8).view(1, size, 1).expand(batch, size, size).reshape(batch, -1)
-    paint = hue_colour(nuisance["occluder_hue"], 0.6, 0.7).unsqueeze(-1) * stripes.unsqueeze(1)
-    return torch.lerp(colour, paint, mask.unsqueeze(1)), torch.maximum(covered, mask)
+    mask = (rows.unsqueeze(2) * cols.unsqueeze(1)).flatten(1)
+    stripes = (0.85 + 0.15 * torch.sin(pixels * 0.8)).view(size, 1).expand(size, size).reshape(1, 1, -1)
+    paint = hue_colour(values["occluder_hue"], 0.6, 0.7).unsqueeze(-1) * stripes
+    colour[images] = torch.lerp(colour[images], paint, mask.unsqueeze(1))
+    covered[images] = torch.maximum(covered[images], mask)
+    return colour, covered
 
 
 def _landmarks(p, q, plane, camera: _Camera, covered):

@@ -97,15 +97,25 @@ def paint_surface(colour, x, y, z, index, params) -> torch.Tensor:
 
     Args:
         colour: (B, 3, N) base colours. x, y, z: (B, N) head-frame hit points. index: (B, N) primitive.
-        params: shape with expression as (B,) values and (B, 3) colours, plus "ppu" (B,) pixels per head unit and "occluder", "occluder_hue" (B,).
+        params: shape with expression as (B,) values and (B, 3) colours, plus "ppu" (B,) pixels per
+            head unit and "occluder", "occluder_hue" (B,).
     Returns:
         (B, N) coverage of worn occluders (glasses frames and dark lenses, masks).
     """
     skin = (index < FACE_PRIMITIVES) & (z > 0.05)
     covered = torch.zeros_like(x)
     p = params
-    cheeks = skin & ((y - (p["nose_tip_y"] - 0.08).unsqueeze(1)).abs() < 0.24)
-    region = _Region(cheeks, x, y, z, colour, p)
+
+    def band(low, high, half_width=None, of=None):
+        """skin with low < y < high and |x| < half_width ((B,) values), for the images in ``of``."""
+        mask = skin & (y > low.unsqueeze(1)) & (y < high.unsqueeze(1))
+        if half_width is not None:
+            mask &= x.abs() < half_width.unsqueeze(1)
+        return mask if of is None else mask & of.unsqueeze(1)
+
+    nose = p["nose_tip_y"]
+    blush = band(nose - 0.28, nose + 0.18, torch.full_like(nose, 0.68)) & ((x.abs() - 0.45).abs() < 0.23)
+    region = _Region(blush | band(nose - 0.32, nose + 0.08, of=p["freckles"] > 0), x, y, z, colour, p)
     _paint_cheeks(region)
     region.write(colour)
     scar = p["scar"]
@@ -119,16 +129,19 @@ def paint_surface(colour, x, y, z, index, params) -> torch.Tensor:
         _paint_scar(region)
         region.write(colour)
 
-    eyes = skin & (y > (p["brow_y"] - p["brow_arch"] - 0.2).unsqueeze(1)) & (y < (p["eye_y"] + 0.16).unsqueeze(1))
-    region = _Region(eyes, x, y, z, colour, p)
+    # Brows, eyes and glasses (rims reach eye_w + 0.09 beyond the eye centre).
+    region = _Region(band(p["brow_y"] - p["brow_arch"] - 0.2, p["eye_y"] + 0.16, p["eye_x"] + 0.26),
+                     x, y, z, colour, p)
     _paint_eyes(region)
     glasses = (region["occluder"] == GLASSES) | (region["occluder"] == SUNGLASSES)
     if bool(glasses.any()):
         region.scatter(covered, _paint_glasses(region, glasses))
     region.write(colour)
 
-    mouth = skin & (y > (p["nose_tip_y"] - 0.08).unsqueeze(1))
-    region = _Region(mouth, x, y, z, colour, p)
+    # Nostrils and lips; the whole lower face for beards and masks.
+    lips = band(nose - 0.08, p["mouth_y"] + p["lip_lower"] + 0.5 * p["mouth_open"] + 0.05, p["mouth_w"] + 0.02)
+    masked = p["occluder"] == MASK
+    region = _Region(lips | band(nose - 0.08, nose + 10, of=(p["beard"] > 0) | masked), x, y, z, colour, p)
     _paint_mouth(region)
     mask = region["occluder"] == MASK
     if bool(mask.any()):

@@ -70,7 +70,7 @@ class SyntheticFaceWorld:
     """
 
     def __init__(self, seed: int = 0, size: int = 112, nuisance: Nuisance | None = None,
-                 framing: str | Framing | None = None, chunk: int = 32):
+                 framing: str | Framing | None = None, chunk: int = 64):
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
         if not isinstance(size, int) or size < 16:
