@@ -32,7 +32,7 @@ from .folder import ImageFolderDataset
 from .recordio import (IRHeader, RecordIOError, RecordReader, RecordWriter, first_label, pack_record, read_index,
                        unpack_record)
 
-__all__ = ["RecordDataset", "write_record_dataset"]
+__all__ = ["RecordDataset", "RecordDatasetWriter", "write_record_dataset"]
 
 _ON_ERROR = ("raise", "skip")
 _ENCODINGS = ("jpeg", "png", "raw")
@@ -223,35 +223,96 @@ def write_record_dataset(out_dir: str | os.PathLike, images, labels=None, *, enc
     if encoding not in _ENCODINGS:
         raise ValueError(f"encoding: expected one of {_ENCODINGS}, got {encoding!r}")
     out_dir = Path(out_dir)
-    if (out_dir / "train.rec").exists() and not overwrite:
-        raise FileExistsError(f"out_dir: {out_dir / 'train.rec'} exists (pass overwrite=True to replace it)")
     items, rows, num_classes = _inputs(images, labels)
-    classes = rows[:, 0].astype(np.int64)
-    order = np.argsort(classes, kind="stable")
-    first = len(items) + 1
-    end = first + num_classes
-    if end > _FLOAT32_EXACT:
-        raise ValueError(f"images: {len(items)} images and {num_classes} classes need keys up to {end}, but record 0 "
-                         f"stores them as float32, exact only up to {_FLOAT32_EXACT}")
+    order = np.argsort(rows[:, 0].astype(np.int64), kind="stable")
     if image_size is None:
         image_size = _size(items[0], "images[0]") if items else (0, 0)
-    starts = 1 + np.searchsorted(classes[order], np.arange(num_classes + 1))  # image keys start at 1
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = {name: out_dir / name for name in ("train.rec", "train.idx", "property")}
-    partial = {name: path.with_name(path.name + ".partial") for name, path in final.items()}
-    with RecordWriter(partial["train.rec"], partial["train.idx"]) as writer:
-        writer.write(0, pack_record(IRHeader(0, [first, end], 0, 0)))
-        for key, i in enumerate(order.tolist(), start=1):
+    with RecordDatasetWriter(out_dir, len(items), num_classes, image_size, overwrite=overwrite) as writer:
+        for i in order.tolist():
             label = rows[i, 0] if rows.shape[1] == 1 else rows[i]
-            payload = _encoded(items[i], encoding, quality, f"images[{i}]")
-            writer.write(key, pack_record(IRHeader(0, label, key, 0), payload))
-        for c in range(num_classes):
-            writer.write(first + c, pack_record(IRHeader(0, [starts[c], starts[c + 1]], first + c, 0)))
-    partial["property"].write_text(f"{num_classes},{image_size[0]},{image_size[1]}\n")
-    for name in final:
-        os.replace(partial[name], final[name])
+            writer.add(_encoded(items[i], encoding, quality, f"images[{i}]"), label)
     return out_dir
+
+
+class RecordDatasetWriter:
+    """Streams images, grouped by class in ascending class order, into insightface's RecordIO layout.
+
+    For sets too large to hold in memory (a synthetic world rendered identity by identity). The
+    counts are declared up front because record 0, written first, holds the key range of the
+    identity records. Files are written under temporary names and renamed by :meth:`close`; a
+    writer closed early (or by an exception in a ``with`` block) leaves no dataset behind.
+
+    Args:
+        out_dir: the folder to write (created if missing).
+        num_images, num_classes: how many images and classes :meth:`add` will be given.
+        image_size: (height, width) written to ``property``.
+        overwrite: replace an existing ``train.rec`` in ``out_dir`` (otherwise FileExistsError).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, num_images: int, num_classes: int,
+                 image_size: tuple[int, int], overwrite: bool = False):
+        self.out_dir = Path(out_dir)
+        if (self.out_dir / "train.rec").exists() and not overwrite:
+            raise FileExistsError(f"out_dir: {self.out_dir / 'train.rec'} exists (pass overwrite=True to replace it)")
+        for name, value in (("num_images", num_images), ("num_classes", num_classes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
+        self.first, self.end = num_images + 1, num_images + 1 + num_classes
+        if self.end > _FLOAT32_EXACT:
+            raise ValueError(f"num_images: {num_images} images and {num_classes} classes need keys up to "
+                             f"{self.end}, but record 0 stores them as float32, exact only up to {_FLOAT32_EXACT}")
+        self.num_images, self.num_classes, self.image_size = num_images, num_classes, tuple(image_size)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._final = {name: self.out_dir / name for name in ("train.rec", "train.idx", "property")}
+        self._partial = {name: path.with_name(path.name + ".partial") for name, path in self._final.items()}
+        self._writer = RecordWriter(self._partial["train.rec"], self._partial["train.idx"])
+        self._writer.write(0, pack_record(IRHeader(0, [self.first, self.end], 0, 0)))
+        self._key, self._class, self._starts = 1, 0, [1]
+
+    def add(self, payload: bytes, label) -> None:
+        """Append one encoded image with its class label (int) or float labels (class label first)."""
+        rows = np.atleast_1d(np.asarray(label, dtype=np.float64))
+        klass = rows[0]
+        if not (klass == round(klass) and self._class <= klass < self.num_classes):
+            raise ValueError(f"label: expected class labels in ascending order in [{self._class}, "
+                             f"{self.num_classes}), got {klass} for image {self._key - 1}")
+        if self._key >= self.first:
+            raise ValueError(f"add: more than the {self.num_images} images declared")
+        while self._class < klass:
+            self._starts.append(self._key)
+            self._class += 1
+        header = IRHeader(0, rows[0] if rows.size == 1 else rows, self._key, 0)
+        self._writer.write(self._key, pack_record(header, payload))
+        self._key += 1
+
+    def close(self) -> Path:
+        """Write the identity records and ``property``, and put the files in place. Returns ``out_dir``."""
+        if self._key != self.first:
+            self.abort()
+            raise ValueError(f"close: {self._key - 1} images were added, {self.num_images} declared")
+        starts = self._starts + [self._key] * (self.num_classes + 1 - len(self._starts))
+        for c in range(self.num_classes):
+            self._writer.write(self.first + c, pack_record(IRHeader(0, [starts[c], starts[c + 1]], self.first + c, 0)))
+        self._writer.close()
+        self._partial["property"].write_text(f"{self.num_classes},{self.image_size[0]},{self.image_size[1]}\n")
+        for name in self._final:
+            os.replace(self._partial[name], self._final[name])
+        return self.out_dir
+
+    def abort(self) -> None:
+        """Stop and remove the partial files."""
+        self._writer.close()
+        for path in self._partial.values():
+            path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "RecordDatasetWriter":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def _inputs(images, labels) -> tuple[Sequence, np.ndarray, int]:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 
 from . import face_model as fm
 from .background import background
@@ -210,15 +211,10 @@ def render_batch(identity: dict, nuisance: dict, key: torch.Tensor, size: int, f
 
     # Head-frame hit points (for texturing), camera-frame normals (for light).
     x, y, z = camera.to_head(cam_x, cam_y, depth)
-    gram = q.gram.flatten(2)[..., [0, 1, 2, 4, 5, 8]]                             # symmetric: 6 entries
-    local = _per_pixel(torch.cat([gram, q.offset], -1), index)                    # 9 × (B, N)
-    rows = ((0, 1, 2), (1, 3, 4), (2, 4, 5))
-    normal = [local[i] * cam_x + local[j] * cam_y + local[k] * depth - local[6 + n]
-              for n, (i, j, k) in enumerate(rows)]
-    norm = (normal[0] ** 2 + normal[1] ** 2 + normal[2] ** 2).clamp_(min=1e-12).rsqrt_()
+    normal = _depth_normals(depth, camera)
     azimuth, elevation = nuisance["light_azimuth"].view(-1, 1), nuisance["light_elevation"].view(-1, 1)
     light = (azimuth.sin() * elevation.cos(), -elevation.sin(), azimuth.cos() * elevation.cos())
-    lambert = sum(n * l for n, l in zip(normal, light)).mul_(norm).clamp_(min=0)
+    lambert = sum(n * l for n, l in zip(normal, light)).clamp_(min=0)
     shade = nuisance["ambient"].view(-1, 1) + nuisance["light_strength"].view(-1, 1) * lambert
 
     # Colour: materials, painted features, worn occluders, then light.
@@ -245,6 +241,27 @@ def render_batch(identity: dict, nuisance: dict, key: torch.Tensor, size: int, f
 
     landmarks, visible = _landmarks(p, q, plane, camera, covered)
     return Rendered(images, landmarks, visible)
+
+
+def _depth_normals(depth: torch.Tensor, camera: _Camera) -> tuple[torch.Tensor, ...]:
+    """Unit camera-frame normals (-dZ/dX, -dZ/dY, 1)/norm from the depth map, each (B, N).
+
+    Each slope is the one-sided difference of smaller magnitude, so a pixel next to a silhouette or
+    to another primitive takes the slope of its own surface. Finite differences of the exact depth
+    cost a fraction of looking up each pixel's primitive for an analytic normal.
+    """
+    batch, size = depth.shape[0], camera.size
+    grid = depth.view(batch, 1, size, size)
+    per_pixel = (camera.units * size).view(batch, 1, 1, 1)          # pixels per camera unit
+
+    def slope(diff: torch.Tensor, pad: tuple[int, int, int, int], other: tuple[int, int, int, int]):
+        forward, backward = F.pad(diff, pad, mode="replicate"), F.pad(diff, other, mode="replicate")
+        return torch.where(forward.abs() < backward.abs(), forward, backward).mul_(per_pixel)
+
+    dx = slope(grid.diff(dim=3), (0, 1, 0, 0), (1, 0, 0, 0))
+    dy = slope(grid.diff(dim=2), (0, 0, 0, 1), (0, 0, 1, 0))
+    norm = (dx * dx + dy * dy).add_(1).rsqrt_()
+    return (dx.mul_(norm).neg_().view(batch, -1), dy.mul_(norm).neg_().view(batch, -1), norm.view(batch, -1))
 
 
 def _per_pixel(table: torch.Tensor, index: torch.Tensor) -> list[torch.Tensor]:

@@ -1,0 +1,106 @@
+"""Synthetic training sets on disk: an image folder, insightface RecordIO, and the ground truth.
+
+``write_training_set`` renders identity by identity (so memory stays flat however large the set)
+and writes any of:
+
+- ``images/<identity>/<sample>.jpg``: one folder per identity (:class:`~pyfacex.data.ImageFolderDataset`);
+- ``train.rec``, ``train.idx``, ``property``: insightface's layout (:class:`~pyfacex.data.RecordDataset`,
+  insightface's ``MXFaceDataset``), class c = the c-th identity;
+- ``ground_truth.npz``: per image, in class-then-sample order, ``identity`` (world ids), ``sample``,
+  ``landmarks`` (N, 68, 2) pixel x, y, ``visible`` (N, 68), ``pose`` (N, 3) yaw/pitch/roll degrees and
+  one array per nuisance factor, ``nuisance_<name>`` (N,), for landmark training and for analysis.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..codec import encode_jpeg
+from ..record_dataset import RecordDatasetWriter
+from .world import SyntheticFaceWorld
+
+__all__ = ["FORMATS", "write_training_set"]
+
+FORMATS = ("folder", "record")
+
+
+def write_training_set(world: SyntheticFaceWorld, out_dir: str | os.PathLike, num_identities: int,
+                       per_identity: int, *, split: str = "train", formats=FORMATS, quality: int = 95,
+                       overwrite: bool = False, progress: bool = True) -> Path:
+    """Render ``num_identities`` × ``per_identity`` images of a split and write them.
+
+    Args:
+        world: the synthetic world (its seed, size and nuisance knobs decide every image).
+        out_dir: the folder to write (created if missing).
+        num_identities: identities, the first ones of ``split``; per_identity: images each.
+        split: "train" or "test" (disjoint identities).
+        formats: any of "folder", "record".
+        quality: JPEG quality of the stored images.
+        overwrite: replace an existing set in ``out_dir``.
+        progress: show a progress bar (images/s) on stderr.
+    Returns:
+        ``out_dir`` as a Path. ``info.json`` there records the world and the arguments.
+    """
+    for name, value in (("num_identities", num_identities), ("per_identity", per_identity)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise ValueError(f"formats: expected some of {FORMATS}, got {formats!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality: expected 1..100, got {quality}")
+    out = Path(out_dir)
+    if (out / "info.json").exists() and not overwrite:
+        raise FileExistsError(f"out_dir: {out} already holds a synthetic set (pass overwrite=True to replace it)")
+    out.mkdir(parents=True, exist_ok=True)
+
+    identities = world.identities(split, num_identities)
+    total = num_identities * per_identity
+    record = RecordDatasetWriter(out, total, num_identities, (world.size, world.size), overwrite=True) \
+        if "record" in formats else None
+    truth: dict[str, list] = {}
+    # Whole identities per render call, about world.chunk images each.
+    group = max(1, world.chunk // per_identity)
+    try:
+        with tqdm(total=total, desc="synthetic faces", unit="img", disable=not progress) as bar:
+            for start in range(0, num_identities, group):
+                classes = torch.arange(start, min(start + group, num_identities))
+                batch = world.render(identities[classes].repeat_interleave(per_identity),
+                                     torch.arange(per_identity).repeat(len(classes)))
+                labels = classes.repeat_interleave(per_identity)
+                for i in range(len(batch)):
+                    payload = encode_jpeg(batch.images[i], quality)
+                    if "folder" in formats:
+                        path = out / "images" / f"{int(batch.identity[i]):07d}" / f"{int(batch.sample[i]):04d}.jpg"
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_bytes(payload)
+                    if record is not None:
+                        record.add(payload, int(labels[i]))
+                _collect(truth, batch)
+                bar.update(len(batch))
+    except BaseException:
+        if record is not None:
+            record.abort()
+        raise
+    if record is not None:
+        record.close()
+    np.savez_compressed(out / "ground_truth.npz", **{k: torch.cat(v).numpy() for k, v in truth.items()})
+    info = {"seed": world.seed, "size": world.size, "nuisance": vars(world.nuisance), "split": split,
+            "num_identities": num_identities, "per_identity": per_identity, "formats": list(formats),
+            "quality": quality, "identities": [int(identities[0]), int(identities[-1])]}
+    (out / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out
+
+
+def _collect(truth: dict, batch) -> None:
+    columns = {"identity": batch.identity, "sample": batch.sample, "landmarks": batch.landmarks,
+               "visible": batch.visible, "pose": batch.pose,
+               **{f"nuisance_{k}": v for k, v in batch.nuisance.items()}}
+    for name, value in columns.items():
+        truth.setdefault(name, []).append(value.clone())
