@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ._args import check_int, label_vector
+
 __all__ = [
     "RaggedSetDataset",
     "RaggedBatchSampler",
@@ -31,35 +33,6 @@ __all__ = [
     "resample_frames",
     "chunk_frames",
 ]
-
-
-def _label_vector(labels: object, name: str = "labels") -> np.ndarray:
-    """``labels`` (a sequence, numpy array or tensor of ints) as a 1-D int64 numpy array, or a clear error."""
-    if isinstance(labels, torch.Tensor):
-        array = labels.detach().cpu().numpy()
-    else:
-        try:
-            array = np.asarray(labels)
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"{name}: expected a 1-D sequence of ints, got {type(labels).__name__}") from error
-    if array.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D sequence of N ints, got shape {array.shape}")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{name}: expected integer labels, got dtype {array.dtype}")
-    return array.astype(np.int64, copy=False)
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-    return int(value)
-
-
-def _seed(value: object, name: str = "seed") -> int:
-    # numpy's SeedSequence mixes (seed, epoch) into independent streams but takes only non-negative ints.
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
-    return int(value)
 
 
 class RaggedSetDataset(Dataset):
@@ -149,18 +122,18 @@ class RaggedBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, sizes: Sequence[int], max_images: int, *, shuffle: bool = False, seed: int = 0):
-        self.sizes = _label_vector(sizes, "sizes")
+        self.sizes = label_vector(sizes, "sizes")
         if self.sizes.size and self.sizes.min() < 1:
             i = int(np.argmax(self.sizes < 1))
             raise ValueError(f"sizes[{i}] = {int(self.sizes[i])}: every set needs at least one member")
-        self.max_images = _positive_int(max_images, "max_images")
+        self.max_images = check_int("max_images", max_images, 1)
         self.shuffle = bool(shuffle)
-        self.seed = _seed(seed)
+        self.seed = check_int("seed", seed, 0)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order is drawn (only matters with ``shuffle``), as DistributedSampler."""
-        self.epoch = _seed(epoch, "epoch")
+        self.epoch = check_int("epoch", epoch, 0)
 
     def _batches(self) -> list[list[int]]:
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.sizes.size) if self.shuffle
@@ -196,7 +169,7 @@ def sets_from_labels(labels: Sequence[int] | torch.Tensor | np.ndarray) -> tuple
         (keys, sets): keys the distinct labels in ascending order, sets[k] the indices i with
         labels[i] == keys[k] in ascending order. Empty labels give ([], []).
     """
-    array = _label_vector(labels)
+    array = label_vector(labels)
     keys, codes = np.unique(array, return_inverse=True)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(keys.size + 1))
@@ -236,6 +209,6 @@ def chunk_frames(frames: Sequence[Any] | torch.Tensor, size: int) -> list[Any]:
     which holds the remaining 1..size frames. Resample first (:func:`resample_frames` to N·n_avg) for
     chunks of equal size. Empty frames give [].
     """
-    size = _positive_int(size, "size")
+    size = check_int("size", size, 1)
     return [frames[start:start + size] for start in range(0, len(frames), size)]
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from .ragged import _label_vector, _positive_int, _seed
+from ._args import check_int, label_vector
 
 __all__ = ["SetSampler", "collate_sets"]
 
@@ -59,19 +59,19 @@ class SetSampler(Sampler[list[int]]):
     def __init__(self, labels: Sequence[int] | torch.Tensor | np.ndarray, sets_per_batch: int, set_size: int,
                  seed: int = 0, *, distinct_identities: bool = True, drop_last: bool = False, rank: int = 0,
                  world_size: int = 1):
-        array = _label_vector(labels)
+        array = label_vector(labels)
         if array.size == 0:
             raise ValueError("labels: expected at least one labelled image, got an empty sequence")
         if array.min() < 0:
             i = int(np.argmax(array < 0))
             raise ValueError(f"labels: identities must be >= 0, got labels[{i}] = {int(array[i])}")
-        self.sets_per_batch = _positive_int(sets_per_batch, "sets_per_batch")
-        self.set_size = _positive_int(set_size, "set_size")
-        self.world_size = _positive_int(world_size, "world_size")
+        self.sets_per_batch = check_int("sets_per_batch", sets_per_batch, 1)
+        self.set_size = check_int("set_size", set_size, 1)
+        self.world_size = check_int("world_size", world_size, 1)
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < self.world_size:
             raise ValueError(f"rank: expected an int in [0, world_size = {self.world_size}), got {rank!r}")
         self.rank = int(rank)
-        self.seed = _seed(seed)
+        self.seed = check_int("seed", seed, 0)
         self.distinct_identities = bool(distinct_identities)
         self.drop_last = bool(drop_last)
         self.epoch = 0
@@ -80,7 +80,7 @@ class SetSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch to draw; call it with the same value on every rank, as DistributedSampler."""
-        self.epoch = _seed(epoch, "epoch")
+        self.epoch = check_int("epoch", epoch, 0)
 
     def _global_batches(self) -> int:
         full, rest = divmod(self.num_sets, self.sets_per_batch)
@@ -150,7 +150,7 @@ def collate_sets(batch: Sequence[tuple[torch.Tensor, int | torch.Tensor]], set_s
         images (b·T, *image shape), labels (b·T,) int64, offsets (b+1,) int64 = [0, T, 2T, ..., bT].
         An empty batch gives images of shape (0,), no labels and offsets [0].
     """
-    set_size = _positive_int(set_size, "set_size")
+    set_size = check_int("set_size", set_size, 1)
     if len(batch) == 0:
         return torch.empty(0), torch.empty(0, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
     if len(batch) % set_size:

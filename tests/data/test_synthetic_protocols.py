@@ -356,15 +356,6 @@ def test_same_seed_same_files_other_seed_other_protocol(name, world, written, tm
 # ------------------------------------------------------------------------------------ bad arguments
 
 
-class FewIdentities(SyntheticFaceWorld):
-    """A world with only five test identities (the real one has as many as asked)."""
-
-    def identities(self, split, n):
-        if n > 5:
-            raise ValueError(f"n: this world has 5 {split} identities, got {n}")
-        return super().identities(split, n)
-
-
 @pytest.mark.parametrize("writer, kwargs, argument", [
     (write_lfw_like, dict(folds=1), "folds"),
     (write_lfw_like, dict(folds=2, pairs_per_fold=4, identities_per_fold=2, images_per_identity=2), "pairs_per_fold"),
@@ -386,17 +377,6 @@ def test_bad_arguments_name_the_argument(writer, kwargs, argument, world, tmp_pa
     with pytest.raises((ValueError, TypeError), match=argument):
         writer(world, tmp_path / "x", progress=False, **kwargs)
     assert not (tmp_path / "x").exists()  # checked before anything is written
-
-
-@pytest.mark.parametrize("writer, kwargs, argument", [
-    (write_lfw_like, dict(folds=2, identities_per_fold=3, pairs_per_fold=1), "identities_per_fold"),
-    (write_tinyface_like, dict(identities=3, distractor_identities=3, gallery_resolution=(16, 24)),
-     "distractor_identities"),
-    (write_ijb_like, dict(subjects=6), "subjects"),
-])
-def test_too_few_test_identities_names_the_argument(writer, kwargs, argument, tmp_path):
-    with pytest.raises(ValueError, match=argument):
-        writer(FewIdentities(seed=0, size=SIZE), tmp_path / "x", progress=False, **kwargs)
 
 
 def test_empty_parts_work(world, tmp_path):

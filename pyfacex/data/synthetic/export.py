@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .._args import check_int
 from ..codec import encode_jpeg
 from ..record_dataset import RecordDatasetWriter
 from .world import SyntheticFaceWorld
@@ -46,9 +47,8 @@ def write_training_set(world: SyntheticFaceWorld, out_dir: str | os.PathLike, nu
     Returns:
         ``out_dir`` as a Path. ``info.json`` there records the world and the arguments.
     """
-    for name, value in (("num_identities", num_identities), ("per_identity", per_identity)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    check_int("num_identities", num_identities, 1)
+    check_int("per_identity", per_identity, 1)
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:

@@ -16,7 +16,10 @@ write_ijb_like         ``IJBC/loose_crop/``, ``IJBC/meta/ijbc_*`` (insightface's
 write_ytf_like         ``frame_images_DB/<name>/<v>/<v>.<f>.jpg``, ``<name>.labeled_faces.txt``, ``splits.txt``
 =====================  ===============================================================================
 
-Every writer also leaves ``pyfacex_ground_truth.json`` at the protocol's root: for every stored image
+Every writer takes ``(world, out_dir, ..., seed=0, progress=True, quality=95)``: ``seed`` (>= 0)
+with the world's seed fixes every byte written, ``progress`` shows a tqdm bar, ``quality`` is the
+JPEG quality of the stored images; each returns ``Path(out_dir)``. Every writer also leaves
+``pyfacex_ground_truth.json`` at the protocol's root: for every stored image
 its world identity, sample (or video and frame), pose and nuisance values, and how the protocol's
 names or labels map to world identities. Sizes are parameters whose defaults are the real protocol's
 structure (LFW's 10 × 300 pairs, CFP's 10 × 350 pairs over 50 people per fold, ...) or a scaled-down

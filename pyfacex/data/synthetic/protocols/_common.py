@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..._args import check_int
 from ...codec import encode_jpeg
 from ...verification_bin import write_verification_bin
 from ..world import TEST_IDENTITY_OFFSET
@@ -30,15 +31,6 @@ _SAMPLE_SPACE = 1 << 30  # sample / video numbers are drawn below this
 
 # ----------------------------------------------------------------------------------------------------
 # arguments
-
-
-def check_int(name: str, value, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``, else TypeError/ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return value
 
 
 def check_number(name: str, value, low: float, high: float) -> float:
@@ -95,23 +87,10 @@ def prepare_root(out_dir: str | os.PathLike) -> Path:
 # draws
 
 
-def draw_identities(world, count: int, argument: str, generator: torch.Generator) -> list[int]:
-    """``count`` distinct test-split identities of ``world`` in an order shuffled by ``generator``.
-
-    Raises ValueError naming ``argument`` (the parameter that sets how many are needed) when the
-    world cannot provide that many.
-    """
-    try:
-        identities = world.identities("test", count)
-    except ValueError as error:
-        raise ValueError(f"{argument}: the protocol needs {count} test identities and the world cannot "
-                         f"provide them ({error})") from error
-    identities = [int(i) for i in torch.as_tensor(identities).reshape(-1).tolist()]
-    if len(identities) != count or len(set(identities)) != count:
-        raise ValueError(f"{argument}: the protocol needs {count} distinct test identities, the world "
-                         f"returned {len(set(identities))}")
-    order = torch.randperm(count, generator=generator).tolist()
-    return [identities[i] for i in order]
+def draw_identities(world, count: int, generator: torch.Generator) -> list[int]:
+    """``count`` distinct test-split identities of ``world`` in an order shuffled by ``generator``."""
+    identities = world.identities("test", count).tolist()
+    return [identities[i] for i in torch.randperm(count, generator=generator).tolist()]
 
 
 def person_name(identity: int) -> str:

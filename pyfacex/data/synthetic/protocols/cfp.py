@@ -52,14 +52,11 @@ def write_cfp_fp_like(world, out_dir: str | os.PathLike, folds: int = 10, pairs_
         profile_per_identity: >= 1 profile images per person (CFP: 4).
         frontal_yaw: frontal images have |yaw| <= frontal_yaw degrees, 0..90.
         profile_yaw: (lo, hi): profile images have lo <= |yaw| <= hi degrees, within 0..90.
-        seed: >= 0; with the world's seed it fixes every byte written.
-        progress: show a tqdm bar.
-        quality: JPEG quality of the stored images.
+        seed, progress, quality: as for every writer (:mod:`pyfacex.data.synthetic.protocols`).
     Returns:
         ``Path(out_dir)``.
     Raises:
-        ValueError naming the argument (sizes out of range, more pairs than a fold's people allow, a
-        world with too few test identities).
+        ValueError naming the argument (sizes out of range, more pairs than a fold's people allow).
     """
     parameters = dict(folds=C.check_int("folds", folds, 2),
                       pairs_per_fold=C.check_int("pairs_per_fold", pairs_per_fold, 1),
@@ -77,7 +74,7 @@ def write_cfp_fp_like(world, out_dir: str | os.PathLike, folds: int = 10, pairs_
             splits[name].append(tuple(
                 C.draw_pairs(pairs_per_fold, n, nf, images_b, genuine=genuine, symmetric=symmetric,
                              generator=generator, argument="pairs_per_fold") for genuine in (True, False)))
-    identities = C.draw_identities(world, folds * n, "identities_per_fold", generator)
+    identities = C.draw_identities(world, folds * n, generator)
     root = C.prepare_root(out_dir)
     base = C.sample_base(generator)
     digits = max(3, len(str(len(identities))))

@@ -71,9 +71,7 @@ def write_ijb_like(world, out_dir: str | os.PathLike, subjects: int = 60, probe_
             probe_stills lo + probe_videos lo >= 1 (no empty template).
         frames_per_video: (lo, hi) frames per video, 1 <= lo <= hi.
         impostors_per_probe: 0 <= impostor pairs per probe template <= subjects - 1.
-        seed: >= 0; with the world's seed it fixes every byte written.
-        progress: show a tqdm bar.
-        quality: JPEG quality of the stored images.
+        seed, progress, quality: as for every writer (:mod:`pyfacex.data.synthetic.protocols`).
     Returns:
         ``Path(out_dir)``.
     Raises:
@@ -96,7 +94,7 @@ def write_ijb_like(world, out_dir: str | os.PathLike, subjects: int = 60, probe_
         raise ValueError(f"impostors_per_probe: at most subjects - 1 = {subjects - 1} other subjects, "
                          f"got {impostors_per_probe}")
     generator = C.make_generator(seed)
-    identities = C.draw_identities(world, subjects, "subjects", generator)
+    identities = C.draw_identities(world, subjects, generator)
     root = C.prepare_root(out_dir)
     base = C.sample_base(generator)
     g1 = -(-subjects // 2)

@@ -51,14 +51,11 @@ def write_lfw_like(world, out_dir: str | os.PathLike, folds: int = 10, pairs_per
         pairs_per_fold: >= 1 matched and as many mismatched pairs per fold (LFW: 300).
         identities_per_fold: >= 2 people per fold.
         images_per_identity: >= 2 images per person.
-        seed: >= 0; with the world's seed it fixes every byte written.
-        progress: show a tqdm bar.
-        quality: JPEG quality of the stored images.
+        seed, progress, quality: as for every writer (:mod:`pyfacex.data.synthetic.protocols`).
     Returns:
         ``Path(out_dir)``.
     Raises:
-        ValueError naming the argument: sizes out of range, more pairs than the pools allow, or a
-        world with too few test identities.
+        ValueError naming the argument: sizes out of range, or more pairs than the pools allow.
     """
     parameters = dict(folds=C.check_int("folds", folds, 2),
                       pairs_per_fold=C.check_int("pairs_per_fold", pairs_per_fold, 1),
@@ -73,7 +70,7 @@ def write_lfw_like(world, out_dir: str | os.PathLike, folds: int = 10, pairs_per
                                     generator=generator, argument="pairs_per_fold"),
                        C.draw_pairs(pairs_per_fold, per_fold, k, k, genuine=False, symmetric=True,
                                     generator=generator, argument="pairs_per_fold")))
-    identities = C.draw_identities(world, folds * per_fold, "identities_per_fold", generator)
+    identities = C.draw_identities(world, folds * per_fold, generator)
     root = C.prepare_root(out_dir)
     base = C.sample_base(generator)
 

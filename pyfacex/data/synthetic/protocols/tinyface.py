@@ -56,13 +56,11 @@ def write_tinyface_like(world, out_dir: str | os.PathLike, identities: int = 200
         probe_resolution, gallery_resolution: (lo, hi) ints, 4 <= lo <= hi: each image's side in px,
             drawn uniformly (gallery_resolution also for distractors); at most the world's image size.
         probe_blur, gallery_blur: (lo, hi) Gaussian sigma in px (at the world's size), 0 <= lo <= hi.
-        seed: >= 0; with the world's seed it fixes every byte written.
-        progress: show a tqdm bar.
-        quality: JPEG quality of the stored images.
+        seed, progress, quality: as for every writer (:mod:`pyfacex.data.synthetic.protocols`).
     Returns:
         ``Path(out_dir)``.
     Raises:
-        ValueError naming the argument (sizes out of range, a world with too few test identities).
+        ValueError naming the argument (sizes out of range).
     """
     parameters = dict(identities=C.check_int("identities", identities, 1),
                       probes_per_identity=C.check_int("probes_per_identity", probes_per_identity, 1),
@@ -79,7 +77,7 @@ def write_tinyface_like(world, out_dir: str | os.PathLike, identities: int = 200
         if span[1] > world.size:
             raise ValueError(f"{name}: at most the world's image size {world.size} px, got {tuple(span)}")
     generator = C.make_generator(seed)
-    people = C.draw_identities(world, identities + distractor_identities, "distractor_identities", generator)
+    people = C.draw_identities(world, identities + distractor_identities, generator)
     root = C.prepare_root(out_dir)
     base = C.sample_base(generator)
 

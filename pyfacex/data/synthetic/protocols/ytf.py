@@ -51,14 +51,11 @@ def write_ytf_like(world, out_dir: str | os.PathLike, splits: int = 10, pairs_pe
         identities_per_split: >= 2 people per split.
         videos_per_identity: >= 2 videos per person.
         frames_per_video: (lo, hi) frames per video, 1 <= lo <= hi.
-        seed: >= 0; with the world's seed it fixes every byte written.
-        progress: show a tqdm bar.
-        quality: JPEG quality of the stored frames.
+        seed, progress, quality: as for every writer (:mod:`pyfacex.data.synthetic.protocols`).
     Returns:
         ``Path(out_dir)``.
     Raises:
-        ValueError naming the argument (sizes out of range, more pairs than a split's people allow, a
-        world with too few test identities).
+        ValueError naming the argument (sizes out of range, more pairs than a split's people allow).
     """
     parameters = dict(splits=C.check_int("splits", splits, 2),
                       pairs_per_split=C.check_int("pairs_per_split", pairs_per_split, 1),
@@ -70,7 +67,7 @@ def write_ytf_like(world, out_dir: str | os.PathLike, splits: int = 10, pairs_pe
     n, v = identities_per_split, videos_per_identity
     blocks = [tuple(C.draw_pairs(pairs_per_split, n, v, v, genuine=genuine, symmetric=True, generator=generator,
                                  argument="pairs_per_split") for genuine in (True, False)) for _ in range(splits)]
-    identities = C.draw_identities(world, splits * n, "identities_per_split", generator)
+    identities = C.draw_identities(world, splits * n, generator)
     root = C.prepare_root(out_dir)
     base = C.sample_base(generator)
     counts = C.integers(generator, len(identities) * v, *frames_per_video)
