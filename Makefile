@@ -16,9 +16,10 @@ $(VENV)/.deps-torch-$(TORCH):
 	touch $@
 
 # Editable, so Python edits need no reinstall; C++/CUDA edits: run `make install` again (the build
-# directory is kept per torch version, so only changed files recompile).
+# directory is kept per torch version, so only changed files recompile). The plot extra
+# (matplotlib) is installed so that the PNG reports are tested too.
 install: $(VENV)/.deps-torch-$(TORCH)
-	$(PIP) install -q --no-build-isolation --config-settings=build-dir=build/torch-$(TORCH) -e .
+	$(PIP) install -q --no-build-isolation --config-settings=build-dir=build/torch-$(TORCH) -e ".[plot]"
 
 test: install
 	$(VENV)/bin/pytest tests -q

@@ -1,4 +1,31 @@
-"""Evaluation protocols: verification, IJB templates 1:1 and 1:N, identification, video, reports."""
-from .metrics import CONVENTIONS, ROC, auc, eer, roc, tar_at_far
+"""Evaluation protocols on the files users hold and on the synthetic ones alike.
 
-__all__ = ["CONVENTIONS", "ROC", "auc", "eer", "roc", "tar_at_far"]
+- verification (LFW, CFP-FP, AgeDB, CALFW, CPLFW style): :func:`verify_pairs` (insightface's 10-fold
+  protocol), :func:`embed` (flip-sum), :func:`evaluate_bin`, pair-list readers;
+- :mod:`pyfacex.eval.ijb`: IJB-A/B/C readers, template pooling, 1:1 TAR@FAR and 1:N per gallery;
+- :func:`identification`: rank-N / CMC, mAP and open-set TPIR@FPIR; :func:`evaluate_tinyface`;
+- :func:`evaluate_ytf` (the video protocol) and set-level hooks (:func:`embed_sets`, :func:`mean_pooling`);
+- :mod:`.metrics`: ROC, AUC, EER, :func:`tar_at_far` (three conventions, tables say which);
+- :mod:`.report`: results tables as text, Markdown and JSON; ROC and CMC curves as PNG.
+"""
+from . import ijb
+from .ranking import IdentificationResult, identification, identification_from_scores
+from .metrics import CONVENTIONS, ROC, auc, eer, roc, tar_at_far
+from .report import ResultsTable, save_cmc_png, save_roc_png, score_metrics, tar_column
+from .sets import aggregate_then_embed, apply_set_fn, embed_sets, mean_pooling
+from .tinyface import DISTRACTOR_LABEL, TinyFaceProtocol, evaluate_tinyface, read_tinyface
+from .verification import (TAR_FARS, PairList, VerificationResult, embed, evaluate_bin, evaluate_pair_list,
+                           read_cfp_pairs, read_lfw_pairs, verify_pairs)
+from .video import YTFProtocol, evaluate_ytf, read_ytf
+
+__all__ = [
+    "ijb",
+    "IdentificationResult", "identification", "identification_from_scores",
+    "CONVENTIONS", "ROC", "auc", "eer", "roc", "tar_at_far",
+    "ResultsTable", "save_cmc_png", "save_roc_png", "score_metrics", "tar_column",
+    "aggregate_then_embed", "apply_set_fn", "embed_sets", "mean_pooling",
+    "DISTRACTOR_LABEL", "TinyFaceProtocol", "evaluate_tinyface", "read_tinyface",
+    "TAR_FARS", "PairList", "VerificationResult", "embed", "evaluate_bin", "evaluate_pair_list",
+    "read_cfp_pairs", "read_lfw_pairs", "verify_pairs",
+    "YTFProtocol", "evaluate_ytf", "read_ytf",
+]

@@ -8,7 +8,6 @@ pitch raises the chin, positive roll turns the face clockwise on screen.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import torch

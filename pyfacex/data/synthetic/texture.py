@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 
 from .face_model import FACE_PRIMITIVES, brow_curve, eye_curves, mouth_curves
-from .identity import MAX_MOLES
 
 __all__ = ["hue_colour", "material_colours", "paint_surface", "paint_moles"]
 

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from . import _common as C
-from ._matfile import write_mat
+from ...matfile import write_mat
 
 __all__ = ["write_tinyface_like"]
 

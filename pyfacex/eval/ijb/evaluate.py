@@ -1,0 +1,200 @@
+"""End-to-end IJB-B/C evaluation from a release directory: images -> features -> templates -> 1:1 and 1:N.
+
+Reads the layout of insightface's ``IJB_release`` (and of
+:func:`pyfacex.data.synthetic.protocols.write_ijb_like`): ``<root>/IJBC/loose_crop/<image>`` and
+``<root>/IJBC/meta/ijbc_*`` (IJB-B: ``IJBB``, ``ijbb_*``, galleries S1/S2 instead of G1/G2).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ...data._args import check_int
+from ...data.codec import decode_image
+from ...data.transforms import hflip
+from .protocols import FARS, OpenSetResult, TemplateVerificationResult, identify_templates, verify_templates
+from .readers import read_face_tid_mid, read_name_5pts_score, read_template_pairs, read_template_subjects
+from .templates import template_features
+
+__all__ = ["IJBResult", "evaluate_ijb"]
+
+_GALLERIES = {"IJBC": ("G1", "G2"), "IJBB": ("S1", "S2")}
+
+
+@dataclass
+class IJBResult:
+    """What :func:`evaluate_ijb` measures.
+
+    Attributes:
+        template_ids: (T,) int64 ascending; template_feats: (T, d) L2-normalised template features.
+        verification: the 1:1 result (scores of every pair, TAR@FAR in two conventions).
+        identification: the 1:N result per gallery and averaged, or None when not run.
+    """
+
+    template_ids: torch.Tensor
+    template_feats: torch.Tensor
+    verification: TemplateVerificationResult
+    identification: OpenSetResult | None
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (no scores or features)."""
+        return {"templates": len(self.template_ids), "verification": self.verification.as_dict(),
+                "identification": None if self.identification is None else self.identification.as_dict()}
+
+    def table(self) -> str:
+        """The 1:1 table, then the 1:N tables."""
+        parts = [self.verification.table()]
+        if self.identification is not None:
+            parts.append(self.identification.table())
+        return "\n\n".join(parts)
+
+
+class _Crops(Dataset):
+    """The loose crops in meta-file order, decoded to uint8 (3, H, W) and resized to ``size`` if given."""
+
+    def __init__(self, folder: Path, names: list[str], size: tuple[int, int] | None):
+        self.folder, self.names, self.size = folder, names, size
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        path = self.folder / self.names[index]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: image {index} of the meta files is missing") from None
+        image = decode_image(data, source=str(path))
+        if self.size is not None and tuple(image.shape[1:]) != self.size:
+            resized = F.interpolate(image.unsqueeze(0).float(), size=self.size, mode="bilinear", antialias=True,
+                                    align_corners=False)
+            image = resized.round_().clamp_(0, 255).to(torch.uint8).squeeze(0)
+        return index, image
+
+
+def _collate(folder: Path, names: list[str]):
+    """Stacks (index, image) items into (indices (B,), images (B, 3, H, W)); mixed sizes name two images."""
+    def collate(items):
+        first_index, first = items[0]
+        for index, image in items:
+            if image.shape != first.shape:
+                raise ValueError(f"image_size: {folder / names[index]} is {tuple(image.shape)} but "
+                                 f"{folder / names[first_index]} is {tuple(first.shape)}; a batch must share one "
+                                 f"size: give image_size to resize the crops")
+        return torch.tensor([index for index, _ in items]), torch.stack([image for _, image in items])
+    return collate
+
+
+def _extract(features_fn: Callable, crops: _Crops, flip: bool, batch_size: int, num_workers: int,
+             progress: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(N, d) features of every crop, and of every flipped crop when ``flip``."""
+    loader = DataLoader(crops, batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=_collate(crops.folder, crops.names))
+    out, out_flip = None, None
+    with torch.no_grad():
+        for indices, images in tqdm(loader, desc="IJB features", unit="batch", disable=not progress):
+            views = [images, hflip(images)] if flip else [images]
+            results = [torch.as_tensor(features_fn(view)) for view in views]
+            for result in results:
+                if result.dim() != 2 or len(result) != len(images) or not result.is_floating_point():
+                    raise ValueError(f"features: expected the callable to return ({len(images)}, d) float features "
+                                     f"for a batch of {len(images)} images, got {result.dtype} {tuple(result.shape)}")
+            if out is None:
+                d, dtype = results[0].shape[1], results[0].dtype
+                out = torch.empty(len(crops), d, dtype=dtype)
+                out_flip = torch.empty(len(crops), d, dtype=dtype) if flip else None
+            out[indices] = results[0].detach().cpu().to(out.dtype)
+            if flip:
+                out_flip[indices] = results[1].detach().cpu().to(out.dtype)
+    if out is None:
+        raise ValueError(f"{crops.folder}: the meta files list no images")
+    return out, out_flip
+
+
+def evaluate_ijb(root: str | os.PathLike, features: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor, *,
+                 target: str = "IJBC", flip: bool = True, detector_score: bool = True,
+                 image_size: tuple[int, int] | None = (112, 112), batch_size: int = 128, num_workers: int = 0,
+                 fars: Sequence[float] = FARS, one_to_n: bool = True, ranks: Sequence[int] = (1, 5, 10, 20),
+                 fpirs: Sequence[float] = (1e-2, 1e-1), chunk: int = 8192, progress: bool = True) -> IJBResult:
+    """Evaluate face features on IJB-B or IJB-C (the real release or ``write_ijb_like`` output).
+
+    Steps (insightface's ``ijb_11.py`` / ``ijb_1n.py`` with its defaults F2, D1, N1): the images of
+    ``*_face_tid_mid.txt`` are read from ``loose_crop/``, featurised (plus their horizontal flips), each
+    image's feature multiplied by its detector score from ``*_name_5pts_score.txt``, pooled into
+    templates (:func:`template_features`), then 1:1 verification of ``*_template_pair_label.txt``
+    (:func:`verify_templates`) and 1:N identification in each gallery (:func:`identify_templates`).
+
+    Alignment is out of scope: the crops are only resized to ``image_size`` (bilinear, antialiased),
+    not aligned by their five landmarks as insightface's ``Embedding.get`` does, so a model trained on
+    aligned 112×112 faces scores lower here than in insightface's tables; for those numbers pass
+    features computed on aligned crops (a tensor).
+
+    Args:
+        root: the directory holding ``IJBC/`` (or ``IJBB/``), or that directory itself.
+        features: a callable mapping a uint8 batch (B, 3, H, W) to (B, d) float features (called under
+            ``torch.no_grad``), or precomputed (N, d) features of the N images of ``*_face_tid_mid.txt``
+            in its order (``flip`` then does not apply: add flipped features yourself).
+        target: "IJBC" or "IJBB".
+        flip: add the features of the horizontally flipped crops (callable only).
+        detector_score: weigh each image by its detector score.
+        image_size: (H, W) every crop is resized to; None keeps the stored sizes (a batch must then
+            share one size).
+        batch_size, num_workers: of the image DataLoader.
+        fars: 1:1 target FARs. one_to_n: also run 1:N. ranks, fpirs: 1:N figures.
+        chunk: 1:1 pairs scored at once. progress: tqdm bars.
+    Returns:
+        :class:`IJBResult`.
+    Raises:
+        FileNotFoundError naming a missing meta file or image; ValueError naming the file and line
+        of a malformed meta line, image lists of the two meta files that disagree, a feature count
+        that differs from the image list's, pairs or 1:N lists naming templates without images.
+    """
+    if target not in _GALLERIES:
+        raise ValueError(f"target: expected one of {', '.join(_GALLERIES)}, got {target!r}")
+    root = Path(root)
+    base = root / target if (root / target).is_dir() else root
+    meta, prefix = base / "meta", target.lower()
+    if not meta.is_dir():
+        raise FileNotFoundError(f"{root}: expected the meta directory {root / target / 'meta'} (or {root / 'meta'})")
+    listing = read_face_tid_mid(meta / f"{prefix}_face_tid_mid.txt")
+    scores = None
+    if detector_score:
+        points = read_name_5pts_score(meta / f"{prefix}_name_5pts_score.txt")
+        if points.images != listing.images:
+            row = next((i for i, (a, b) in enumerate(zip(points.images, listing.images)) if a != b),
+                       min(len(points.images), len(listing.images)))
+            raise ValueError(f"{points.source}: lists {len(points.images)} images, {listing.source} "
+                             f"{len(listing.images)}; they differ at image {row} (expected the same images in the "
+                             f"same order)")
+        scores = points.scores
+    if callable(features):
+        check_int("batch_size", batch_size, 1)
+        check_int("num_workers", num_workers, 0)
+        size = None if image_size is None else tuple(check_int("image_size", v, 1) for v in image_size)
+        crops = _Crops(base / "loose_crop", listing.images, size)
+        image_feats, flip_feats = _extract(features, crops, flip, batch_size, num_workers, progress)
+    else:
+        image_feats, flip_feats = torch.as_tensor(features), None
+        if image_feats.dim() != 2 or len(image_feats) != len(listing.images):
+            raise ValueError(f"features: expected ({len(listing.images)}, d), one row per image of "
+                             f"{listing.source}, got shape {tuple(image_feats.shape)}")
+    template_ids, template_feats = template_features(image_feats, listing.template_ids, listing.media_ids,
+                                                     scores=scores, flip_features=flip_feats)
+    verification = verify_templates(template_ids, template_feats,
+                                    read_template_pairs(meta / f"{prefix}_template_pair_label.txt"), fars=fars,
+                                    chunk=chunk, progress=progress)
+    identification = None
+    if one_to_n:
+        galleries = {name: read_template_subjects(meta / f"{prefix}_1N_gallery_{name}.csv")
+                     for name in _GALLERIES[target]}
+        identification = identify_templates(template_ids, template_feats,
+                                            read_template_subjects(meta / f"{prefix}_1N_probe_mixed.csv"), galleries,
+                                            ranks=ranks, fpirs=fpirs, progress=progress)
+    return IJBResult(template_ids, template_feats, verification, identification)
