@@ -1,2 +1,2 @@
 """Imports every model module, so that their ``@register_model`` entry points are registered."""
-from . import face_aggregation, lfenet, lgaf, qaface  # noqa: F401
+from . import face_aggregation, fanface, lfenet, lgaf, qaface  # noqa: F401

@@ -27,6 +27,12 @@ def run_memory_model(model):         # QAFace / VPL: the iteration decides injec
     return model(IMAGES, LABELS, iteration=0)
 
 
+def run_fanface(model):            # FAN-Face: a frozen FAN's heatmaps and features into the FRN
+    loss, embedding = model(IMAGES, LABELS)
+    assert embedding.shape == (6, 32)
+    return loss
+
+
 def run_aggregation(model):          # Face Aggregation: one image per set, generator loss
     positives, negatives = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
     assert model.aggregate(IMAGES, OFFSETS).shape == (2, 3, 32, 32)
@@ -40,6 +46,8 @@ FAMILIES = {
                     **{k: v for k, v in TINY_IRESNET.items() if k != "num_features"}), run_memory_model),
     "vpl": (dict(num_classes=3, embedding_size=32, start_iteration=0,
                  **{k: v for k, v in TINY_IRESNET.items() if k != "num_features"}), run_memory_model),
+    "fanface": (dict(frn_kwargs=TINY_IRESNET, embedding_size=32, fan_size=64, num_classes=3,
+                     fan_kwargs=dict(width=16, depth=2)), run_fanface),
     "faceagg": (dict(num_classes=3, widths=(4, 8, 8, 8, 8), discriminator_widths=(4, 4, 4, 4), input_size=32,
                      embedding_size=8, extractor=nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 8))),
                 run_aggregation),
