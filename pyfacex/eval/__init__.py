@@ -10,7 +10,7 @@
 """
 from . import ijb
 from .ranking import IdentificationResult, identification, identification_from_scores
-from .metrics import CONVENTIONS, ROC, auc, eer, roc, tar_at_far
+from .metrics import CONVENTIONS, ROC, auc, eer, roc, roc_tar_at_far, tar_at_far
 from .report import ResultsTable, save_cmc_png, save_roc_png, score_metrics, tar_column
 from .sets import aggregate_then_embed, apply_set_fn, embed_sets, mean_pooling
 from .tinyface import DISTRACTOR_LABEL, TinyFaceProtocol, evaluate_tinyface, read_tinyface
@@ -21,7 +21,7 @@ from .video import YTFProtocol, evaluate_ytf, read_ytf
 __all__ = [
     "ijb",
     "IdentificationResult", "identification", "identification_from_scores",
-    "CONVENTIONS", "ROC", "auc", "eer", "roc", "tar_at_far",
+    "CONVENTIONS", "ROC", "auc", "eer", "roc", "roc_tar_at_far", "tar_at_far",
     "ResultsTable", "save_cmc_png", "save_roc_png", "score_metrics", "tar_column",
     "aggregate_then_embed", "apply_set_fn", "embed_sets", "mean_pooling",
     "DISTRACTOR_LABEL", "TinyFaceProtocol", "evaluate_tinyface", "read_tinyface",

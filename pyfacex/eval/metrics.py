@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ROC", "roc", "auc", "eer", "tar_at_far", "CONVENTIONS"]
+__all__ = ["ROC", "roc", "auc", "eer", "tar_at_far", "roc_tar_at_far", "CONVENTIONS"]
 
 CONVENTIONS = ("interpolated", "nearest", "at_most")
 
@@ -31,12 +31,15 @@ CONVENTIONS = ("interpolated", "nearest", "at_most")
 class ROC:
     """Operating points of a score threshold, in order of decreasing threshold.
 
-    far, tar: (K,) float64, non-decreasing from (0, 0) to (1, 1); thresholds: (K,) float64, the first +inf.
+    far, tar: (K,) float64, non-decreasing from (0, 0) to (1, 1); thresholds: (K,) float64, the first +inf;
+    genuine, impostors: how many pairs of each kind the rates count.
     """
 
     far: torch.Tensor
     tar: torch.Tensor
     thresholds: torch.Tensor
+    genuine: int
+    impostors: int
 
 
 def _scores_and_labels(scores, is_genuine) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,14 +77,23 @@ def roc(scores, is_genuine, drop_intermediate: bool = False) -> ROC:
     last_of_value = torch.cat([(ordered[1:] != ordered[:-1]).nonzero().flatten(), torch.tensor([len(ordered) - 1])])
     tps = hits.cumsum(0)[last_of_value]
     fps = (last_of_value + 1).to(torch.float64) - tps
-    thresholds = ordered[last_of_value]
-    if drop_intermediate and len(fps) > 2:
-        bends = (fps.diff(n=2) != 0) | (tps.diff(n=2) != 0)
-        keep = torch.cat([torch.tensor([True]), bends, torch.tensor([True])])
-        tps, fps, thresholds = tps[keep], fps[keep], thresholds[keep]
     zero = torch.zeros(1, dtype=torch.float64)
-    return ROC(torch.cat([zero, fps / fps[-1]]), torch.cat([zero, tps / tps[-1]]),
-               torch.cat([torch.tensor([float("inf")], dtype=torch.float64), thresholds]))
+    curve = ROC(torch.cat([zero, fps / fps[-1]]), torch.cat([zero, tps / tps[-1]]),
+                torch.cat([torch.tensor([float("inf")], dtype=torch.float64), ordered[last_of_value]]),
+                int(tps[-1]), int(fps[-1]))
+    return _drop_intermediate(curve) if drop_intermediate else curve
+
+
+def _drop_intermediate(curve: ROC) -> ROC:
+    """sklearn's ``drop_intermediate``: of the points after (0, 0), keep the ends and those where the
+    curve bends (a non-zero second difference of the integer counts)."""
+    fps = (curve.far[1:] * curve.impostors).round()
+    tps = (curve.tar[1:] * curve.genuine).round()
+    if len(fps) <= 2:
+        return curve
+    bends = (fps.diff(n=2) != 0) | (tps.diff(n=2) != 0)
+    keep = torch.cat([torch.tensor([True, True]), bends, torch.tensor([True])])   # (0, 0), first, ..., last
+    return ROC(curve.far[keep], curve.tar[keep], curve.thresholds[keep], curve.genuine, curve.impostors)
 
 
 def auc(scores, is_genuine) -> float:
@@ -111,22 +123,28 @@ def tar_at_far(scores, is_genuine, fars, convention: str = "interpolated") -> to
     Returns:
         (len(fars),) float64 TARs.
     """
+    return roc_tar_at_far(roc(scores, is_genuine), fars, convention)
+
+
+def roc_tar_at_far(curve: ROC, fars, convention: str = "interpolated") -> torch.Tensor:
+    """:func:`tar_at_far` on a ROC already computed by :func:`roc`, so that several conventions or
+    FAR lists on millions of scores sort them once. ("interpolated" and "at_most" need the curve
+    without ``drop_intermediate``; dropping is idempotent, so "nearest" takes either.)"""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention: expected one of {', '.join(CONVENTIONS)}, got {convention!r}")
     targets = torch.as_tensor(fars, dtype=torch.float64).reshape(-1)
     if not bool(((targets >= 0) & (targets <= 1)).all()):
         raise ValueError(f"fars: expected values in [0, 1], got {targets.tolist()}")
-    curve = roc(scores, is_genuine, drop_intermediate=convention == "nearest")
     if convention == "nearest":
-        far, tar = curve.far.flip(0), curve.tar.flip(0)      # insightface's np.flipud, then the first minimum
+        dropped = _drop_intermediate(curve)
+        far, tar = dropped.far.flip(0), dropped.tar.flip(0)  # insightface's np.flipud, then the first minimum
         return tar[(far.unsqueeze(0) - targets.unsqueeze(1)).abs().argmin(1)]
     if convention == "at_most":
         allowed = curve.far.unsqueeze(0) <= targets.unsqueeze(1)        # the (0, 0) point always is
         return torch.where(allowed, curve.tar.unsqueeze(0), torch.zeros(1, dtype=torch.float64)).amax(1)
-    # Interpolated: TAR is the upper envelope of the ROC at each FAR (several points share a FAR).
+    # Interpolated: along the polyline; where several points share the target FAR, the highest TAR.
     right = torch.searchsorted(curve.far, targets, right=True).clamp(max=len(curve.far) - 1)
     left = torch.searchsorted(curve.far, targets, right=False).clamp(min=1) - 1
-    # Points with exactly the target FAR: take the highest TAR among them.
     exact = curve.far[right - 1] == targets
     span = (curve.far[right] - curve.far[left]).clamp(min=1e-300)
     t = ((targets - curve.far[left]) / span).clamp(0, 1)

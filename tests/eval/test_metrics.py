@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyfacex.eval.metrics import auc, eer, roc, tar_at_far
+from pyfacex.eval.metrics import auc, eer, roc, roc_tar_at_far, tar_at_far
 
 
 def random_case(seed, n=60, ties=False):
@@ -71,6 +71,19 @@ def test_tar_at_far_conventions_match_their_definitions(seed, ties):
     far, tar = far[::-1], tar[::-1]          # insightface: np.flipud, then min over (distance, index)
     nearest = [tar[min(zip(np.abs(far - x), range(len(far))))[1]] for x in fars]
     assert np.allclose(tar_at_far(scores, genuine, fars, "nearest"), nearest)
+
+
+def test_one_roc_serves_every_convention():
+    scores, genuine = random_case(6, n=200, ties=True)
+    curve = roc(scores, genuine)
+    assert (curve.genuine, curve.impostors) == (int(genuine.sum()), int((~genuine).sum()))
+    fars = [0.0, 0.003, 0.05, 0.4]
+    for convention in ("interpolated", "nearest", "at_most"):
+        assert torch.equal(roc_tar_at_far(curve, fars, convention), tar_at_far(scores, genuine, fars, convention))
+    dropped = roc(scores, genuine, drop_intermediate=True)
+    assert torch.equal(roc_tar_at_far(dropped, fars, "nearest"), tar_at_far(scores, genuine, fars, "nearest"))
+    far, tar = sklearn_like_roc(scores, genuine)
+    assert np.allclose(dropped.far, far) and np.allclose(dropped.tar, tar)
 
 
 def test_auc_is_the_mann_whitney_statistic_and_eer_balances_errors():

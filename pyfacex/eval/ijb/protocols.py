@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ...data._args import check_int, label_vector
 from ..ranking import IdentificationResult, identification
-from ..metrics import tar_at_far
+from ..metrics import roc, roc_tar_at_far
 from .readers import TemplatePairs, TemplateSubjects
 from .templates import lookup
 
@@ -222,7 +222,8 @@ def verify_templates(template_ids, template_feats, pairs, labels=None, *, fars: 
     scores = score_pairs(template_ids, template_feats, pairs, chunk=chunk, progress=progress)
     genuine = int(pairs.labels.sum())
     if 0 < genuine < len(scores):
-        tar = {c: tar_at_far(scores, pairs.labels, targets, convention=c) for c in TAR_CONVENTIONS}
+        curve = roc(scores, pairs.labels)             # one sort of the scores for both conventions
+        tar = {c: roc_tar_at_far(curve, targets, convention=c) for c in TAR_CONVENTIONS}
     else:
         tar = {c: torch.full((len(targets),), math.nan, dtype=torch.float64) for c in TAR_CONVENTIONS}
     return TemplateVerificationResult(scores, pairs.labels, targets, tar)
