@@ -19,6 +19,7 @@ import io
 import numpy as np
 import simplejpeg
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 __all__ = ["DecodeError", "decode_image", "encode_jpeg", "encode_png"]
@@ -30,12 +31,15 @@ class DecodeError(ValueError):
     """Bytes that are not an image this library can decode (raised with where they came from)."""
 
 
-def decode_image(data: bytes | memoryview, source: str = "<bytes>") -> torch.Tensor:
+def decode_image(data: bytes | memoryview, source: str = "<bytes>", size: tuple[int, int] | None = None
+                 ) -> torch.Tensor:
     """Decode JPEG/PNG/... bytes to an RGB uint8 tensor (3, H, W).
 
     Args:
         data: the encoded image.
         source: where the bytes came from (file and offset), named in the error if they do not decode.
+        size: (H, W) to resize to when the image has another size (bilinear, antialiased when
+            shrinking, on the uint8 pixels).
     Raises:
         DecodeError: the bytes are empty, truncated or not an image.
     """
@@ -49,7 +53,10 @@ def decode_image(data: bytes | memoryview, source: str = "<bytes>") -> torch.Ten
                 array = np.array(image.convert("RGB"))  # a writable copy
     except Exception as error:  # every decoder has its own exception types
         raise DecodeError(f"{source}: cannot decode image ({len(data)} bytes): {error}") from error
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    if size is not None and tuple(image.shape[1:]) != tuple(size):
+        image = F.interpolate(image[None], size=tuple(size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return image
 
 
 def _hwc(image: torch.Tensor, name: str = "image") -> np.ndarray:

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .codec import decode_image, encode_jpeg
 
@@ -135,9 +134,7 @@ def read_verification_bin(path: str | os.PathLike, image_size: tuple[int, int] |
     size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
     images = None
     for i, data in enumerate(encoded):
-        image = decode_image(data, source=f"{path} image {i}")
-        if size is not None and tuple(image.shape[1:]) != size:
-            image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        image = decode_image(data, source=f"{path} image {i}", size=size)
         if images is None:  # filled in place: stacking would hold every image twice
             images = torch.empty((len(encoded), *image.shape), dtype=torch.uint8)
         if image.shape != images.shape[1:]:

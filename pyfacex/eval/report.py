@@ -229,6 +229,18 @@ def _save(figure, path: str | os.PathLike) -> Path:
     return path
 
 
+def _finish(figure, axes, path, xlabel: str, ylabel: str, legend: bool, title: str | None) -> Path:
+    """Rates axis, labels, legend and title shared by the curve plots; saves the PNG."""
+    axes.set_ylim(0, 1.01)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    if legend:
+        axes.legend(loc="lower right")
+    if title:
+        axes.set_title(title)
+    return _save(figure, path)
+
+
 def save_roc_png(curves: Mapping[str, object], path: str | os.PathLike, *, title: str | None = None,
                  log_far: bool = True, far_range: tuple[float, float] = (1e-6, 1.0)) -> Path:
     """Plot ROC curves (TAR against FAR) into a PNG.
@@ -250,15 +262,8 @@ def save_roc_png(curves: Mapping[str, object], path: str | os.PathLike, *, title
     if log_far:
         axes.set_xscale("log")
         axes.set_xlim(*far_range)
-    axes.set_ylim(0, 1.01)
-    axes.set_xlabel("False accept rate (FAR)")
-    axes.set_ylabel("True accept rate (TAR)")
     axes.grid(True, which="both", alpha=0.3)
-    if curves:
-        axes.legend(loc="lower right")
-    if title:
-        axes.set_title(title)
-    return _save(figure, path)
+    return _finish(figure, axes, path, "False accept rate (FAR)", "True accept rate (TAR)", bool(curves), title)
 
 
 def save_cmc_png(curves: Mapping[str, object], path: str | os.PathLike, *, title: str | None = None,
@@ -284,12 +289,5 @@ def save_cmc_png(curves: Mapping[str, object], path: str | os.PathLike, *, title
     from matplotlib.ticker import MaxNLocator  # matplotlib is present: _figure imported it
 
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylim(0, 1.01)
-    axes.set_xlabel("Rank")
-    axes.set_ylabel("Identification rate")
     axes.grid(True, alpha=0.3)
-    if curves:
-        axes.legend(loc="lower right")
-    if title:
-        axes.set_title(title)
-    return _save(figure, path)
+    return _finish(figure, axes, path, "Rank", "Identification rate", bool(curves), title)

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data._args import check_int
@@ -114,14 +113,6 @@ def read_tinyface(root: str | os.PathLike, images: str | os.PathLike | None = No
                             torch.tensor(labels, dtype=torch.int64), len(distractors))
 
 
-def _load(path: Path, size: int) -> torch.Tensor:
-    """One image as uint8 (3, size, size), bilinear (antialiased when shrinking)."""
-    image = decode_image(path.read_bytes(), source=str(path))
-    if image.shape[1:] == (size, size):
-        return image
-    return F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-
-
 def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Tensor], *, batch_size: int,
            image_size: int, progress: bool, desc: str) -> torch.Tensor:
     """Features of image files, ``batch_size`` at a time.
@@ -142,7 +133,8 @@ def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Te
     with torch.inference_mode():
         for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", disable=not progress):
             batch = paths[start:start + batch_size]
-            out = torch.as_tensor(features_fn(torch.stack([_load(p, image_size) for p in batch])))
+            images = [decode_image(p.read_bytes(), source=str(p), size=(image_size, image_size)) for p in batch]
+            out = torch.as_tensor(features_fn(torch.stack(images)))
             if out.dim() != 2 or len(out) != len(batch) or (dim is not None and out.shape[1] != dim):
                 want = f"({len(batch)}, {'d' if dim is None else dim})"
                 raise ValueError(f"features_fn: expected features {want} for the batch from {batch[0]}, "

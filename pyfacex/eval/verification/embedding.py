@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ...data._args import check_int
@@ -108,10 +107,7 @@ def _load(paths: Sequence[Path], batch_size: int, size: tuple[int, int] | None) 
     for start in range(0, len(paths), batch_size):
         batch = []
         for path in paths[start:start + batch_size]:
-            image = decode_image(Path(path).read_bytes(), source=str(path))
-            if size is not None and tuple(image.shape[1:]) != size:
-                image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True,
-                                      align_corners=False)[0]
+            image = decode_image(Path(path).read_bytes(), source=str(path), size=size)
             shape = shape or image.shape
             if image.shape != shape:
                 raise ValueError(f"{path}: image is {tuple(image.shape)}, the first image is {tuple(shape)}; "
