@@ -1,6 +1,9 @@
 # make test      : virtualenv + pinned torch + pyfacex (editable) + the test suite
 # make test-cpu  : the same against the CPU-only torch build, in its own virtualenv
 # make bench     : the benchmarks, and the ratio table (bench/README.md shows the latest)
+# make demo      : a fresh machine -> the embedded demo: synthetic faces, LGAF vs ArcFace trained on CPU,
+#                  LFW/CFP-FP/TinyFace-like results (the CPU-only torch: the demo runs on CPU, and that
+#                  build installs and compiles in a fraction of the CUDA one's time)
 PYTHON ?= python3
 TORCH ?= 2.14.1
 VENV ?= .venv
@@ -8,7 +11,10 @@ PIP := $(VENV)/bin/pip
 # nvcc builds for every architecture it knows unless told: keep it to what we ship.
 export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 
-.PHONY: install test test-cpu bench clean
+.PHONY: install test test-cpu bench demo clean
+
+DEMO_TORCH ?= 2.13.0
+DEMO_VENV ?= .venv-cpu
 
 $(VENV)/.deps-torch-$(TORCH):
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +38,9 @@ bench: install
 	$(VENV)/bin/pytest bench -q --benchmark-json=bench/results/latest.json
 	$(VENV)/bin/python bench/report.py bench/results/latest.json
 
+demo:
+	$(MAKE) install TORCH=$(DEMO_TORCH) VENV=$(DEMO_VENV)
+	$(DEMO_VENV)/bin/pyfacex demo
+
 clean:
-	rm -rf build .venv .venv-cpu bench/results
+	rm -rf build .venv .venv-cpu bench/results runs

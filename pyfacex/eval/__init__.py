@@ -6,7 +6,8 @@
 - :func:`identification`: rank-N / CMC, mAP and open-set TPIR@FPIR; :func:`evaluate_tinyface`;
 - :func:`evaluate_ytf` (the video protocol) and set-level hooks (:func:`embed_sets`, :func:`mean_pooling`);
 - :mod:`.metrics`: ROC, AUC, EER, :func:`tar_at_far` (three conventions, tables say which);
-- :mod:`.report`: results tables as text, Markdown and JSON; ROC and CMC curves as PNG.
+- :mod:`.report`: results tables as text, Markdown and JSON; ROC and CMC curves as PNG;
+- :func:`evaluate_protocol`: any of the above on files on disk, named by a spec ``[name=][kind:]path``.
 """
 from . import ijb
 from .ranking import IdentificationResult, identification, identification_from_scores
@@ -17,6 +18,8 @@ from .tinyface import DISTRACTOR_LABEL, TinyFaceProtocol, evaluate_tinyface, rea
 from .verification import (TAR_FARS, PairList, VerificationResult, embed, evaluate_bin, evaluate_pair_list,
                            read_cfp_pairs, read_lfw_pairs, verify_pairs)
 from .video import YTFProtocol, evaluate_ytf, read_ytf
+from .protocols import KINDS, ProtocolResult, detect_kind, evaluate_protocol, parse_spec, resolve_spec
+from .summary import protocol_cells, save_summary, summarize
 
 __all__ = [
     "ijb",
@@ -28,4 +31,6 @@ __all__ = [
     "TAR_FARS", "PairList", "VerificationResult", "embed", "evaluate_bin", "evaluate_pair_list",
     "read_cfp_pairs", "read_lfw_pairs", "verify_pairs",
     "YTFProtocol", "evaluate_ytf", "read_ytf",
+    "KINDS", "ProtocolResult", "detect_kind", "evaluate_protocol", "parse_spec", "resolve_spec",
+    "protocol_cells", "save_summary", "summarize",
 ]

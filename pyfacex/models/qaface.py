@@ -47,8 +47,9 @@ __all__ = ["MemoryInjectionHead", "QAFace", "QAFaceOutput", "qaface_r50", "qafac
 MODES = ("qaface", "vpl")
 
 # "After the fourth epoch" (qaface.md Sec. 4.3) of WebFace4M (4 235 242 images) at the paper's
-# global batch of 2 × 512: 4 · ⌈4 235 242 / 1024⌉ iterations.
-_QAFACE_START = 4 * 4136
+# global batch of 2 × 512: 4 · ⌊4 235 242 / 1024⌋ iterations (the last incomplete batch is dropped,
+# as insightface's loader does).
+_QAFACE_START = 4 * 4135
 
 
 class QAFaceOutput(NamedTuple):
@@ -264,13 +265,13 @@ class QAFace(nn.Module):
         return self.head(embeddings, labels, iteration, memory_features, return_details=return_details)
 
 
-# Keywords of the entry points that go to the default iResNet factory (tiny builds: layers, widths, input_size).
-_IRESNET_KEYS = ("layers", "widths", "input_size", "dropout", "fp16", "amp_dtype")
+IRESNET_KEYS = ("layers", "widths", "input_size", "dropout", "fp16", "amp_dtype")
+"""Keywords of the entry points that go to the default iResNet factory (tiny builds: layers, widths, input_size)."""
 
 
 def _build(default_backbone: str, *, num_classes: int, embedding_size: int = 512, backbone: nn.Module | None = None,
            **overrides) -> QAFace:
-    iresnet_overrides = {k: overrides.pop(k) for k in _IRESNET_KEYS if k in overrides}
+    iresnet_overrides = {k: overrides.pop(k) for k in IRESNET_KEYS if k in overrides}
     if backbone is None:
         from ..backbones import iresnet
 
@@ -284,7 +285,7 @@ def _build(default_backbone: str, *, num_classes: int, embedding_size: int = 512
 @register_model
 def qaface_r50(*, num_classes: int, backbone: nn.Module | None = None, **overrides) -> QAFace:
     """QAFace with an iResNet-50 (qaface.md eq. 3 ArcFace s = 64, m = 0.5; eq. 7-12 injection, τ = 2,
-    Δt = 1000 from iteration 16 544 (epoch 4 of WebFace4M at batch 1024); momentum backbone γ = 0.99).
+    Δt = 1000 from iteration 16 540 (epoch 4 of WebFace4M at batch 1024); momentum backbone γ = 0.99).
 
     Overrides: ``backbone`` (any module to (B, embedding_size)) or the iResNet's ``layers``, ``widths``,
     ``input_size``, ``dropout``, ``fp16``, ``amp_dtype``; ``embedding_size`` (512); every keyword of
@@ -297,7 +298,7 @@ def qaface_r50(*, num_classes: int, backbone: nn.Module | None = None, **overrid
 @register_model
 def qaface_r100(*, num_classes: int, backbone: nn.Module | None = None, **overrides) -> QAFace:
     """QAFace with an iResNet-100, the paper's setting (qaface.md eq. 3 ArcFace; eq. 7-12 injection,
-    τ = 2, Δt = 1000 from iteration 16 544 (epoch 4 of WebFace4M at batch 1024); momentum γ = 0.99).
+    τ = 2, Δt = 1000 from iteration 16 540 (epoch 4 of WebFace4M at batch 1024); momentum γ = 0.99).
 
     Overrides: as :func:`qaface_r50`.
     """

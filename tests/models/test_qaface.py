@@ -249,7 +249,7 @@ def test_entry_points_are_registered_with_the_papers_settings():
         model = entry(num_classes=C, backbone=TinyBackbone(), embedding_size=D)
         head = model.head
         assert (head.mode, head.start_iteration, head.delta_t, head.tau, model.momentum) == (
-            "qaface", 16544, 1000, 2.0, 0.99)
+            "qaface", 16540, 1000, 2.0, 0.99)
         assert (head.s, head.m2) == (64.0, 0.5)
     vpl = vpl_r100(num_classes=C, backbone=TinyBackbone(), embedding_size=D)
     assert vpl.head.start_iteration == 8000

@@ -1,14 +1,11 @@
-"""The ``pyfacex`` command line.
-
-    pyfacex data synth --ids 2000 --per-id 20 --out DIR     a synthetic training set (+ protocols)
-"""
+"""``pyfacex data``: datasets (``data synth`` renders a synthetic face world and its protocols)."""
 from __future__ import annotations
 
 import argparse
-import sys
+
 from collections.abc import Sequence
 
-__all__ = ["main"]
+__all__ = ["add_parser"]
 
 _PROTOCOLS = ("lfw", "cfp-fp", "tinyface", "ijb", "ytf")
 
@@ -30,7 +27,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_data(commands) -> None:
+def add_parser(commands) -> None:
+    """Add ``data`` to the ``pyfacex`` sub-commands."""
     data = commands.add_parser("data", help="datasets: synthetic faces")
     jobs = data.add_subparsers(dest="job", required=True)
     synth = jobs.add_parser(
@@ -57,9 +55,9 @@ def _add_data(commands) -> None:
 def _synth(args) -> int:
     from pathlib import Path
 
-    from .data.synthetic import Nuisance, SyntheticFaceWorld
-    from .data.synthetic import protocols as P
-    from .data.synthetic.export import write_training_set
+    from ..data.synthetic import Nuisance, SyntheticFaceWorld
+    from ..data.synthetic import protocols as P
+    from ..data.synthetic.export import write_training_set
 
     world = SyntheticFaceWorld(seed=args.seed, size=args.size, nuisance=Nuisance(difficulty=args.difficulty))
     out = write_training_set(world, args.out, args.ids, args.per_id, formats=args.formats, quality=args.quality,
@@ -71,25 +69,3 @@ def _synth(args) -> int:
     print(f"wrote {args.ids * args.per_id} images of {args.ids} identities to {out}"
           + (f" and protocols {', '.join(args.protocols)}" if args.protocols else ""))
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``pyfacex`` command."""
-    parser = argparse.ArgumentParser(prog="pyfacex", description="pyfacex: face recognition with PyTorch")
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_data(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``pyfacex`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"pyfacex {args.command}: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

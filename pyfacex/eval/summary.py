@@ -1,0 +1,92 @@
+"""One results table (and ROC curves) for several models over several protocols: what ``pyfacex
+eval`` and ``pyfacex demo`` print and save."""
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from .metrics import roc
+from .protocols import VERIFICATION_KINDS, ProtocolResult
+from .report import ResultsTable, save_roc_png, tar_column
+
+__all__ = ["protocol_cells", "summarize", "save_summary"]
+
+_VERIFICATION_FARS = (1e-4, 1e-3)
+_IJB_FARS = (1e-5, 1e-4, 1e-3)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def protocol_cells(result: ProtocolResult) -> dict[str, object]:
+    """The table cells of one :class:`ProtocolResult`: ``"<name> <metric>"`` -> value.
+
+    Verification kinds: accuracy (mean, std), AUC, EER, TAR@FAR 1e-4 and 1e-3 (interp.) where the
+    protocol has at least 1/FAR impostor pairs (LFW's 3000 resolve 1e-3, not 1e-4); TinyFace: rank-1,
+    rank-5, mAP; IJB: TAR@FAR 1e-5, 1e-4, 1e-3 (nearest), rank-1. Undefined values (NaN) become None
+    (shown ``-``).
+    """
+    metrics = result.metrics
+    if result.kind in VERIFICATION_KINDS:
+        cells = {"accuracy": (metrics["accuracy"], metrics["accuracy_std"]), "AUC": metrics["auc"],
+                 "EER": metrics["eer"]}
+        impostors = int((~result.is_genuine).sum()) if result.is_genuine is not None else 0
+        keys = [tar_column(far) for far in _VERIFICATION_FARS if far * impostors >= 1]
+    elif result.kind == "tinyface":
+        cells, keys = {}, ["rank-1", "rank-5", "mAP"]
+    else:
+        cells, keys = {}, [tar_column(far, "nearest") for far in _IJB_FARS] + ["rank-1"]
+    cells.update({key: metrics[key] for key in keys if key in metrics})
+    out = {}
+    for column, value in cells.items():
+        if isinstance(value, tuple):
+            value = None if not all(math.isfinite(v) for v in value) else value
+        else:
+            value = _finite(float(value))
+        out[f"{result.name} {column}"] = value
+    return out
+
+
+def summarize(rows: Mapping[str, Sequence[ProtocolResult]], title: str | None = None,
+              extra: Mapping[str, Mapping[str, object]] | None = None) -> ResultsTable:
+    """A :class:`ResultsTable` with one row per model (``rows``: model -> its protocol results) and
+    ``extra`` cells per model (e.g. parameter counts) before the protocol columns."""
+    table = ResultsTable(title=title)
+    for model, results in rows.items():
+        cells = dict((extra or {}).get(model, {}))
+        for result in results:
+            cells.update(protocol_cells(result))
+        table.add(model, cells)
+    return table
+
+
+def _file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "protocol"
+
+
+def save_summary(table: ResultsTable, rows: Mapping[str, Sequence[ProtocolResult]],
+                 out: str | os.PathLike) -> list[Path]:
+    """Write ``out/results.json`` (``ResultsTable.from_json`` reads it), ``out/results.md`` and, per
+    protocol with genuine and impostor pair scores, ``out/roc_<protocol>.png`` with every model's curve."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [table.save(out / "results.json"), table.save(out / "results.md")]
+    curves: dict[str, dict[str, object]] = {}
+    kinds: dict[str, str] = {}
+    for model, results in rows.items():
+        for result in results:
+            if result.scores is None or result.is_genuine is None or result.is_genuine.all() \
+                    or not result.is_genuine.any():
+                continue
+            curves.setdefault(result.name, {})[model] = roc(torch.from_numpy(result.scores),
+                                                            torch.from_numpy(result.is_genuine))
+            kinds[result.name] = result.kind
+    for name, by_model in curves.items():
+        written.append(save_roc_png(by_model, out / f"roc_{_file_name(name)}.png", title=f"{name} ({kinds[name]})"))
+    return written

@@ -1,0 +1,352 @@
+"""Training configuration: typed dataclasses, loaded from YAML or Python recipes, overridden by ``--set``.
+
+The dataclass defaults below are the one base; a recipe (``configs/*.yaml`` or ``*.py``) states only
+what differs from them, as insightface arcface_torch's ``configs/base.py`` + small recipe files::
+
+    # configs/lgaf_r100_ms1mv2.yaml
+    model: {name: lgaf_r100}
+    data: {train: /data/faces_emore, batch_size: 128}
+    optim: {lr: 0.1}
+
+A YAML recipe may name another one to start from (``base: other.yaml``, relative to the recipe); a
+Python recipe defines ``config`` as a :class:`Config` or a nested dict. Every key is checked against
+the dataclasses: an unknown key raises :class:`ConfigError` naming it and listing the valid keys of
+its section; a value of the wrong type names the key and the expected type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import runpy
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "HeadConfig", "ModelConfig", "OptimConfig",
+           "ScheduleConfig", "GANConfig", "QAFaceConfig", "LandmarkConfig", "load_config", "config_from_dict",
+           "apply_overrides", "config_to_dict"]
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the configuration's dataclasses."""
+
+
+@dataclass
+class ModelConfig:
+    """What to train: a registered model (``pyfacex.models.list_models()``) or an iResNet backbone
+    (``iresnet18`` ... ``iresnet200``, ``irse50``; the classification trainer adds the head).
+
+    ``kwargs`` go to ``create_model`` / the backbone factory (e.g. ``{backbone_kwargs: {layers:
+    [1, 1, 1, 1]}}``); ``weights`` is a state_dict file loaded into the model before training
+    (a pyfacex model file, or an insightface ``backbone.pth`` for a backbone); ``strict`` says whether
+    every key must match.
+    """
+
+    name: str = "iresnet50"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""
+    strict: bool = True
+
+
+@dataclass
+class HeadConfig:
+    """The margin softmax of the classification trainers.
+
+    ``kind``: ``arcface`` (m = 0.5), ``cosface`` (0.4), ``sphereface`` (1.35), ``combined`` (m1, m2,
+    m3), ``adaface`` (m = 0.4, h = 0.333), ``partial_fc`` (combined margins over class shards of all
+    ranks, with ``sample_rate``). ``margin`` None takes the kind's default.
+    """
+
+    kind: str = "arcface"
+    s: float = 64.0
+    margin: float | None = None
+    m1: float = 1.0
+    m2: float = 0.5
+    m3: float = 0.0
+    h: float = 0.333
+    sample_rate: float = 1.0
+    label_smoothing: float = 0.0
+    grad: str = "exact"
+
+
+@dataclass
+class DataConfig:
+    """Training data: an insightface RecordIO folder (``train.rec``/``train.idx``) or an image folder
+    (one sub-folder per identity).
+
+    ``batch_size`` is per process and per micro-batch (global batch = batch_size × processes ×
+    ``Config.grad_accum``). ``augment``: any of ``flip``, ``low_quality`` (AdaFace's crop /
+    photometric / low-resolution recipe), ``motion_blur``, ``down_up``, ``occlusion``, ``photometric``.
+    Set trainers read ``sets_per_batch`` sets of ``set_size`` images (b × T, lfenet.md Sec. III-B).
+    """
+
+    train: str = ""
+    batch_size: int = 128
+    num_workers: int = 2
+    image_size: int = 112
+    augment: list[str] = field(default_factory=lambda: ["flip"])
+    sets_per_batch: int = 8
+    set_size: int = 3
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser (``sgd``, ``adamw`` or ``adam``) and gradient clipping (``clip_grad_norm`` > 0: the
+    max total L2 norm). ``head_lr_scale`` multiplies the learning rate of the margin head's weights."""
+
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    clip_grad_norm: float = 0.0
+    head_lr_scale: float = 1.0
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule per optimiser step: linear warm-up over ``warmup_epochs``, then
+    ``constant``, ``step`` (× ``gamma`` at each of ``milestones``, in epochs), ``poly`` ((1 − t)^power,
+    arcface_torch's) or ``cosine`` (to ``min_lr`` × the base rate)."""
+
+    kind: str = "poly"
+    warmup_epochs: float = 0.0
+    milestones: list[float] = field(default_factory=list)
+    gamma: float = 0.1
+    power: float = 2.0
+    min_lr: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    """Verification during training and best-checkpoint tracking.
+
+    ``protocols``: ``"name=path"`` strings (or bare paths, named by their file/folder): insightface
+    ``.bin`` files, or folders of an LFW (``pairs.txt``), CFP (``Protocol/``) or TinyFace
+    (``Testing_Set/``) layout. ``every``: optimiser steps between evaluations (0: the end of every
+    epoch). ``best``: the ``name/metric`` key whose maximum is kept as the best checkpoint (default:
+    the first protocol's accuracy / rank-1).
+    """
+
+    protocols: list[str] = field(default_factory=list)
+    every: int = 0
+    batch_size: int = 64
+    flip: bool = True
+    best: str = ""
+
+
+@dataclass
+class GANConfig:
+    """The Face Aggregation Network's adversarial training (face-aggregation.md Sec. 4.1): the
+    discriminator's Adam (``d_lr``, ``betas``) and how many D steps per G step."""
+
+    d_lr: float = 5e-5
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    d_steps: int = 1
+
+
+@dataclass
+class QAFaceConfig:
+    """QAFace / VPL memory injection (qaface.md Sec. 4.1): ``start_epoch`` (injection from this epoch;
+    converted to iterations with the data's steps per epoch), Δt, τ, λ (VPL) and the momentum γ of
+    the momentum backbone (null for VPL)."""
+
+    mode: str = "qaface"
+    start_epoch: float = 4.0
+    delta_t: int = 1000
+    tau: float = 2.0
+    lam: float = 0.15
+    momentum: float | None = 0.99
+
+
+@dataclass
+class LandmarkConfig:
+    """FAN landmark training on synthetic faces: the world's ``seed``, ``difficulty`` and the number
+    of ``identities`` × ``per_identity`` images rendered at 256×256; Gaussian heatmaps of ``sigma``
+    pixels at 64×64."""
+
+    seed: int = 0
+    difficulty: float = 0.3
+    identities: int = 500
+    per_identity: int = 8
+    sigma: float = 1.0
+
+
+@dataclass
+class Config:
+    """One training run. ``trainer``: ``classification``, ``sets`` (LFENet), ``gan`` (Face Aggregation
+    Network), ``qaface`` (QAFace and VPL), ``fanface`` or ``landmarks`` (FAN on synthetic faces).
+
+    ``epochs`` of the data (``max_steps`` > 0 stops earlier); ``grad_accum`` micro-batches per
+    optimiser step; ``amp``: ``none``, ``auto`` (fp16 + GradScaler on CUDA, bf16 on CPU), ``fp16``
+    or ``bf16``; ``device``: ``auto`` (CUDA when available, the local rank's GPU under torchrun),
+    ``cpu`` or ``cuda``. Logs, checkpoints and the final model go to ``output``; ``log_every`` steps
+    between log lines; ``checkpoint_every`` steps between checkpoints (0: every epoch end),
+    ``keep_checkpoints`` newest kept.
+    """
+
+    trainer: str = "classification"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
+    qaface: QAFaceConfig = field(default_factory=QAFaceConfig)
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    epochs: int = 20
+    max_steps: int = 0
+    grad_accum: int = 1
+    amp: str = "none"
+    seed: int = 0
+    device: str = "auto"
+    output: str = "runs/train"
+    log_every: int = 50
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+# ------------------------------------------------------------------ typed construction
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value, tp, key: str):
+    """``value`` checked (and losslessly converted: int → float, tuple → list) against the annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of {sorted(f.name for f in dataclasses.fields(tp))}, "
+                              f"got {value!r}")
+        return _build(tp, value, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key}: expected a mapping with string keys, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls, values: Mapping, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]}; valid keys{' of ' + prefix if prefix else ''}: "
+                          f"{', '.join(names)}")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(values: Mapping) -> Config:
+    """A :class:`Config` from a nested mapping of overrides of the defaults (checked as the module says)."""
+    return _build(Config, values)
+
+
+def config_to_dict(config: Config) -> dict:
+    """The nested dict of every value (YAML/JSON-ready); ``config_from_dict`` of it gives ``config`` back."""
+    return dataclasses.asdict(config)
+
+
+# ------------------------------------------------------------------ files and overrides
+
+def _merge(base: dict, update: Mapping) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key not in ("kwargs",):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'base' recipes form a cycle: {' -> '.join(map(str, seen + (path,)))}")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = {} if document is None else document  # an empty file: the defaults
+    elif path.suffix == ".py":
+        namespace = runpy.run_path(str(path))
+        if "config" not in namespace:
+            raise ConfigError(f"{path}: a Python recipe must define `config` (a pyfacex.train.Config or a dict)")
+        document = namespace["config"]
+        if isinstance(document, Config):
+            document = config_to_dict(document)
+    else:
+        raise ConfigError(f"config file {path}: expected .yaml, .yml or .py")
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(document).__name__}")
+    document = dict(document)
+    base = document.pop("base", None)
+    if base is not None:
+        return _merge(_read_recipe((path.parent / base), seen + (path.resolve(),)), document)
+    return document
+
+
+def _parse_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"cannot parse the value {text!r}: {error}") from None
+
+
+def apply_overrides(values: dict, overrides: Sequence[str]) -> dict:
+    """``values`` with ``"a.b=c"`` overrides applied (``c`` parsed as YAML: ``0.05``, ``[1, 2]``, ``null``)."""
+    values = dict(values)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.lr=0.05")
+        parts = key.strip().split(".")
+        node = values
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[part]
+        node[parts[-1]] = _parse_value(text)
+    return values
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> Config:
+    """The :class:`Config` of a YAML / Python recipe (None: the defaults) with ``key=value`` overrides."""
+    values = {} if path is None else _read_recipe(Path(path))
+    return config_from_dict(apply_overrides(values, overrides))

@@ -1,0 +1,387 @@
+"""The training loop every trainer shares: steps, accumulation, mixed precision, clipping, schedules,
+logging, periodic evaluation with best-checkpoint tracking, checkpoints and exact resume.
+
+A trainer subclass builds its modules and says how a batch becomes losses::
+
+    class MyTrainer(Trainer):
+        def build_modules(self):            # {name: module}; names in self.local_modules are per rank
+            return {"model": ..., "head": ...}
+        def forward_loss(self, batch):      # batch on the device, images normalised to [-1, 1]
+            return {"loss": ..., "other": ...}
+
+and may override :meth:`build_data` (sets and videos), :meth:`build_optimizers`, :meth:`train_step`
+(e.g. alternating GAN updates), :meth:`after_step` (momentum updates), :meth:`embedder` and
+:meth:`export` (what ``model.pt`` holds).
+
+Resuming from a checkpoint reproduces the uninterrupted run exactly on CPU: the checkpoint holds
+every module (buffers included: norm statistics, memories, centres, momentum backbones), every
+optimiser, scheduler and the grad scaler, the RNG states of every rank and the data position, and
+the batches and their augmentations are functions of (seed, epoch, position) (see :mod:`.data`).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .config import Config, config_to_dict
+from .data import (AugmentCollate, GlobalBatchSampler, ResumableBatches, build_augment, make_loader, mix_seed,
+                   open_dataset)
+from .distributed import all_reduce_mean, barrier, init_distributed
+from .logger import RunLogger
+from .optim import build_optimizer, build_scheduler
+
+__all__ = ["Trainer", "AMP_MODES"]
+
+AMP_MODES = ("none", "auto", "fp16", "bf16")
+
+
+class Trainer:
+    """Base of the pyfacex trainers (see the module docstring).
+
+    Args:
+        config: the run's :class:`~pyfacex.train.Config`.
+
+    Attributes:
+        context: the process's rank, world size and device (:class:`~.distributed.DistContext`).
+        modules: {name: module}, unwrapped; ``wrapped`` the same behind DDP where trained across ranks.
+        optimizers, schedulers: {name: ...}; ``step`` optimiser steps done, ``epoch`` and
+        ``batch_in_epoch`` (micro-batches of the epoch consumed) the data position.
+    """
+
+    local_modules: frozenset[str] = frozenset()
+    """Names of modules each rank holds its own part of (e.g. a PartialFC class shard)."""
+
+    def __init__(self, config: Config):
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a pyfacex.train.Config, got {type(config).__name__}")
+        self.config = config
+        self.context = init_distributed(config.device)
+        self.device = self.context.device
+        self.output = Path(config.output)
+        if config.grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1, got {config.grad_accum}")
+        self.amp_dtype, self.scaler = self._amp(config.amp)
+        self.build_data()
+        self.steps_per_epoch = len(self.batches.batches) // config.grad_accum
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"an epoch has {len(self.batches.batches)} batches per process, fewer than "
+                             f"grad_accum = {config.grad_accum}: nothing to train on")
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        torch.manual_seed(mix_seed(config.seed, 0))  # the same initial weights on every rank
+        self.modules = {name: module.to(self.device) for name, module in self.build_modules().items()}
+        torch.manual_seed(mix_seed(config.seed, self.context.rank, 2))  # dropout, class sampling: per rank
+        self.wrapped = self.wrap_modules()
+        self.optimizers = self.build_optimizers()
+        self.schedulers = {name: build_scheduler(opt, self.total_steps, self.steps_per_epoch, config.schedule)
+                           for name, opt in self.optimizers.items()}
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.best: float | None = None
+        self.logger = RunLogger(self.output, enabled=self.context.is_main)
+
+    # ------------------------------------------------------------------ what subclasses define
+
+    def build_data(self) -> None:
+        """Set ``self.dataset``, ``self.batches`` (:class:`~.data.ResumableBatches`), ``self.loader``
+        and ``self.num_classes``. Default: shuffled image batches of ``data.batch_size``."""
+        data, rank = self.config.data, self.context.rank
+        self.dataset = open_dataset(data.train)
+        self.num_classes = int(self.dataset.labels.max()) + 1
+        sampler = GlobalBatchSampler(len(self.dataset), data.batch_size, self.config.seed, rank,
+                                     self.context.world_size)
+        self._make_loader(sampler, AugmentCollate(data.image_size, build_augment(data.augment)))
+
+    def _make_loader(self, sampler, collate: AugmentCollate, images_per_batch: int | None = None) -> None:
+        """Set ``self.batches`` and ``self.loader`` over ``sampler``'s batches (``images_per_batch``
+        images each, default ``data.batch_size``: the throughput shown)."""
+        self.images_per_batch = images_per_batch or self.config.data.batch_size
+        self.batches = ResumableBatches(sampler, self.config.seed, self.context.rank)
+        self.loader = make_loader(self.dataset, self.batches, collate, self.config.data.num_workers,
+                                  pin_memory=self.device.type == "cuda")
+
+    def build_modules(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def wrap_modules(self) -> dict[str, nn.Module]:
+        """The modules as the forward uses them (DDP where needed). Default: unwrapped."""
+        return dict(self.modules)
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Default: one optimiser (``optim``) over the shared modules, one over the per-rank ones."""
+        optimizers = {}
+        for name, names in (("shared", [n for n in self.modules if n not in self.local_modules]),
+                            ("local", [n for n in self.modules if n in self.local_modules])):
+            groups = [{"params": [p for p in self.modules[n].parameters() if p.requires_grad],
+                       "lr_scale": self.lr_scale(n)} for n in names]
+            if any(g["params"] for g in groups):
+                optimizers[name] = build_optimizer(groups, self.config.optim)
+        return optimizers
+
+    def lr_scale(self, module_name: str) -> float:
+        """Learning-rate multiplier of a module's parameters (default: ``optim.head_lr_scale`` for "head")."""
+        return self.config.optim.head_lr_scale if module_name == "head" else 1.0
+
+    def forward_loss(self, batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after every optimiser step (e.g. a momentum update)."""
+
+    def embedder(self) -> nn.Module:
+        """The module mapping faces in [-1, 1] to embeddings, for evaluation."""
+        return ckpt.embedder_for(self.modules["model"])
+
+    def export(self) -> tuple[str, dict, nn.Module]:
+        """(name, kwargs, module) of the model file: ``build_model(name, kwargs)`` rebuilds ``module``."""
+        return self.config.model.name, self.config.model.kwargs, self.modules["model"]
+
+    def state_extra(self) -> dict:
+        """Trainer state beyond modules and optimisers to checkpoint (plain data and tensors)."""
+        return {}
+
+    def load_state_extra(self, state: dict) -> None:
+        """Restore :meth:`state_extra`."""
+
+    # ------------------------------------------------------------------ one step
+
+    def _amp(self, mode: str):
+        if mode not in AMP_MODES:
+            raise ValueError(f"amp: expected one of {AMP_MODES}, got {mode!r}")
+        cuda = self.device.type == "cuda"
+        if mode == "none":
+            return None, None
+        if mode == "fp16" and not cuda:
+            raise ValueError("amp: fp16 needs a CUDA device (use bf16 or auto on CPU)")
+        if mode == "fp16" or (mode == "auto" and cuda):
+            return torch.float16, torch.amp.GradScaler("cuda")
+        return torch.bfloat16, None
+
+    def autocast(self):
+        """The mixed-precision context of the forward passes (a no-op with ``amp: none``)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def prepare(self, batch):
+        """The batch on the device: uint8 images → float (x/255 − 0.5)/0.5, other tensors moved."""
+        images, *rest = batch
+        images = images.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        return (images, *(t.to(self.device, non_blocking=True) for t in rest))
+
+    def no_sync(self, skip: bool):
+        """DDP's ``no_sync`` on every wrapped module while accumulating (``skip``)."""
+        stack = contextlib.ExitStack()
+        if skip:
+            for module in self.wrapped.values():
+                if isinstance(module, nn.parallel.DistributedDataParallel):
+                    stack.enter_context(module.no_sync())
+        return stack
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def optimizer_step(self, names=None, clip_modules=None) -> None:
+        """Unscale, clip (``optim.clip_grad_norm`` over ``clip_modules``, default the shared ones; the
+        per-rank class shards are not clipped, as insightface), step, zero the gradients and advance
+        the schedulers of the optimisers ``names`` (default all)."""
+        names = list(self.optimizers) if names is None else names
+        if self.scaler is not None:
+            for name in names:
+                self.scaler.unscale_(self.optimizers[name])
+        limit = self.config.optim.clip_grad_norm
+        if limit > 0:
+            clip = [n for n in self.modules if n not in self.local_modules] if clip_modules is None else clip_modules
+            params = [p for n in clip for p in self.modules[n].parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, limit)
+        for name in names:
+            if self.scaler is not None:
+                self.scaler.step(self.optimizers[name])
+            else:
+                self.optimizers[name].step()
+            self.optimizers[name].zero_grad(set_to_none=True)
+            self.schedulers[name].step()
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def train_step(self, micro_batches: list) -> dict[str, float]:
+        """One optimiser step over ``grad_accum`` micro-batches: the losses' means for the log."""
+        totals: dict[str, float] = defaultdict(float)
+        for i, batch in enumerate(micro_batches):
+            with self.no_sync(i < len(micro_batches) - 1), self.autocast():
+                losses = self.forward_loss(self.prepare(batch))
+            self.backward(losses["loss"] / len(micro_batches))
+            for key, value in losses.items():
+                totals[key] += float(value.detach()) / len(micro_batches)
+        self.optimizer_step()
+        return dict(totals)
+
+    # ------------------------------------------------------------------ the loop
+
+    @property
+    def lr(self) -> float:
+        return next(iter(self.optimizers.values())).param_groups[0]["lr"]
+
+    def fit(self, resume: str | Path | None = None) -> dict:
+        """Train to ``total_steps``; ``resume``: a checkpoint folder, or ``"auto"`` for the latest in
+        ``output/checkpoints`` (a fresh start when there is none). Writes ``output/model.pt`` at the
+        end and returns the last logged values (and the best evaluation when there was one)."""
+        if resume is not None:
+            self.restore(resume)
+        config, main = self.config, self.context.is_main
+        if main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            self.logger.log("start", self.step, config=config_to_dict(config), world_size=self.context.world_size,
+                            steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps)
+        for module in self.modules.values():
+            module.train()
+        images_per_step = self.images_per_batch * config.grad_accum * self.context.world_size
+        last: dict = {}
+        window: dict[str, float] = defaultdict(float)
+        window_steps, window_start = 0, time.perf_counter()
+        while self.step < self.total_steps:
+            self.batches.set_position(self.epoch, self.batch_in_epoch)
+            remaining = min(self.steps_per_epoch - self.batch_in_epoch // config.grad_accum,
+                            self.total_steps - self.step)
+            batches = iter(self.loader)
+            with tqdm(total=remaining, desc=f"epoch {self.epoch + 1}", unit="step", dynamic_ncols=True,
+                      disable=not (main and config.progress)) as bar:
+                for _ in range(remaining):
+                    lr = self.lr  # the rate of this step (the schedulers advance inside it)
+                    logs = self.train_step([next(batches) for _ in range(config.grad_accum)])
+                    self.batch_in_epoch += config.grad_accum
+                    self.step += 1
+                    self.after_step()
+                    for key, value in logs.items():
+                        window[key] += value
+                    window_steps += 1
+                    elapsed = time.perf_counter() - window_start
+                    speed = window_steps * images_per_step / max(elapsed, 1e-9)
+                    bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{lr:.3g}", img_s=f"{speed:.0f}")
+                    bar.update()
+                    if self.batch_in_epoch >= self.steps_per_epoch * config.grad_accum:
+                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                    if self.step % config.log_every == 0 or self.step == self.total_steps:
+                        last = all_reduce_mean({k: v / window_steps for k, v in window.items()}, self.context)
+                        self.logger.log("train", self.step, epoch=self.epoch, lr=lr, images_per_s=speed, **last)
+                        window, window_steps, window_start = defaultdict(float), 0, time.perf_counter()
+                    self._periodic(epoch_end=self.batch_in_epoch == 0)
+            del batches
+        self.save_model(self.output / "model.pt")
+        if main:
+            self.logger.log("end", self.step, best=self.best)
+        self.logger.close()
+        return {**last, **({"best": self.best} if self.best is not None else {})}
+
+    def _periodic(self, epoch_end: bool) -> None:
+        config = self.config
+        done = self.step == self.total_steps
+        every = config.eval.every
+        if self.evaluates and ((every and self.step % every == 0) or (not every and epoch_end) or done):
+            self.evaluate()
+        every = config.checkpoint_every
+        if (every and self.step % every == 0) or (not every and epoch_end) or done:
+            self.save_checkpoint()
+
+    # ------------------------------------------------------------------ evaluation
+
+    best_mode = "max"
+    """Whether the best checkpoint has the highest (``max``: accuracies) or lowest (``min``: errors) metric."""
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether :meth:`evaluate` runs on the ``eval.every`` schedule (default: with ``eval.protocols``)."""
+        return bool(self.config.eval.protocols)
+
+    def metrics(self) -> tuple[dict[str, float], str]:
+        """Rank 0's evaluation: ({name/metric: value}, the default key of the best checkpoint).
+        Default: every protocol of ``eval.protocols`` on :meth:`embedder`, the first one's headline metric."""
+        from ..eval.protocols import evaluate_protocol
+
+        embedder, metrics, primary = self.embedder(), {}, None
+        for spec in self.config.eval.protocols:
+            result = evaluate_protocol(spec, embedder, batch_size=self.config.eval.batch_size,
+                                       flip=self.config.eval.flip, device=self.device,
+                                       image_size=self.config.data.image_size)
+            metrics.update({f"{result.name}/{k}": v for k, v in result.metrics.items()})
+            primary = primary or f"{result.name}/{result.primary}"
+        return metrics, primary
+
+    def evaluate(self) -> dict[str, float]:
+        """:meth:`metrics` on rank 0, logged; ``best_model.pt`` kept when the ``eval.best`` metric improves."""
+        metrics: dict[str, float] = {}
+        if self.context.is_main:
+            metrics, primary = self.metrics()
+            for module in self.modules.values():
+                module.train()
+            key = self.config.eval.best or primary
+            if key not in metrics:
+                raise ValueError(f"eval.best: {key!r} is not a metric of the evaluation; it gives {sorted(metrics)}")
+            value = metrics[key]
+            if self.best is None or (value > self.best if self.best_mode == "max" else value < self.best):
+                self.best = value
+                self.save_model(self.output / "best_model.pt")
+            self.logger.log("eval", self.step, epoch=self.epoch, best_key=key, best=self.best, **metrics)
+        barrier(self.context)
+        return metrics
+
+    # ------------------------------------------------------------------ files
+
+    def save_model(self, path: Path) -> None:
+        """Write the model file (rank 0)."""
+        if self.context.is_main:
+            name, kwargs, module = self.export()
+            ckpt.save_model(path, module, name=name, kwargs=kwargs, image_size=self.config.data.image_size)
+
+    def save_checkpoint(self) -> Path:
+        """Write ``output/checkpoints/step_<n>/`` (every rank its part) and mark it the latest."""
+        root = self.output / "checkpoints"
+        shared_names = [n for n in self.modules if n not in self.local_modules]
+        shared = None
+        if self.context.is_main:
+            shared = {
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best": self.best,
+                "world_size": self.context.world_size, "config": config_to_dict(self.config),
+                "modules": {n: self.modules[n].state_dict() for n in shared_names},
+                "optimizers": {n: o.state_dict() for n, o in self.optimizers.items() if n != "local"},
+                "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "extra": self.state_extra(),
+            }
+        local = {"modules": {n: self.modules[n].state_dict() for n in self.local_modules},
+                 "optimizers": {"local": self.optimizers["local"].state_dict()} if "local" in self.optimizers else {},
+                 "rng": ckpt.rng_state()}
+        folder = ckpt.save_checkpoint(root, self.step, rank=self.context.rank, shared=shared, local=local)
+        barrier(self.context)
+        if self.context.is_main:
+            ckpt.mark_latest(root, folder, self.config.keep_checkpoints)
+        return folder
+
+    def restore(self, source: str | Path) -> None:
+        """Load a checkpoint folder (``"auto"``: the latest under ``output/checkpoints``, if any)."""
+        if str(source) == "auto":
+            source = ckpt.latest_checkpoint(self.output / "checkpoints")
+            if source is None:
+                return
+        shared, local = ckpt.load_checkpoint(source, self.context.rank, self.context.world_size)
+        for part in (shared, local):
+            for name, state in part["modules"].items():
+                if name not in self.modules:
+                    raise ValueError(f"{source}: the checkpoint holds a module {name!r} this trainer does not "
+                                     f"have ({', '.join(self.modules)})")
+                ckpt.load_state_dict_checked(self.modules[name], state, f"module {name!r} of {source}")
+            for name, state in part["optimizers"].items():
+                self.optimizers[name].load_state_dict(state)
+        for name, state in shared["schedulers"].items():
+            self.schedulers[name].load_state_dict(state)
+        if self.scaler is not None and shared["scaler"] is not None:
+            self.scaler.load_state_dict(shared["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = shared["step"], shared["epoch"], shared["batch_in_epoch"]
+        self.best = shared["best"]
+        self.load_state_extra(shared["extra"])
+        ckpt.set_rng_state(local["rng"])
