@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-
 from collections.abc import Sequence
+
+from ._args import positive_int
 
 __all__ = ["add_parser"]
 
@@ -20,13 +21,6 @@ def _csv(choices: Sequence[str]):
     return parse
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
 def add_parser(commands) -> None:
     """Add ``data`` to the ``pyfacex`` sub-commands."""
     data = commands.add_parser("data", help="datasets: synthetic faces")
@@ -37,8 +31,8 @@ def add_parser(commands) -> None:
                     "ground-truth landmarks, pose and nuisance values) and, optionally, synthetic "
                     "benchmark protocols in the real benchmarks' file formats, from test identities "
                     "disjoint from the training ones.")
-    synth.add_argument("--ids", type=_positive, required=True, help="training identities")
-    synth.add_argument("--per-id", type=_positive, required=True, help="images per identity")
+    synth.add_argument("--ids", type=positive_int, required=True, help="training identities")
+    synth.add_argument("--per-id", type=positive_int, required=True, help="images per identity")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     synth.add_argument("--size", type=int, default=112, help="image side: 112 recognition, 256 landmarks")

@@ -1,19 +1,12 @@
 """``pyfacex demo``: the embedded default run (see :mod:`pyfacex.train.demo`).
 
-    pyfacex demo [--out runs/demo] [--epochs 4] [--identities 300] [--per-id 16] [--test-identities 120]
+    pyfacex demo [--out runs/demo] [--epochs 6] [--identities 400] [--per-id 16] [--test-identities 200]
 """
 from __future__ import annotations
 
-import argparse
+from ._args import positive_int
 
 __all__ = ["add_parser", "run"]
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
 
 
 def add_parser(commands) -> None:
@@ -28,16 +21,16 @@ def add_parser(commands) -> None:
                     "vs profile) and TinyFace-like (low-resolution identification) protocols, print the table "
                     "and write it with ROC curves. About 6 minutes on 2 CPU cores.")
     parser.add_argument("--out", default="runs/demo", help="output folder (runs/demo); its data/ is reused")
-    parser.add_argument("--epochs", type=_positive, default=defaults.epochs, help=f"({defaults.epochs})")
-    parser.add_argument("--identities", type=_positive, default=defaults.identities,
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs, help=f"({defaults.epochs})")
+    parser.add_argument("--identities", type=positive_int, default=defaults.identities,
                         help=f"training identities ({defaults.identities})")
-    parser.add_argument("--per-id", type=_positive, default=defaults.per_identity,
+    parser.add_argument("--per-id", type=positive_int, default=defaults.per_identity,
                         help=f"training faces per identity ({defaults.per_identity})")
-    parser.add_argument("--test-identities", type=_positive, default=defaults.test_identities,
+    parser.add_argument("--test-identities", type=positive_int, default=defaults.test_identities,
                         help=f"people per test protocol ({defaults.test_identities})")
-    parser.add_argument("--image-size", type=_positive, default=defaults.image_size,
+    parser.add_argument("--image-size", type=positive_int, default=defaults.image_size,
                         help=f"face side the models see, a multiple of 16 ({defaults.image_size})")
-    parser.add_argument("--batch-size", type=_positive, default=defaults.batch_size, help=f"({defaults.batch_size})")
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help=f"({defaults.batch_size})")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"world and training seed ({defaults.seed})")
     parser.set_defaults(run=run)
 

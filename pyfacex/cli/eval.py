@@ -21,16 +21,9 @@ import pickle
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "run"]
+from ._args import positive_int
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+__all__ = ["add_parser", "run"]
 
 
 def _device(text: str) -> str:
@@ -56,8 +49,8 @@ def add_parser(commands) -> None:
     parser.add_argument("protocols", metavar="PROTOCOL", nargs="+",
                         help="[name=][kind:]path; kinds: bin, lfw, cfp-fp, cfp-ff, tinyface, ijbb, ijbc, ytf "
                              "(default: detected from the layout)")
-    parser.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (64)")
-    parser.add_argument("--folds", type=_positive, default=10,
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (64)")
+    parser.add_argument("--folds", type=positive_int, default=10,
                         help="k of the k-fold protocol on .bin files, which store no folds (10)")
     parser.add_argument("--no-flip", dest="flip", action="store_false",
                         help="do not add the embedding of the mirrored face")

@@ -79,6 +79,7 @@ def save_summary(table: ResultsTable, rows: Mapping[str, Sequence[ProtocolResult
     written = [table.save(out / "results.json"), table.save(out / "results.md")]
     curves: dict[str, dict[str, object]] = {}
     kinds: dict[str, str] = {}
+    impostors: dict[str, int] = {}
     for model, results in rows.items():
         for result in results:
             if result.scores is None or result.is_genuine is None or result.is_genuine.all() \
@@ -87,6 +88,10 @@ def save_summary(table: ResultsTable, rows: Mapping[str, Sequence[ProtocolResult
             curves.setdefault(result.name, {})[model] = roc(torch.from_numpy(result.scores),
                                                             torch.from_numpy(result.is_genuine))
             kinds[result.name] = result.kind
+            impostors[result.name] = max(impostors.get(result.name, 0), int((~result.is_genuine).sum()))
     for name, by_model in curves.items():
-        written.append(save_roc_png(by_model, out / f"roc_{_file_name(name)}.png", title=f"{name} ({kinds[name]})"))
+        # the FAR axis starts at the decade of the smallest FAR the impostor pairs can measure
+        lowest = 10.0 ** math.floor(math.log10(1.0 / impostors[name]))
+        written.append(save_roc_png(by_model, out / f"roc_{_file_name(name)}.png", title=f"{name} ({kinds[name]})",
+                                    far_range=(lowest, 1.0)))
     return written

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["atomic_save", "safe_load", "build_model", "save_model", "load_model", "load_embedder", "embedder_for",
+__all__ = ["atomic_save", "safe_load", "build_model", "build_trained_model", "save_model", "load_model", "load_embedder", "embedder_for",
            "load_state_dict_checked", "load_weights", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "mark_latest", "rng_state",
            "set_rng_state"]
 
@@ -115,6 +115,19 @@ def build_model(name: str, kwargs: dict | None = None) -> nn.Module:
         raise ValueError(f"model.name: {name!r} is neither a registered model ({', '.join(list_models())}), "
                          f"a backbone ({', '.join(BACKBONES)}) nor fan")
     return create_model(name, **kwargs)
+
+
+def build_trained_model(config, kwargs: dict, cls: type = nn.Module, trainer: str = "") -> nn.Module:
+    """The model a trainer trains: ``build_model(config.name, kwargs)`` (``config`` a
+    :class:`~pyfacex.train.config.ModelConfig`; ``kwargs`` may hold modules), checked to be a ``cls``
+    (the error names the ``trainer``), with ``config.weights`` loaded over it when given."""
+    model = build_model(config.name, kwargs)
+    if not isinstance(model, cls):
+        raise ValueError(f"model.name: the {trainer} trainer trains a {cls.__name__}, {config.name!r} builds a "
+                         f"{type(model).__name__}")
+    if config.weights:
+        load_weights(model, config.weights, config.strict)
+    return model
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, *, name: str, kwargs: dict | None = None,

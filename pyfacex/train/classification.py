@@ -84,10 +84,7 @@ class ClassificationTrainer(Trainer):
         if "num_classes" in config.kwargs or "head" in config.kwargs:
             raise ValueError("model.kwargs: the classification trainer adds the margin head from `head`; "
                              "remove num_classes/head from model.kwargs")
-        model = ckpt.build_model(config.name, config.kwargs)
-        if config.weights:
-            ckpt.load_weights(model, config.weights, config.strict)
-        return model
+        return ckpt.build_trained_model(config, config.kwargs, trainer=self.config.trainer)
 
     def build_modules(self) -> dict[str, nn.Module]:
         model = self.build_model()

@@ -49,13 +49,7 @@ class FANFaceTrainer(ClassificationTrainer):
                 raise ValueError(f"model.kwargs.{key}: the FAN-Face trainer builds the FAN from fan_weights and "
                                  "adds the margin head from `head`; remove it")
         fan = _with_stacks(load_fan(path, "model.kwargs.fan_weights"), stacks)
-        model = ckpt.build_model(config.name, {**kwargs, "fan": fan})
-        if not isinstance(model, FANFace):
-            raise ValueError(f"model.name: the fanface trainer trains a registered fanface_* model, got "
-                             f"{config.name!r} ({type(model).__name__})")
-        if config.weights:
-            ckpt.load_weights(model, config.weights, config.strict)
-        return model
+        return ckpt.build_trained_model(config, {**kwargs, "fan": fan}, FANFace, "fanface")
 
     def export(self) -> tuple[str, dict, nn.Module]:
         """(name, kwargs with ``fan_kwargs`` for ``fan_weights``/``fan_stacks``, the model)."""

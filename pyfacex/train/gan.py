@@ -157,13 +157,7 @@ class GANTrainer(Trainer):
                              "(the discriminator's fully connected layer sees every pixel)")
         kwargs["num_classes"] = self.num_classes
         self.model_kwargs = kwargs  # as built, for export
-        model = ckpt.build_model(config.name, {**kwargs, "extractor": extractor})
-        if not isinstance(model, FaceAggregation):
-            raise ValueError(f"model.name: the gan trainer trains a Face Aggregation Network (faceagg_unet), "
-                             f"{config.name!r} builds a {type(model).__name__}")
-        if config.weights:
-            ckpt.load_weights(model, config.weights, config.strict)
-        return {"model": model}
+        return {"model": ckpt.build_trained_model(config, {**kwargs, "extractor": extractor}, FaceAggregation, "gan")}
 
     def wrap_modules(self) -> dict[str, nn.Module]:
         """``generator``: L_G behind DDP over the aggregator; ``discriminator``: L_adv^D behind DDP over
