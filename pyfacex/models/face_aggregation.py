@@ -38,6 +38,7 @@ from torch import nn
 
 from ..backbones.aggregator import Discriminator, FaceAggregator
 from ..ops._checks import FLOAT_DTYPES, check_offsets, check_tensor
+from ._distributed import all_gather_rows
 from .registry import register_model
 
 __all__ = ["FaceAggregation", "GeneratorLosses", "DiscriminatorLosses", "discriminative_loss", "total_variation",
@@ -183,14 +184,18 @@ class FaceAggregation(nn.Module):
     @torch.no_grad()
     def _update_centers(self, labels: torch.Tensor, f_p: torch.Tensor, f_i: torch.Tensor,
                         offsets: torch.Tensor) -> None:
-        """Eq. 10 (sign corrected), set by set in batch order; a first visit sets the centre to the mean."""
+        """Eq. 10 (sign corrected), set by set in batch order; a first visit sets the centre to the mean.
+
+        Distributed: the sets of every rank are applied, in rank order, on every rank (their means
+        and labels all-gathered), so the centres stay equal across ranks.
+        """
         if f_p.shape[1] != self.centers.shape[1]:
             raise ValueError(f"the extractor gives {f_p.shape[1]}-d features but the centres are "
                              f"{self.centers.shape[1]}-d (embedding_size)")
-        bounds = offsets.tolist()
-        for s, label in enumerate(labels.tolist()):
-            members = f_i[bounds[s]:bounds[s + 1]]
-            mean = (f_p[s] + members.sum(0)) / (members.shape[0] + 1)
+        sizes = offsets.diff()
+        sums = f_p.new_zeros(f_p.shape).index_add_(0, _set_index(offsets), f_i) + f_p
+        means, labels = all_gather_rows(sums / (sizes + 1).unsqueeze(1).to(sums.dtype), labels)
+        for label, mean in zip(labels.tolist(), means):
             rate = self.center_rate if bool(self.center_seen[label]) else 1.0
             self.centers[label].mul_(1.0 - rate).add_(mean.to(self.centers.dtype), alpha=rate)
             self.center_seen[label] = True

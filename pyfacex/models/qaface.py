@@ -34,12 +34,12 @@ import copy
 from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..nn import CombinedMarginHead, NormStats
 from ..ops.margin import margin_cross_entropy
 from ..ops.quality import _check_count, memory_inject, memory_write_, qaface_weight
+from ._distributed import all_gather_rows
 from .registry import register_model
 
 __all__ = ["MemoryInjectionHead", "QAFace", "QAFaceOutput", "qaface_r50", "qaface_r100", "vpl_r100"]
@@ -67,29 +67,6 @@ class QAFaceOutput(NamedTuple):
     embeddings: torch.Tensor
     quality: torch.Tensor | None
     active: torch.Tensor | None
-
-
-def _all_gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Every rank's rows of each (B_r, ...) tensor, concatenated in rank order (the global batch).
-
-    Identity outside an initialised process group of several ranks. Batches may differ in size
-    between ranks (rows are padded for the collective, then dropped).
-    """
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return tensors
-    world = dist.get_world_size()
-    size = torch.tensor([tensors[0].shape[0]], device=tensors[0].device)
-    sizes = [torch.empty_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size)
-    sizes = [int(n) for n in sizes]
-    gathered = []
-    for t in tensors:
-        padded = t.new_zeros((max(sizes), *t.shape[1:]))
-        padded[: t.shape[0]] = t
-        parts = [torch.empty_like(padded) for _ in range(world)]
-        dist.all_gather(parts, padded.contiguous())
-        gathered.append(torch.cat([part[:n] for part, n in zip(parts, sizes)]))
-    return tuple(gathered)
 
 
 class MemoryInjectionHead(CombinedMarginHead):
@@ -172,7 +149,7 @@ class MemoryInjectionHead(CombinedMarginHead):
             # eq. 8-10 (NormStats updates μ, σ with this batch first), then eq. 11.
             quality = qaface_weight(self.norm_stats(features), self.tau)
         scale = features.new_ones(features.shape[0]) if quality is None else quality  # VPL: f = 1
-        memory_write_(self.memory, self.stamps, *_all_gather_rows(features, labels.long(), scale), iteration)  # eq. 7
+        memory_write_(self.memory, self.stamps, *all_gather_rows(features, labels.long(), scale), iteration)  # eq. 7
         return quality
 
     def extra_repr(self) -> str:

@@ -61,7 +61,7 @@ class _LossCall(nn.Module):
 def _wrap_loss(model: FaceAggregation, method: str, trained: str, context) -> nn.Module:
     """``model.<method>`` behind DDP over the parameters of ``model.<trained>`` only (the others are
     frozen or belong to the other step; no buffer is broadcast: the extractor's are frozen and alike,
-    the centres are each rank's own, see :class:`GANTrainer`)."""
+    the model keeps its centres equal across ranks itself, see :class:`GANTrainer`)."""
     call = _LossCall(model, method)
     keep = f"model.{trained}."
     ignore = [n for n, _ in call.named_parameters() if not n.startswith(keep)] + [n for n, _ in call.named_buffers()]
@@ -89,8 +89,8 @@ class GANTrainer(Trainer):
     Distributed: the G and D steps each run behind their own DDP, over the aggregator's and the
     discriminator's parameters respectively; every rank's loss is the mean over its b sets, so the
     averaged gradients are those of the mean over all ranks' sets. The centres (eq. 10) are updated
-    by each rank from its own sets inside ``FaceAggregation.generator_loss`` and are NOT synchronised:
-    in a multi-process run each rank keeps its own centres (rank 0's are checkpointed and exported).
+    inside ``FaceAggregation.generator_loss`` from the sets of every rank (all-gathered, applied in
+    rank order), so they stay equal across ranks without DDP broadcasting them.
 
     Evaluation during training (``eval.protocols``) embeds faces with :meth:`embedder`, the frozen
     extractor: those numbers measure the extractor, not the aggregator, and do not change during

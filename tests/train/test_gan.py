@@ -263,7 +263,7 @@ def _rank_main(rank, port, data, extractor, output):
             assert isinstance(ddp, torch.nn.parallel.DistributedDataParallel)
             synced = {n for n, _ in ddp.module.named_parameters() if n not in ddp.parameters_to_ignore}
             assert synced == {f"model.{trained}.{n}" for n, _ in getattr(model, trained).named_parameters()}
-            assert not any(b is model.centers for b in ddp.modules_buffers)  # each rank's own (eq. 10)
+            assert not any(b is model.centers for b in ddp.modules_buffers)  # the model syncs them (eq. 10)
         trainer.fit()
         torch.save(model.state_dict(), f"{output}/rank{rank}.pt")
     finally:
@@ -271,11 +271,12 @@ def _rank_main(rank, port, data, extractor, output):
 
 
 def test_two_ranks_train_one_aggregator_and_discriminator(tiny_faces, extractor_file, tmp_path):
-    # The ranks see different sets; DDP averages their gradients, so the trained weights stay equal.
+    # The ranks see different sets; DDP averages their gradients, so the trained weights stay equal,
+    # and every rank applies every rank's sets to the centres, so they stay equal too.
     mp.spawn(_rank_main, args=(_free_port(), str(tiny_faces), str(extractor_file), str(tmp_path)), nprocs=2,
              join=True)
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    trained = [k for k in states[0] if k.startswith(("aggregator.", "discriminator."))]
-    assert trained
+    trained = [k for k in states[0] if k.startswith(("aggregator.", "discriminator."))] + ["centers", "center_seen"]
+    assert len(trained) > 2 and int(states[0]["center_seen"].sum()) >= 4  # both ranks' sets were applied
     for key in trained:
         assert torch.equal(states[0][key], states[1][key]), key
