@@ -20,8 +20,8 @@ def add_parser(commands) -> None:
                     "checkpoints to OUTPUT/checkpoints/, the model file to OUTPUT/model.pt. Run under torchrun "
                     "for several processes (DDP; PartialFC shards the classes).")
     parser.add_argument("config", metavar="CONFIG", help="recipe file (.yaml, .yml or .py)")
-    parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-                        help="override a value, e.g. optim.lr=0.05 or data.augment=[flip] (repeatable)")
+    parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
+                        help="override values, e.g. --set optim.lr=0.05 data.augment=[flip] (repeatable)")
     parser.add_argument("--output", help="output folder (the recipe's `output` otherwise)")
     parser.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
                         help="resume from a checkpoint folder, or (without a value) from the latest in "

@@ -166,8 +166,8 @@ class QAFaceConfig:
 @dataclass
 class LandmarkConfig:
     """FAN landmark training on synthetic faces: the world's ``seed``, ``difficulty`` and the number
-    of ``identities`` × ``per_identity`` images rendered at 256×256; Gaussian heatmaps of ``sigma``
-    pixels at 64×64."""
+    of ``identities`` × ``per_identity`` images rendered at ``data.image_size`` (256 for FAN's crops);
+    Gaussian heatmaps of ``sigma`` pixels at a quarter of that side (64×64)."""
 
     seed: int = 0
     difficulty: float = 0.3

@@ -76,3 +76,9 @@ def test_demo_on_tiny_settings(tmp_path, capsys):
     stamp = (out / "data" / "demo_settings.json").stat().st_mtime_ns
     assert main(args) == 0  # the rendered data of the same settings is reused
     assert (out / "data" / "demo_settings.json").stat().st_mtime_ns == stamp
+
+
+def test_set_takes_several_overrides_at_once(recipe, capsys):
+    assert main(["train", str(recipe), "--set", "optim.lr=0.05", "epochs=3", "--set", "seed=4", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["optim"]["lr"], printed["epochs"], printed["seed"]) == (0.05, 3, 4)
