@@ -34,14 +34,13 @@ import numpy as np
 import torch
 
 from ..data._args import check_int
-from ..data.verification_bin import read_verification_bin
 from .ijb import evaluate_ijb
 from .ranking import IdentificationResult
 from .report import tar_column
 from .sets import mean_pooling
 from .tinyface import evaluate_tinyface
 from .verification import embed, read_cfp_pairs, read_lfw_pairs, verify_pairs
-from .verification.embedding import _load
+from .verification.embedding import embed_bin, embed_pair_list
 from .video import crop_face, embed_videos, read_ytf
 
 __all__ = ["KINDS", "ProtocolResult", "detect_kind", "parse_spec", "resolve_spec", "evaluate_protocol"]
@@ -272,11 +271,8 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         if not path.is_file():
             raise ValueError(f"spec: bin: expects an insightface .bin file, got the folder {path}")
         side = _size(image_size, None)
-        images, issame = read_verification_bin(path, image_size=None if side is None else (side, side))
-        features = embed(model, images, **options)
-        if features.shape[0] == 0:
-            raise ValueError(f"spec: {path} holds no pairs")
-        return _verification_result(name, kind, path, features[0::2], features[1::2], issame, folds=folds)
+        emb_a, emb_b, issame = embed_bin(model, path, image_size=None if side is None else (side, side), **options)
+        return _verification_result(name, kind, path, emb_a, emb_b, issame, folds=folds)
 
     if kind in ("lfw", "cfp-fp", "cfp-ff"):
         if kind == "lfw":
@@ -284,17 +280,8 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         else:
             pairs = read_cfp_pairs(path, "FP" if kind == "cfp-fp" else "FF")
         side = _size(image_size, None)
-        index: dict[Path, int] = {}
-        for image in (*pairs.paths_a, *pairs.paths_b):
-            index.setdefault(Path(image), len(index))
-        if not index:
-            raise ValueError(f"spec: {path} lists no pairs")
-        features = embed(model, _load(list(index), batch_size, None if side is None else (side, side)),
-                         **{k: v for k, v in options.items() if k != "batch_size"})
-        rows_a = torch.tensor([index[Path(p)] for p in pairs.paths_a], dtype=torch.int64)
-        rows_b = torch.tensor([index[Path(p)] for p in pairs.paths_b], dtype=torch.int64)
-        return _verification_result(name, kind, path, features[rows_a], features[rows_b], pairs.issame,
-                                    fold_ids=pairs.fold_ids)
+        emb_a, emb_b = embed_pair_list(model, pairs, image_size=None if side is None else (side, side), **options)
+        return _verification_result(name, kind, path, emb_a, emb_b, pairs.issame, fold_ids=pairs.fold_ids)
 
     side = _size(image_size, _DEFAULT_SIDE if kind in ("tinyface", "ytf") else None)
     embed_fn: Callable[[torch.Tensor], torch.Tensor] = functools.partial(

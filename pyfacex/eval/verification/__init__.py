@@ -3,7 +3,8 @@ the threshold chosen on the training folds, VAL@FAR, and ROC metrics, from embed
 files or the benchmarks' own pair lists.
 
 - :mod:`.protocol`: :func:`verify_pairs` on the embeddings of P pairs;
-- :mod:`.embedding`: :func:`embed` (flip-sum), :func:`evaluate_bin`, :func:`evaluate_pair_list`;
+- :mod:`.embedding`: :func:`embed` (flip-sum), :func:`evaluate_bin`, :func:`evaluate_pair_list` (and their
+  embedding halves :func:`~.embedding.embed_bin`, :func:`~.embedding.embed_pair_list`);
 - :mod:`.pair_lists`: :func:`read_lfw_pairs`, :func:`read_cfp_pairs`.
 """
 from .embedding import embed, evaluate_bin, evaluate_pair_list

@@ -21,7 +21,7 @@ from ...data.verification_bin import read_verification_bin
 from .pair_lists import PairList
 from .protocol import VerificationResult, verify_pairs
 
-__all__ = ["embed", "evaluate_bin", "evaluate_pair_list"]
+__all__ = ["embed", "embed_bin", "embed_pair_list", "evaluate_bin", "evaluate_pair_list"]
 
 
 def _batches(images, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]:
@@ -85,20 +85,32 @@ def embed(model: torch.nn.Module, images: torch.Tensor | Iterable[torch.Tensor],
     return torch.cat(outputs) if outputs else torch.empty((0, 0), dtype=torch.float32)
 
 
-def evaluate_bin(model: torch.nn.Module, path: str | os.PathLike, *, batch_size: int = 64, flip: bool = True,
-                 device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
-                 progress: bool = False, **verify_kwargs) -> VerificationResult:
-    """Verification on an insightface ``.bin`` (lfw.bin, cfp_fp.bin, agedb_30.bin, calfw.bin, ...).
+def embed_bin(model: torch.nn.Module, path: str | os.PathLike, *, batch_size: int = 64, flip: bool = True,
+              device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
+              progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The embeddings of both sides of an insightface ``.bin``'s pairs: (P, d), (P, d) and issame (P,).
 
     Images ``2p`` and ``2p + 1`` are pair ``p``. Args as :func:`embed`; ``image_size`` (H, W) resizes
-    images of another size (see :func:`~pyfacex.data.read_verification_bin`); ``verify_kwargs`` go to
-    :func:`~.protocol.verify_pairs` (``folds``, ``far_target``, ``thresholds``, ...).
+    images of another size (see :func:`~pyfacex.data.read_verification_bin`).
     """
     images, issame = read_verification_bin(path, image_size=image_size)
     features = embed(model, images, batch_size=batch_size, flip=flip, device=device, progress=progress)
     if features.shape[0] == 0:
         raise ValueError(f"path: {path} holds no pairs")
-    return verify_pairs(features[0::2], features[1::2], issame, **verify_kwargs)
+    return features[0::2], features[1::2], issame
+
+
+def evaluate_bin(model: torch.nn.Module, path: str | os.PathLike, *, batch_size: int = 64, flip: bool = True,
+                 device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
+                 progress: bool = False, **verify_kwargs) -> VerificationResult:
+    """Verification on an insightface ``.bin`` (lfw.bin, cfp_fp.bin, agedb_30.bin, calfw.bin, ...).
+
+    Args as :func:`embed_bin`; ``verify_kwargs`` go to :func:`~.protocol.verify_pairs` (``folds``,
+    ``far_target``, ``thresholds``, ...).
+    """
+    emb_a, emb_b, issame = embed_bin(model, path, batch_size=batch_size, flip=flip, device=device,
+                                     image_size=image_size, progress=progress)
+    return verify_pairs(emb_a, emb_b, issame, **verify_kwargs)
 
 
 def _load(paths: Sequence[Path], batch_size: int, size: tuple[int, int] | None) -> Iterator[torch.Tensor]:
@@ -116,15 +128,14 @@ def _load(paths: Sequence[Path], batch_size: int, size: tuple[int, int] | None) 
         yield torch.stack(batch)
 
 
-def evaluate_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: int = 64, flip: bool = True,
-                       device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
-                       progress: bool = False, **verify_kwargs) -> VerificationResult:
-    """Verification on a :class:`~.pair_lists.PairList` (from :func:`~.pair_lists.read_lfw_pairs` or
-    :func:`~.pair_lists.read_cfp_pairs`), on the benchmark's own folds.
+def embed_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: int = 64, flip: bool = True,
+                    device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
+                    progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The embeddings (P, d), (P, d) of both sides of a :class:`~.pair_lists.PairList`'s pairs.
 
     Each distinct image is decoded and embedded once (in batches, never all in memory as pixels).
-    Args as :func:`evaluate_bin`; the images must already be aligned face crops (``image_size``
-    only resizes). ``fold_ids`` defaults to the pair list's folds.
+    Args as :func:`embed_bin`; the images must already be aligned face crops (``image_size`` only
+    resizes).
     """
     index: dict[Path, int] = {}
     for path in (*pair_list.paths_a, *pair_list.paths_b):
@@ -136,5 +147,19 @@ def evaluate_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_siz
                      device=device, progress=progress)
     rows_a = torch.tensor([index[Path(p)] for p in pair_list.paths_a], dtype=torch.int64)
     rows_b = torch.tensor([index[Path(p)] for p in pair_list.paths_b], dtype=torch.int64)
+    return features[rows_a], features[rows_b]
+
+
+def evaluate_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: int = 64, flip: bool = True,
+                       device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
+                       progress: bool = False, **verify_kwargs) -> VerificationResult:
+    """Verification on a :class:`~.pair_lists.PairList` (from :func:`~.pair_lists.read_lfw_pairs` or
+    :func:`~.pair_lists.read_cfp_pairs`), on the benchmark's own folds.
+
+    Args as :func:`embed_pair_list`; ``verify_kwargs`` go to :func:`~.protocol.verify_pairs`;
+    ``fold_ids`` defaults to the pair list's folds.
+    """
+    emb_a, emb_b = embed_pair_list(model, pair_list, batch_size=batch_size, flip=flip, device=device,
+                                   image_size=image_size, progress=progress)
     verify_kwargs.setdefault("fold_ids", pair_list.fold_ids)
-    return verify_pairs(features[rows_a], features[rows_b], pair_list.issame, **verify_kwargs)
+    return verify_pairs(emb_a, emb_b, pair_list.issame, **verify_kwargs)
