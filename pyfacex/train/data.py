@@ -22,7 +22,7 @@ from ..data import ImageFolderDataset, RecordDataset
 from ..data.transforms import augment as A
 
 __all__ = ["open_dataset", "build_augment", "GlobalBatchSampler", "ResumableBatches", "AugmentCollate",
-           "make_loader", "mix_seed", "AUGMENTS"]
+           "make_loader", "mix_seed", "resize_faces", "AUGMENTS"]
 
 AUGMENTS: dict[str, Callable[[], Callable]] = {
     "flip": A.RandomHorizontalFlip,
@@ -141,6 +141,15 @@ class _Tagged(Dataset):
         return image, label, seed
 
 
+def resize_faces(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 3, H, W) faces resized to (B, 3, size, size) (bilinear, antialiased); as they are
+    when already that size."""
+    if images.shape[-2:] == (size, size):
+        return images
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
 class AugmentCollate:
     """Collates (image, label, seed) items into uint8 images (B, 3, S, S) and int64 labels (B,):
     resized to ``image_size`` when stored at another size (bilinear, antialiased), then augmented by
@@ -153,10 +162,7 @@ class AugmentCollate:
     def __call__(self, items):
         images = torch.stack([image for image, _, _ in items])
         labels = torch.tensor([int(label) for _, label, _ in items], dtype=torch.int64)
-        if images.shape[-2:] != (self.image_size, self.image_size):
-            resized = F.interpolate(images.float(), size=(self.image_size, self.image_size), mode="bilinear",
-                                    antialias=True, align_corners=False)
-            images = resized.round_().clamp_(0, 255).to(torch.uint8)
+        images = resize_faces(images, self.image_size)
         if self.augment is not None:
             images = self.augment(images, torch.Generator().manual_seed(items[0][2]))
         if self.set_size is None:

@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from ..backbones.fan import FAN, decode_landmarks
 from ..data import RecordDataset
 from . import checkpoint as ckpt
-from .data import GlobalBatchSampler, build_augment
+from .data import GlobalBatchSampler, build_augment, resize_faces
 from .distributed import barrier
 from .trainer import Trainer
 
@@ -164,11 +164,9 @@ class LandmarkCollate:
         landmarks = torch.stack([target[0] for _, target, _ in items]).float()
         visible = torch.stack([target[1] for _, target, _ in items])
         size = images.shape[-1]
-        if images.shape[-2:] != (self.image_size, self.image_size):
-            resized = F.interpolate(images.float(), size=(self.image_size, self.image_size), mode="bilinear",
-                                    antialias=True, align_corners=False)
-            images = resized.round_().clamp_(0, 255).to(torch.uint8)
-            landmarks = (landmarks + 0.5) * (self.image_size / size) - 0.5
+        images = resize_faces(images, self.image_size)
+        if size != self.image_size:
+            landmarks = (landmarks + 0.5) * (self.image_size / size) - 0.5  # pixel centres stay centres
         generator = torch.Generator().manual_seed(items[0][2])
         if self.flip:
             chosen = torch.rand(len(items), generator=generator) < 0.5
