@@ -32,14 +32,13 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     """Load the recipe with its overrides, train, and print where the model is."""
-    from ..train import config_to_dict, create_trainer, load_config
+    from ..train import create_trainer, load_config
+    from ..train.config import config_to_yaml
 
     overrides = list(args.overrides) + ([f"output={args.output}"] if args.output else [])
     config = load_config(args.config, overrides)
     if args.print_config:
-        import yaml
-
-        print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
+        print(config_to_yaml(config), end="")
         return 0
     trainer = create_trainer(config)
     result = trainer.fit(resume=args.resume)

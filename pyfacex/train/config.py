@@ -27,7 +27,7 @@ from typing import Any
 
 __all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "HeadConfig", "ModelConfig", "OptimConfig",
            "ScheduleConfig", "GANConfig", "QAFaceConfig", "LandmarkConfig", "load_config", "config_from_dict",
-           "apply_overrides", "config_to_dict"]
+           "apply_overrides", "config_to_dict", "config_to_yaml"]
 
 
 class ConfigError(ValueError):
@@ -278,6 +278,13 @@ def config_from_dict(values: Mapping) -> Config:
 def config_to_dict(config: Config) -> dict:
     """The nested dict of every value (YAML/JSON-ready); ``config_from_dict`` of it gives ``config`` back."""
     return dataclasses.asdict(config)
+
+
+def config_to_yaml(config: Config) -> str:
+    """Every value as a YAML recipe (keys in the dataclasses' order); ``load_config`` of it gives ``config`` back."""
+    import yaml
+
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
 
 
 # ------------------------------------------------------------------ files and overrides

@@ -23,7 +23,7 @@ from ..data.synthetic.export import write_training_set
 from ..eval import ResultsTable, evaluate_protocol
 from ..eval.summary import save_summary, summarize
 from .checkpoint import load_embedder
-from .config import Config, config_from_dict, config_to_dict
+from .config import Config, config_from_dict, config_to_yaml
 from .registry import create_trainer
 
 __all__ = ["DemoSettings", "demo_configs", "prepare_data", "run_demo"]
@@ -111,12 +111,6 @@ def demo_configs(data: Path, out: Path, settings: DemoSettings) -> dict[str, Con
     return configs
 
 
-def _write_recipe(config: Config, path: Path) -> None:
-    import yaml
-
-    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
-
-
 def run_demo(out: str | Path = "runs/demo", settings: DemoSettings = DemoSettings(), progress: bool = True,
              log=print) -> ResultsTable:
     """Render, train both models, evaluate them on the three protocols; print and save (``OUT/results.*``,
@@ -128,7 +122,7 @@ def run_demo(out: str | Path = "runs/demo", settings: DemoSettings = DemoSetting
     rows, extra = {}, {}
     configs = demo_configs(data, out, settings)
     for k, (name, config) in enumerate(configs.items()):
-        _write_recipe(config, out / f"{name.lower()}.yaml")
+        (out / f"{name.lower()}.yaml").write_text(config_to_yaml(config), encoding="utf-8")
         log(f"[2/3] training {name} ({k + 1}/{len(configs)}): {settings.identities} identities × "
             f"{settings.per_identity} faces, {settings.epochs} epochs")
         trainer = create_trainer(config)
