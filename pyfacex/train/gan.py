@@ -34,7 +34,7 @@ from torch import nn
 
 from ..models.face_aggregation import FaceAggregation
 from . import checkpoint as ckpt
-from .data import build_augment, open_dataset
+from .data import build_augment
 from .distributed import wrap_ddp
 from .optim import build_optimizer, build_scheduler
 from .set_batches import SetTripletCollate, SetTripletSampler
@@ -121,8 +121,7 @@ class GANTrainer(Trainer):
     def build_data(self) -> None:
         """Set batches of b sets of N frames, their positives and negatives (:mod:`.set_batches`)."""
         data = self.config.data
-        self.dataset = open_dataset(data.train)
-        self.num_classes = int(self.dataset.labels.max()) + 1
+        self.open_training_set()
         sampler = SetTripletSampler(self.dataset.labels, data.sets_per_batch, data.set_size, self.config.seed,
                                     rank=self.context.rank, world_size=self.context.world_size)
         collate = SetTripletCollate(data.image_size, data.set_size, build_augment(data.augment))

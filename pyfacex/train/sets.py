@@ -13,7 +13,7 @@ import torch
 
 from ..data import SetSampler
 from .classification import ClassificationTrainer
-from .data import AugmentCollate, build_augment, open_dataset
+from .data import AugmentCollate, build_augment
 
 __all__ = ["SetTrainer"]
 
@@ -24,8 +24,7 @@ class SetTrainer(ClassificationTrainer):
 
     def build_data(self) -> None:
         data = self.config.data
-        self.dataset = open_dataset(data.train)
-        self.num_classes = int(self.dataset.labels.max()) + 1
+        self.open_training_set()
         sampler = SetSampler(self.dataset.labels, data.sets_per_batch, data.set_size, seed=self.config.seed,
                              drop_last=True, rank=self.context.rank, world_size=self.context.world_size)
         self._make_loader(sampler, AugmentCollate(data.image_size, build_augment(data.augment), data.set_size),

@@ -91,11 +91,15 @@ class Trainer:
         """Set ``self.dataset``, ``self.batches`` (:class:`~.data.ResumableBatches`), ``self.loader``
         and ``self.num_classes``. Default: shuffled image batches of ``data.batch_size``."""
         data, rank = self.config.data, self.context.rank
-        self.dataset = open_dataset(data.train)
-        self.num_classes = int(self.dataset.labels.max()) + 1
+        self.open_training_set()
         sampler = GlobalBatchSampler(len(self.dataset), data.batch_size, self.config.seed, rank,
                                      self.context.world_size)
         self._make_loader(sampler, AugmentCollate(data.image_size, build_augment(data.augment)))
+
+    def open_training_set(self) -> None:
+        """Set ``self.dataset`` (:func:`~.data.open_dataset` of ``data.train``) and ``self.num_classes``."""
+        self.dataset = open_dataset(self.config.data.train)
+        self.num_classes = int(self.dataset.labels.max()) + 1
 
     def _make_loader(self, sampler, collate: AugmentCollate, images_per_batch: int | None = None) -> None:
         """Set ``self.batches`` and ``self.loader`` over ``sampler``'s batches (``images_per_batch``
