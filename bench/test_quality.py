@@ -86,8 +86,9 @@ class EagerStep:
         active = (s.stamps >= 0) & (ITERATION - s.stamps <= DELTA_T)
         injected = s.weight + s.memory * active[:, None]
         with torch.no_grad():
-            s.memory[s.labels] = F.normalize(s.features) * scale[:, None]
-            s.stamps[s.labels] = ITERATION
+            writers = scale > 0  # f = 0 writes nothing (QAFace, Sec. 3.4)
+            s.memory[s.labels[writers]] = (F.normalize(s.features) * scale[:, None])[writers]
+            s.stamps[s.labels[writers]] = ITERATION
         return injected, active
 
 

@@ -8,7 +8,7 @@ from ._args import positive_int
 
 __all__ = ["add_parser"]
 
-_PROTOCOLS = ("lfw", "cfp-fp", "tinyface", "ijb", "ytf")
+_PROTOCOLS = ("lfw", "cfp-fp", "tinyface", "ijb", "ijba", "ytf")
 
 
 def _csv(choices: Sequence[str]):
@@ -33,6 +33,10 @@ def add_parser(commands) -> None:
                     "disjoint from the training ones.")
     synth.add_argument("--ids", type=positive_int, required=True, help="training identities")
     synth.add_argument("--per-id", type=positive_int, required=True, help="images per identity")
+    synth.add_argument("--video-frames", type=positive_int, default=None,
+                       help="render each identity's images as videos of this many frames (must divide --per-id) "
+                            "and store the video ids (OUT/images/<id>/<video>/<frame>.jpg, the RecordIO's "
+                            "second float label); default: still images")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     synth.add_argument("--size", type=int, default=112, help="image side: 112 recognition, 256 landmarks")
@@ -54,10 +58,10 @@ def _synth(args) -> int:
     from ..data.synthetic.export import write_training_set
 
     world = SyntheticFaceWorld(seed=args.seed, size=args.size, nuisance=Nuisance(difficulty=args.difficulty))
-    out = write_training_set(world, args.out, args.ids, args.per_id, formats=args.formats, quality=args.quality,
-                             overwrite=args.overwrite)
+    out = write_training_set(world, args.out, args.ids, args.per_id, frames_per_video=args.video_frames,
+                             formats=args.formats, quality=args.quality, overwrite=args.overwrite)
     writers = {"lfw": P.write_lfw_like, "cfp-fp": P.write_cfp_fp_like, "tinyface": P.write_tinyface_like,
-               "ijb": P.write_ijb_like, "ytf": P.write_ytf_like}
+               "ijb": P.write_ijb_like, "ijba": P.write_ijba_like, "ytf": P.write_ytf_like}
     for name in args.protocols:
         writers[name](world, Path(out) / "protocols" / name, seed=args.seed, quality=args.quality)
     print(f"wrote {args.ids * args.per_id} images of {args.ids} identities to {out}"

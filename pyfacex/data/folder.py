@@ -1,4 +1,4 @@
-"""Image folders: ``root/<identity>/<image>``, one subfolder per identity."""
+"""Image folders: ``root/<identity>/<image>``, or ``root/<identity>/<video>/<frame>`` with video ids."""
 from __future__ import annotations
 
 import os
@@ -14,16 +14,41 @@ __all__ = ["ImageFolderDataset", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
+_LAYOUTS = "root/<identity>/<image> or root/<identity>/<video>/<frame>, one depth throughout"
+
+
+def _listing(folder: Path, suffixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(image file names, subfolder names) of ``folder``, sorted, hidden entries left out."""
+    files, folders = [], []
+    for entry in os.scandir(folder):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            folders.append(entry.name)
+        elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in suffixes:
+            files.append(entry.name)
+    return sorted(files), sorted(folders)
+
 
 class ImageFolderDataset(Dataset):
-    """Face images in one subfolder per identity.
+    """Face images in one subfolder per identity, optionally one sub-subfolder per video.
 
-    Identity ``i`` is the ``i``-th subfolder of ``root`` in sorted name order; its images are the
-    files with one of ``extensions`` (case-insensitive) in that subfolder (not below it), in
-    sorted name order. Files directly in ``root`` and hidden entries (names starting with ".") are
-    ignored. The order depends only on the names, never on the file system's listing order. A root
-    with no subfolders is an empty dataset; an identity folder without images keeps its label
-    (``num_classes`` counts it) and contributes no sample.
+    Identity ``i`` is the ``i``-th subfolder of ``root`` in sorted name order. Two layouts:
+
+    - ``root/<identity>/<image>``: the identity's images are the files with one of ``extensions``
+      (case-insensitive) in its folder; ``videos`` is None.
+    - ``root/<identity>/<video>/<frame>`` (e.g. frames extracted from VoxCeleb2 or YouTube Faces):
+      the identity's images are the frames of its video folders, video by video; ``videos[i]`` is
+      the index of image i's video folder among all video folders, in sorted (identity, video)
+      order, so video ids are unique across the dataset.
+
+    Files and folders are taken in sorted name order, so the order depends only on the names, never
+    on the file system's listing order. Files directly in ``root``, files of other extensions and
+    hidden entries (names starting with ".") are ignored. A root with no subfolders is an empty
+    dataset; an identity folder (or video folder) without images keeps its label (``num_classes``
+    counts it) and contributes no sample. Mixing the two depths (an identity folder with both images
+    and subfolders, identities of both kinds, a video folder with subfolders) raises ValueError
+    naming the folders.
 
     Args:
         root: the folder.
@@ -34,6 +59,7 @@ class ImageFolderDataset(Dataset):
         classes: the subfolder names; ``classes[label]`` is the identity of ``label``.
         samples: the N image paths (list of Path), grouped by label.
         labels: int64 tensor (N,), the label of each sample.
+        videos: int64 tensor (N,), the video id of each sample, or None for ``root/<identity>/<image>``.
 
     ``dataset[i]`` is ``(image, label)``: the decoded image, RGB uint8 (3, H, W) (or what
     ``transform`` makes of it), and the int label. An undecodable file raises
@@ -52,15 +78,30 @@ class ImageFolderDataset(Dataset):
         self.transform = transform
         self.classes = sorted(entry.name for entry in os.scandir(self.root)
                               if entry.is_dir() and not entry.name.startswith("."))
-        samples, labels = [], []
-        for label, name in enumerate(self.classes):
-            files = sorted(entry.name for entry in os.scandir(self.root / name)
-                           if entry.is_file() and not entry.name.startswith(".")
-                           and os.path.splitext(entry.name)[1].lower() in suffixes)
-            samples += [self.root / name / file for file in files]
-            labels += [label] * len(files)
+        listings = [_listing(self.root / name, suffixes) for name in self.classes]
+        by_video = next((name for name, (_, folders) in zip(self.classes, listings) if folders), None)
+        samples, labels, videos, video_id = [], [], [], 0
+        for label, (name, (files, folders)) in enumerate(zip(self.classes, listings)):
+            folder = self.root / name
+            if files and by_video is not None:
+                where = "its subfolder " + folders[0] if folders else f"{self.root / by_video}'s video folders"
+                raise ValueError(f"root: {folder} holds images ({files[0]}) beside {where}; expected {_LAYOUTS}")
+            if by_video is None:
+                samples += [folder / file for file in files]
+                labels += [label] * len(files)
+                continue
+            for video in folders:
+                frames, deeper = _listing(folder / video, suffixes)
+                if deeper:
+                    raise ValueError(f"root: video folder {folder / video} holds a subfolder ({deeper[0]}); "
+                                     f"expected {_LAYOUTS}")
+                samples += [folder / video / frame for frame in frames]
+                labels += [label] * len(frames)
+                videos += [video_id] * len(frames)
+                video_id += 1
         self.samples: list[Path] = samples
         self.labels = torch.tensor(labels, dtype=torch.int64)
+        self.videos = None if by_video is None else torch.tensor(videos, dtype=torch.int64)
 
     @property
     def num_classes(self) -> int:

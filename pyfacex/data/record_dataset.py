@@ -4,7 +4,11 @@ Layout of insightface's files (and of :func:`write_record_dataset`'s), by index 
 
 - key 0: a header-only record, IRHeader label = (first, end) as two floats (flag 2), no image;
 - keys 1 .. first-1: the images, grouped by identity, each with its class label (flag 0, or flag K
-  for K float labels, the class label first);
+  for K float labels, the class label first). With K >= 2 the second float is the image's video id
+  (an integer in [0, 2^24), float32's exact range; unique within the identity at least): video
+  training sets (the Face Aggregation Network's sets are frames of one video) store
+  (class, video) with flag 2; files whose second float means something else are read as before,
+  only :attr:`RecordDataset.videos` rejects them;
 - keys first .. end-1: one header-only record per identity, label = (start, end) of its image keys;
 - ``property``: the text ``num_classes,height,width``.
 
@@ -27,17 +31,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._args import label_vector
 from .codec import DecodeError, decode_image, encode_jpeg, encode_png
 from .folder import ImageFolderDataset
-from .recordio import (IRHeader, RecordIOError, RecordReader, RecordWriter, first_label, pack_record, read_index,
+from .recordio import (IRHeader, RecordIOError, RecordReader, RecordWriter, leading_labels, pack_record, read_index,
                        unpack_record)
 
 __all__ = ["RecordDataset", "RecordDatasetWriter", "write_record_dataset"]
 
 _ON_ERROR = ("raise", "skip")
 _ENCODINGS = ("jpeg", "png", "raw")
-# IRHeader (24 bytes) + the first float label: all that the class label needs.
-_LABEL_PREFIX = 28
+# IRHeader (24 bytes) + the first two float labels: all that the class label and the video id need.
+_LABEL_PREFIX = 32
 # float32 holds every integer up to 2**24 exactly; keys and labels above that would be rounded.
 _FLOAT32_EXACT = 1 << 24
 
@@ -69,6 +74,17 @@ def _read_property(path: Path) -> tuple[int, tuple[int, int]]:
     return num_classes, (height, width)
 
 
+def _check_video(value, where: str) -> int:
+    """A video id as an int in [0, 2^24) (stored as float32, exact in that range), or a ValueError
+    naming the argument ``video`` and ``where`` (which image)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"video: expected an int video id for {where}, got {type(value).__name__} {value!r}")
+    if not 0 <= value < _FLOAT32_EXACT:
+        raise ValueError(f"video: expected a video id in [0, 2^24 = {_FLOAT32_EXACT}) for {where} (the integers "
+                         f"a float32 label holds exactly), got {int(value)}")
+    return int(value)
+
+
 def _class_label(value: float, num_classes: int, source: str = "<record>") -> int:
     if not (math.isfinite(value) and value == int(value) and 0 <= value < num_classes):
         raise RecordIOError(f"{source}: class label {value} is not an integer in [0, {num_classes}) "
@@ -94,6 +110,7 @@ class RecordDataset(Dataset):
         num_classes: from the property file.
         image_size: (height, width) from the property file.
         keys: int64 numpy array (N,), the index key of each sample.
+        labels, videos: the class label and video id of every image, from the headers (see below).
         skipped: bad records met by ``on_error="skip"`` in this process (each DataLoader worker
             counts its own; its warnings show in the worker's stderr).
 
@@ -179,22 +196,52 @@ class RecordDataset(Dataset):
         return torch.from_numpy(np.atleast_1d(np.asarray(header.label, dtype=np.float32)).copy())
 
     @cached_property
-    def labels(self) -> torch.Tensor:
-        """int64 (N,): the class label of every image, read from the record headers only (no image
-        decoding; 28 bytes per record). Raises on a bad header whatever ``on_error`` says, since
-        a sampler must not be given a wrong label."""
-        labels = []
+    def _label_columns(self) -> tuple[torch.Tensor, list]:
+        """(class labels int64 (N,), second float label or None per image), from 32-byte header prefixes."""
+        labels, seconds = [], []
         for position, offset in enumerate(self._offsets.tolist()):
             prefix = self._reader.read(offset, limit=_LABEL_PREFIX)
             try:
-                labels.append(_class_label(first_label(prefix), self.num_classes))
+                values = leading_labels(prefix, 2)
+                labels.append(_class_label(values[0], self.num_classes))
             except RecordIOError:  # again, naming the record: its name is built on this path only
                 source = self._source(position)
-                _class_label(first_label(prefix, source), self.num_classes, source)
-        return torch.tensor(labels, dtype=torch.int64)
+                _class_label(leading_labels(prefix, 2, source)[0], self.num_classes, source)
+            seconds.append(values[1] if len(values) > 1 else None)
+        return torch.tensor(labels, dtype=torch.int64), seconds
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """int64 (N,): the class label of every image, read from the record headers only (no image
+        decoding; 32 bytes per record, once). Raises on a bad header whatever ``on_error`` says, since
+        a sampler must not be given a wrong label."""
+        return self._label_columns[0]
+
+    @cached_property
+    def videos(self) -> torch.Tensor | None:
+        """int64 (N,): the video id of every image (its second float label), or None when no image has
+        a second float label. Read with :attr:`labels`, from the headers only.
+
+        Raises:
+            RecordIOError: some images have a video id and others not, or a second float label is not
+                an integer in [0, 2^24) (the file's extra floats mean something else); names the record.
+        """
+        seconds = self._label_columns[1]
+        missing = np.fromiter((value is None for value in seconds), dtype=bool, count=len(seconds))
+        if missing.all():
+            return None
+        if missing.any():
+            raise RecordIOError(f"{self._source(int(np.argmax(missing)))}: no video id (a single float label), but "
+                                f"{self._source(int(np.argmin(missing)))} has one; every image needs one or none does")
+        values = np.array(seconds, dtype=np.float64)
+        bad = np.flatnonzero(~((values == np.round(values)) & (values >= 0) & (values < _FLOAT32_EXACT)))
+        if bad.size:
+            raise RecordIOError(f"{self._source(int(bad[0]))}: second float label {values[bad[0]]} is not a video id "
+                                f"(an integer in [0, 2^24 = {_FLOAT32_EXACT}))")
+        return torch.from_numpy(values.astype(np.int64))
 
 
-def write_record_dataset(out_dir: str | os.PathLike, images, labels=None, *, encoding: str = "jpeg",
+def write_record_dataset(out_dir: str | os.PathLike, images, labels=None, *, videos=None, encoding: str = "jpeg",
                          quality: int = 95, image_size: tuple[int, int] | None = None,
                          overwrite: bool = False) -> Path:
     """Pack images into ``train.rec``, ``train.idx`` and ``property`` in insightface's layout.
@@ -207,11 +254,14 @@ def write_record_dataset(out_dir: str | os.PathLike, images, labels=None, *, enc
 
     Args:
         out_dir: the folder to write (created if missing).
-        images: an image folder (``root/<identity>/<image>``, labels as :class:`ImageFolderDataset`
-            gives them), or N in-memory images: a uint8 tensor or numpy array (N, 3, H, W), or a
-            sequence whose items are uint8 (3, H, W) tensors/arrays or encoded image bytes.
+        images: an image folder (``root/<identity>/<image>``, or ``root/<identity>/<video>/<frame>``
+            whose video ids are stored; labels as :class:`ImageFolderDataset` gives them), or N
+            in-memory images: a uint8 tensor or numpy array (N, 3, H, W), or a sequence whose items
+            are uint8 (3, H, W) tensors/arrays or encoded image bytes.
         labels: for in-memory images, (N,) integer class labels or (N, K) float labels whose first
             column is the class label (stored as K float32 labels). Must be None for a folder.
+        videos: for in-memory images with (N,) class labels, optional (N,) integer video ids in
+            [0, 2^24), stored as the second float label (read back as :attr:`RecordDataset.videos`).
         encoding: ``"jpeg"`` (at ``quality``), ``"png"``, or ``"raw"``: encoded bytes (a folder's
             files, bytes items) are stored as they are, not decoded or checked.
         quality: JPEG quality 1..100.
@@ -223,14 +273,15 @@ def write_record_dataset(out_dir: str | os.PathLike, images, labels=None, *, enc
     if encoding not in _ENCODINGS:
         raise ValueError(f"encoding: expected one of {_ENCODINGS}, got {encoding!r}")
     out_dir = Path(out_dir)
-    items, rows, num_classes = _inputs(images, labels)
+    items, rows, videos, num_classes = _inputs(images, labels, videos)
     order = np.argsort(rows[:, 0].astype(np.int64), kind="stable")
     if image_size is None:
         image_size = _size(items[0], "images[0]") if items else (0, 0)
     with RecordDatasetWriter(out_dir, len(items), num_classes, image_size, overwrite=overwrite) as writer:
         for i in order.tolist():
             label = rows[i, 0] if rows.shape[1] == 1 else rows[i]
-            writer.add(_encoded(items[i], encoding, quality, f"images[{i}]"), label)
+            writer.add(_encoded(items[i], encoding, quality, f"images[{i}]"), label,
+                       video=None if videos is None else int(videos[i]))
     return out_dir
 
 
@@ -269,8 +320,10 @@ class RecordDatasetWriter:
         self._writer.write(0, pack_record(IRHeader(0, [self.first, self.end], 0, 0)))
         self._key, self._class, self._starts = 1, 0, [1]
 
-    def add(self, payload: bytes, label) -> None:
-        """Append one encoded image with its class label (int) or float labels (class label first)."""
+    def add(self, payload: bytes, label, video: int | None = None) -> None:
+        """Append one encoded image with its class label (int) or float labels (class label first),
+        and optionally its video id (an int in [0, 2^24), stored as the second float label; then
+        ``label`` must be the class label alone)."""
         rows = np.atleast_1d(np.asarray(label, dtype=np.float64))
         klass = rows[0]
         if not (klass == round(klass) and self._class <= klass < self.num_classes):
@@ -281,6 +334,11 @@ class RecordDatasetWriter:
         while self._class < klass:
             self._starts.append(self._key)
             self._class += 1
+        if video is not None:
+            if rows.size != 1:
+                raise ValueError(f"label: with a video id (stored as the second float), expected the class label "
+                                 f"alone, got {rows.size} float labels for image {self._key - 1}")
+            rows = np.array([klass, _check_video(video, f"image {self._key - 1}")], dtype=np.float64)
         header = IRHeader(0, rows[0] if rows.size == 1 else rows, self._key, 0)
         self._writer.write(self._key, pack_record(header, payload))
         self._key += 1
@@ -315,13 +373,17 @@ class RecordDatasetWriter:
             self.abort()
 
 
-def _inputs(images, labels) -> tuple[Sequence, np.ndarray, int]:
-    """(items, float64 label rows (N, K), num_classes) from the writer's arguments."""
+def _inputs(images, labels, videos) -> tuple[Sequence, np.ndarray, np.ndarray | None, int]:
+    """(items, float64 label rows (N, K), int64 video ids (N,) or None, num_classes) from the writer's
+    arguments."""
     if isinstance(images, (str, os.PathLike)):
-        if labels is not None:
-            raise ValueError("labels: must be None when images is a folder (its subfolders are the labels)")
+        for name, value in (("labels", labels), ("videos", videos)):
+            if value is not None:
+                raise ValueError(f"{name}: must be None when images is a folder (root/<identity>/<image> gives "
+                                 f"the labels, root/<identity>/<video>/<frame> the video ids too)")
         folder = ImageFolderDataset(images)
-        return folder.samples, folder.labels.numpy()[:, None].astype(np.float64), folder.num_classes
+        return (folder.samples, folder.labels.numpy()[:, None].astype(np.float64),
+                None if folder.videos is None else folder.videos.numpy(), folder.num_classes)
     if isinstance(images, (torch.Tensor, np.ndarray)):
         batch = torch.as_tensor(images)
         if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] not in (1, 3):
@@ -341,7 +403,12 @@ def _inputs(images, labels) -> tuple[Sequence, np.ndarray, int]:
     if bad.size:
         raise ValueError(f"labels: class label {classes[bad[0]]} of image {bad[0]} is not an integer in "
                          f"[0, {_FLOAT32_EXACT})")
-    return items, rows, int(classes.max()) + 1 if len(items) else 0
+    if videos is not None:
+        videos = label_vector(videos, "videos")
+        if videos.shape[0] != len(items) or rows.shape[1] != 1:
+            raise ValueError(f"videos: expected (N,) video ids beside (N,) class labels, N = {len(items)}, got "
+                             f"{videos.shape[0]} video ids and labels of shape {rows.shape}")
+    return items, rows, videos, int(classes.max()) + 1 if len(items) else 0
 
 
 def _encoded_bytes(item) -> bytes | None:

@@ -11,7 +11,9 @@ with the magic between them, giving back the payload byte for byte.
 
 The payload of an image record (mxnet ``recordio.pack``) is an IRHeader, struct ``<IfQQ`` (flag
 uint32, label float32, id uint64, id2 uint64, 24 bytes), then ``flag`` float32 labels when
-flag > 0 (the header's own label field is then unused), then the encoded image.
+flag > 0 (the header's own label field is then unused), then the encoded image. What the float
+labels mean is the dataset's business (:mod:`pyfacex.data.record_dataset`: the class label, then
+an optional video id); :func:`leading_labels` reads the first few from a record's first bytes.
 
 The index (``.idx``) is text, one ``key<TAB>byte offset`` line per record.
 
@@ -29,7 +31,7 @@ import numpy as np
 
 __all__ = [
     "IRHeader", "RecordIOError", "RecordReader", "RecordWriter",
-    "pack_record", "unpack_record", "first_label", "frame_record", "read_index",
+    "pack_record", "unpack_record", "leading_labels", "frame_record", "read_index",
 ]
 
 MAGIC = 0xCED7230A
@@ -97,17 +99,24 @@ def unpack_record(record: bytes | memoryview, source: str = "<record>") -> tuple
     return IRHeader(flag, labels, key, key2), view[end:]
 
 
-def first_label(prefix: bytes | memoryview, source: str = "<record>") -> float:
-    """The class label of a record from its first bytes (24 for flag 0, 28 otherwise): the header's
-    label for flag 0, else the first of its float labels. For reading labels without the images."""
+def leading_labels(prefix: bytes | memoryview, count: int, source: str = "<record>") -> tuple[float, ...]:
+    """The first float labels of a record from its first ``24 + 4 * count`` bytes, for reading labels
+    without the images: ``(label,)`` for flag 0, else the first ``min(count, flag)`` float labels.
+
+    Raises:
+        RecordIOError: ``prefix`` is shorter than the IRHeader and the labels it announces (up to
+            ``count``); names ``source``.
+    """
     view = memoryview(prefix)
     if len(view) >= _IR.size:
         flag, label, _, _ = _IR.unpack_from(view)
         if flag == 0:
-            return float(label)
-        if len(view) >= _IR.size + 4:
-            return float(np.frombuffer(view, dtype="<f4", count=1, offset=_IR.size)[0])
-    raise RecordIOError(f"{source}: record of {len(view)} bytes is shorter than its IRHeader and first label")
+            return (float(label),)
+        wanted = min(count, flag)
+        if len(view) >= _IR.size + 4 * wanted:
+            return tuple(np.frombuffer(view, dtype="<f4", count=wanted, offset=_IR.size).tolist())
+    raise RecordIOError(f"{source}: record of {len(view)} bytes is shorter than its IRHeader and first "
+                        f"{count} float label(s)")
 
 
 def frame_record(payload: bytes | memoryview) -> bytes:

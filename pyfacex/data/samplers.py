@@ -10,7 +10,9 @@ An epoch, drawn from (seed, epoch) alone:
    consecutive sets of T; the last set, when n is not a multiple of T, is completed by cycling from
    the start of the identity's shuffled list. Hence every image appears at least once per epoch,
    exactly once when T divides n; a set repeats an image only when n < T (then it holds every image
-   of the identity, each ⌊T/n⌋ or ⌈T/n⌉ times);
+   of the identity, each ⌊T/n⌋ or ⌈T/n⌉ times). With video ids, the same holds per video instead of
+   per identity (every set is T frames of one video), the videos of an identity kept together in a
+   random order, so that step 2 still keeps identities apart;
 2. the sets are laid out in batches of b sets. With ``distinct_identities`` (default) the sets,
    grouped by identity in a shuffled identity order, are dealt to the batches column by column, so
    the sets of one identity land in different batches: every batch holds b distinct identities
@@ -34,7 +36,26 @@ from torch.utils.data import Sampler
 
 from ._args import check_int, label_vector
 
-__all__ = ["SetSampler", "collate_sets"]
+__all__ = ["SetSampler", "collate_sets", "group_by_video"]
+
+
+def group_by_video(codes: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items grouped by (identity, video): video ids need only be unique within an identity.
+
+    Args:
+        codes, videos: (N,) int64 identity and video id of every item.
+    Returns:
+        order (N,): item indices sorted by identity, then video, then index (a stable sort);
+        group (N,): the (identity, video) group of every item, numbered in that order;
+        counts (G,): items per group.
+    """
+    order = np.lexsort((videos, codes))
+    sorted_codes, sorted_videos = codes[order], videos[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = (sorted_codes[1:] != sorted_codes[:-1]) | (sorted_videos[1:] != sorted_videos[:-1])
+    group = np.empty(order.size, dtype=np.int64)
+    group[order] = np.cumsum(first) - 1
+    return order, group, np.diff(np.append(np.flatnonzero(first), order.size))
 
 
 class SetSampler(Sampler[list[int]]):
@@ -46,6 +67,8 @@ class SetSampler(Sampler[list[int]]):
         sets_per_batch: b >= 1.
         set_size: T >= 1 images per set (the paper's best is 3).
         seed: int >= 0; with the epoch it determines the whole order.
+        videos: optional (N,) video id of every item (e.g. ``RecordDataset.videos``; unique within an
+            identity at least): every set is then frames of one video (see the module docstring).
         distinct_identities: lay out the sets so that the sets of one batch have distinct identities
             (see the module docstring for when that is possible); False shuffles sets freely.
         drop_last: drop the incomplete last batch and the batches that do not divide among ranks.
@@ -57,8 +80,8 @@ class SetSampler(Sampler[list[int]]):
     """
 
     def __init__(self, labels: Sequence[int] | torch.Tensor | np.ndarray, sets_per_batch: int, set_size: int,
-                 seed: int = 0, *, distinct_identities: bool = True, drop_last: bool = False, rank: int = 0,
-                 world_size: int = 1):
+                 seed: int = 0, *, videos: Sequence[int] | torch.Tensor | np.ndarray | None = None,
+                 distinct_identities: bool = True, drop_last: bool = False, rank: int = 0, world_size: int = 1):
         array = label_vector(labels)
         if array.size == 0:
             raise ValueError("labels: expected at least one labelled image, got an empty sequence")
@@ -76,7 +99,15 @@ class SetSampler(Sampler[list[int]]):
         self.drop_last = bool(drop_last)
         self.epoch = 0
         _, self._codes, self._counts = np.unique(array, return_inverse=True, return_counts=True)
-        self.num_sets = int((-(-self._counts // self.set_size)).sum())  # Σ over identities of ⌈n/T⌉
+        # What sets are cut from: identities, or (identity, video) groups with their identity.
+        self._units, self._unit_counts, self._unit_identity = self._codes, self._counts, None
+        if videos is not None:  # ... or their videos
+            video_ids = label_vector(videos, "videos")
+            if video_ids.shape != array.shape:
+                raise ValueError(f"videos: expected one video id per label ({array.size}), got {video_ids.size}")
+            order, self._units, self._unit_counts = group_by_video(self._codes, video_ids)
+            self._unit_identity = self._codes[order][np.cumsum(self._unit_counts) - self._unit_counts]
+        self.num_sets = int((-(-self._unit_counts // self.set_size)).sum())  # Σ over identities (videos) of ⌈n/T⌉
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch to draw; call it with the same value on every rank, as DistributedSampler."""
@@ -95,8 +126,11 @@ class SetSampler(Sampler[list[int]]):
         t = self.set_size
         rank_of = rng.permutation(self._counts.size)  # identity -> its position in this epoch
         shuffled = rng.permutation(self._codes.size)
-        order = shuffled[np.argsort(rank_of[self._codes[shuffled]], kind="stable")]
-        counts = self._counts[np.argsort(rank_of)]  # per identity, in epoch order
+        if self._unit_identity is not None:  # videos: an identity's videos together, in a random order
+            units = self._unit_counts.size
+            rank_of = rank_of[self._unit_identity] * units + rng.permutation(units)
+        order = shuffled[np.argsort(rank_of[self._units[shuffled]], kind="stable")]
+        counts = self._unit_counts[np.argsort(rank_of)]  # per identity (video), in epoch order
         starts = np.cumsum(counts) - counts
         slots = -(-counts // t) * t
         owner = np.repeat(np.arange(counts.size), slots)

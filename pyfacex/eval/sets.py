@@ -11,6 +11,15 @@ information transfer across the set, then average), the Face Aggregation Network
 into one image, then embed it: :func:`aggregate_then_embed`), and the baseline :func:`mean_pooling`
 (embed each member on its own, average per set).
 
+*A model with a set function* is any module with a method
+``set_representation(images (N, 3, H, W) float in [-1, 1], offsets (b+1,) int64) -> (b, E)``: LFENet
+(the LIT across each set, θ segments, then F_s = the mean of the set's embeddings; LFENet, Sec.
+III-B, III-D) and the Face Aggregation Network (aggregate the set into one image, then embed it;
+Face Aggregation Network, Sec. 3, Fig. 1) have one. :func:`model_set_fn` turns it into a set function
+on uint8 members; :func:`select_set_fn` picks the model's own set function or the mean of per-image
+embeddings (``set_function`` = ``"model"`` | ``"mean"`` | ``"auto"``). The protocol is duck-typed, so
+this module needs no model class.
+
 :func:`embed_sets` runs a set function over a whole collection of sets in batches that bound the
 number of members (:class:`pyfacex.data.RaggedBatchSampler`) and returns the embeddings in set order.
 """
@@ -23,12 +32,20 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import RaggedBatchSampler, RaggedSetDataset, collate_ragged
+from ..data.transforms import hflip, normalize
 from ..ops._checks import check_offsets, check_tensor
+from .verification.embedding import _model_device
 
-__all__ = ["SetFn", "check_sets", "apply_set_fn", "mean_pooling", "aggregate_then_embed", "embed_sets"]
+__all__ = ["SetFn", "SET_FUNCTIONS", "check_sets", "apply_set_fn", "mean_pooling", "aggregate_then_embed",
+           "embed_sets", "has_set_function", "model_set_fn", "select_set_fn"]
 
 SetFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``set_fn(members (N, ...), offsets (b+1,) int64) -> (b, ...)``: one row per set."""
+
+SET_FUNCTIONS = ("auto", "model", "mean")
+"""How template and set protocols pool a set (:func:`select_set_fn`): ``model``, the model's own
+``set_representation``; ``mean``, the mean of per-image embeddings; ``auto``, ``model`` when the
+model has one, else ``mean``."""
 
 
 def check_sets(members: torch.Tensor, offsets: torch.Tensor, set_ids: Sequence[int] | None = None) -> list[int]:
@@ -184,3 +201,85 @@ def embed_sets(set_fn: SetFn, sets, *, max_images: int = 256, device: torch.devi
                                  f"{out.shape[1]}-d embeddings for earlier sets")
             out[set_ids] = rows.to(out.dtype)
     return torch.empty(0, 0) if out is None else out
+
+
+def has_set_function(model: object) -> bool:
+    """Whether ``model`` has a set function: a callable ``set_representation(images, offsets) -> (b, E)``."""
+    return callable(getattr(model, "set_representation", None))
+
+
+def model_set_fn(model: torch.nn.Module, *, flip: bool = True, device: torch.device | str | None = None,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> SetFn:
+    """The model's own set function on uint8 members: ``model.set_representation`` in eval mode.
+
+    Each call normalises the members as :func:`pyfacex.eval.embed` does (``(x / 255 - 0.5) / 0.5``),
+    runs ``set_representation(images, offsets)`` without gradients in eval mode (LFENet's θ
+    segmentation and BatchNorm running statistics; the mode is restored afterwards) and, with
+    ``flip``, adds the set representation of the mirrored set (every member flipped), the set-level
+    analogue of insightface's flip-sum.
+
+    Args:
+        model: a module with ``set_representation`` (module docstring).
+        flip: add the mirrored set's representation.
+        device: where the model runs (default: the device of its parameters, CPU without any).
+        transform: applied to the uint8 members (N, 3, H, W) first (e.g. a degradation such as
+            ``@16px``'s down-up sampling).
+    Returns:
+        set_fn(members uint8 (N, 3, H, W), offsets (b+1,)) -> float32 (b, E) on the CPU.
+    Raises:
+        TypeError naming ``model`` when it has no ``set_representation``.
+    """
+    if not has_set_function(model):
+        raise TypeError(f"model: expected a module with set_representation(images, offsets) -> (b, E), "
+                        f"got {type(model).__name__}")
+
+    def set_fn(members: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        check_sets(members, offsets)
+        if members.dtype != torch.uint8 or members.dim() != 4 or members.shape[1] != 3:
+            raise ValueError(f"members: expected uint8 images (N, 3, H, W), got {members.dtype} "
+                             f"{tuple(members.shape)}")
+        target = torch.device(device) if device is not None else _model_device(model)
+        x, offsets = members.to(target), offsets.to(target)
+        if transform is not None:
+            x = transform(x)
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model.set_representation(normalize(x), offsets)
+                if flip:
+                    out = out + model.set_representation(normalize(hflip(x)), offsets)
+        finally:
+            model.train(training)
+        return out.float().cpu()
+
+    return set_fn
+
+
+def select_set_fn(set_function: str | None, set_model: torch.nn.Module | None, mean: Callable[[], SetFn], *,
+                  flip: bool = True, device: torch.device | str | None = None,
+                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[str, SetFn]:
+    """The set function of a template or set protocol: the model's own or the mean of image embeddings.
+
+    Args:
+        set_function: one of :data:`SET_FUNCTIONS`, or None (= ``"auto"``).
+        set_model: the whole model (e.g. LFENet, the Face Aggregation Network), or None.
+        mean: builds the ``mean`` set function (e.g. ``lambda: mean_pooling(embed_fn)``).
+        flip, device, transform: of :func:`model_set_fn`.
+    Returns:
+        (``"model"`` or ``"mean"``, the set function).
+    Raises:
+        ValueError naming ``set_function``: not one of :data:`SET_FUNCTIONS`, or ``"model"`` for a
+        model without ``set_representation``.
+    """
+    choice = "auto" if set_function is None else set_function
+    if choice not in SET_FUNCTIONS:
+        raise ValueError(f"set_function: expected one of {', '.join(SET_FUNCTIONS)}, got {set_function!r}")
+    own = set_model is not None and has_set_function(set_model)
+    if choice == "model" and not own:
+        what = "no model" if set_model is None else type(set_model).__name__
+        raise ValueError(f"set_function: 'model' needs a model with set_representation(images, offsets), "
+                         f"got {what}; use 'mean'")
+    if choice == "mean" or not own:
+        return "mean", mean()
+    return "model", model_set_fn(set_model, flip=flip, device=device, transform=transform)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .ijb import IJBA_FARS
 from .metrics import roc
 from .protocols import VERIFICATION_KINDS, ProtocolResult
 from .report import ResultsTable, save_roc_png, tar_column
@@ -29,8 +30,9 @@ def protocol_cells(result: ProtocolResult) -> dict[str, object]:
 
     Verification kinds: accuracy (mean, std), AUC, EER, TAR@FAR 1e-4 and 1e-3 (interp.) where the
     protocol has at least 1/FAR impostor pairs (LFW's 3000 resolve 1e-3, not 1e-4); TinyFace: rank-1,
-    rank-5, mAP; IJB: TAR@FAR 1e-5, 1e-4, 1e-3 (nearest), rank-1. Undefined values (NaN) become None
-    (shown ``-``).
+    rank-3, rank-5 (LGAF, Tab. 6), mAP; IJB-A: TAR@FAR 1e-3, 1e-2, 1e-1 (interp.) as mean ± std over
+    the splits (LFENet, Tab. I, III); IJB-B/C: TAR@FAR 1e-5, 1e-4, 1e-3 (nearest), rank-1. Undefined
+    values (NaN) become None (shown ``-``).
     """
     metrics = result.metrics
     if result.kind in VERIFICATION_KINDS:
@@ -39,7 +41,10 @@ def protocol_cells(result: ProtocolResult) -> dict[str, object]:
         impostors = int((~result.is_genuine).sum()) if result.is_genuine is not None else 0
         keys = [tar_column(far) for far in _VERIFICATION_FARS if far * impostors >= 1]
     elif result.kind == "tinyface":
-        cells, keys = {}, ["rank-1", "rank-5", "mAP"]
+        cells, keys = {}, ["rank-1", "rank-3", "rank-5", "mAP"]
+    elif result.kind == "ijba":
+        columns = [tar_column(far) for far in IJBA_FARS]
+        cells, keys = {key: (metrics[key], metrics[key + " std"]) for key in columns if key in metrics}, []
     else:
         cells, keys = {}, [tar_column(far, "nearest") for far in _IJB_FARS] + ["rank-1"]
     cells.update({key: metrics[key] for key in keys if key in metrics})

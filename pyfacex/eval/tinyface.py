@@ -33,10 +33,13 @@ from ..data.folder import IMAGE_EXTENSIONS
 from ..data.matfile import read_mat
 from .ranking import IdentificationResult, identification
 
-__all__ = ["DISTRACTOR_LABEL", "TinyFaceProtocol", "evaluate_tinyface", "read_tinyface"]
+__all__ = ["DISTRACTOR_LABEL", "TINYFACE_RANKS", "TinyFaceProtocol", "evaluate_tinyface", "read_tinyface"]
 
 DISTRACTOR_LABEL = -1
 """Gallery label of every distractor; the .mat ids are >= 0, so no probe matches a distractor."""
+
+TINYFACE_RANKS = (1, 3, 5, 10, 20)
+"""The ranks TinyFace reports: LGAF's Tab. 6 compares rank-1, rank-3 and rank-5."""
 
 _SCORES_PER_BLOCK = 1 << 24   # default probes per block = this // gallery size (about 128 MB of temporaries)
 
@@ -150,7 +153,7 @@ def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Te
 
 def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tensor], torch.Tensor], *,
                       batch_size: int = 256, image_size: int = 112, images: str | os.PathLike | None = None,
-                      ranks: Sequence[int] = (1, 5, 10, 20), chunk: int | None = None,
+                      ranks: Sequence[int] = TINYFACE_RANKS, chunk: int | None = None,
                       progress: bool = False) -> IdentificationResult:
     """TinyFace rank-k and mAP of a feature extractor.
 
@@ -160,7 +163,7 @@ def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tens
             ~20×16 px, -> (B, d) features (normalisation, flip fusion etc. are the caller's).
         batch_size: images per ``features_fn`` call; image_size: the side every image is resized to
             (bilinear, antialiased when shrinking).
-        ranks: the reported ranks.
+        ranks: the reported ranks (default :data:`TINYFACE_RANKS`: 1, 3, 5 as LGAF's Tab. 6, and 10, 20).
         chunk: probes scored at once; default such that a block holds about 16M scores.
     Returns:
         :class:`~pyfacex.eval.ranking.IdentificationResult` (closed set: no FPIRs), e.g.

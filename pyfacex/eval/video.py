@@ -11,7 +11,7 @@ Files (the real release and :func:`pyfacex.data.synthetic.protocols.write_ytf_li
   the public readers use (0, 2, 3 and 4). Names are ``<person>/<video>``, is same is 1 or 0; the real
   file has 5000 pairs in 10 people-disjoint splits of 500.
 
-Protocol (face-aggregation.md Sec. 4.2, after DAN): each video is resampled to N·n_avg frames
+Protocol (Face Aggregation Network, Sec. 4.2, after DAN): each video is resampled to N·n_avg frames
 (:func:`pyfacex.data.resample_frames`, evenly spaced, frames of short videos repeated), every N
 consecutive frames are aggregated by a set function into one feature (or into one image that is then
 embedded, :func:`pyfacex.eval.sets.aggregate_then_embed`), the video's feature is the mean of its
@@ -21,7 +21,10 @@ depend on that choice. Accuracy is the 10-fold protocol of :func:`verify_pairs` 
 splits as folds (the threshold of each split chosen on the other nine).
 
 The paper's *avg* baseline (mean of all N·n_avg frame features) is
-``set_fn = mean_pooling(embed_fn)``: equal chunks make the mean of chunk means the overall mean.
+``set_fn = mean_pooling(embed_fn)``: equal chunks make the mean of chunk means the overall mean. Its
+*ours* is the Face Aggregation Network's own set function (aggregate the N frames into one image,
+embed that image: :func:`pyfacex.eval.sets.model_set_fn`); the robustness test of its Tab. 4 blurs
+9 of the N = 10 frames of every set (``degrade=`` :class:`pyfacex.eval.degrade.BlurAllButOne`).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ import torch.nn.functional as F
 
 from ..data import RaggedSetDataset, chunk_frames, decode_image, resample_frames
 from ..data._args import check_int
+from .degrade import DegradedSets
 from .sets import SetFn, embed_sets
 from .verification import VerificationResult, verify_pairs
 
@@ -250,6 +254,7 @@ class _FrameLoader:
 
 def embed_videos(videos: Sequence[Video], set_fn: SetFn, frames_per_set: int, sets_per_video: int, *,
                  transform: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
+                 degrade: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
                  max_images: int = 256, device: torch.device | str | None = None, num_workers: int = 0,
                  progress: bool = False) -> torch.Tensor:
     """One unit feature per video (module docstring: resample, aggregate N frames, average n_avg, L2).
@@ -261,6 +266,10 @@ def embed_videos(videos: Sequence[Video], set_fn: SetFn, frames_per_set: int, se
         transform: ``transform(frame (3, H, W) uint8, box (4,) or None) -> (3, h, w)`` applied to every
             decoded frame, e.g. ``functools.partial(crop_face, size=112)``; frames of one chunk must
             come out the same size.
+        degrade: ``degrade(frames (N, 3, h, w) uint8, set index) -> frames`` applied to each set of N
+            frames after ``transform``, e.g. :class:`pyfacex.eval.degrade.BlurAllButOne` (the Face
+            Aggregation Network's Tab. 4: motion blur on 9 of the N = 10 frames); set index
+            v·n_avg + k is the k-th set of video v.
         max_images, device, num_workers, progress: as :func:`pyfacex.eval.sets.embed_sets`.
     Returns:
         (V, d) float32 L2-normalised features; (0, 0) for no videos.
@@ -269,9 +278,10 @@ def embed_videos(videos: Sequence[Video], set_fn: SetFn, frames_per_set: int, se
     """
     chunks = video_chunks([len(v.frames) for v in videos], frames_per_set, sets_per_video)
     sets = [[(k // sets_per_video, int(f)) for f in chunk] for k, chunk in enumerate(chunks)]
-    features = embed_sets(set_fn, RaggedSetDataset(sets, _FrameLoader(list(videos), transform)),
-                          max_images=max_images, device=device, num_workers=num_workers, progress=progress,
-                          desc="videos")
+    loader = _FrameLoader(list(videos), transform)
+    dataset = RaggedSetDataset(sets, loader) if degrade is None else DegradedSets(sets, loader, degrade)
+    features = embed_sets(set_fn, dataset, max_images=max_images, device=device, num_workers=num_workers,
+                          progress=progress, desc="videos")
     if not videos:
         return torch.empty(0, 0)
     mean = features.float().view(len(videos), sets_per_video, -1).mean(1)

@@ -1,6 +1,7 @@
 """Backbones of the models: an iResNet by name, or a user's iResNet-like module."""
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from ..backbones import iresnet
@@ -29,3 +30,13 @@ def build_backbone(backbone: nn.Module | str, kwargs: dict | None, role: str) ->
         raise TypeError(f"backbone must be iResNet-like (bn2, fc, features, head(feature_map): {role}); "
                         f"{type(backbone).__name__} lacks {missing}")
     return backbone
+
+
+def check_head_labels(head: nn.Module | None, labels: object, embeddings: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless the model has a ``head`` and ``labels`` is a (B,) tensor, one
+    label per image of the (B, E) ``embeddings`` (the training call of every embedding model)."""
+    if head is None:
+        raise ValueError("labels were given but the model has no head: build it with num_classes > 0 or head=")
+    if not isinstance(labels, torch.Tensor) or labels.shape != embeddings.shape[:1]:
+        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a ({embeddings.shape[0]},) tensor, one per image, got {got}")

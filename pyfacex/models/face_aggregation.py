@@ -132,6 +132,9 @@ class FaceAggregation(nn.Module):
         """f_A = F(A), the feature representing each set (Fig. 1): (N, 3, H, W), (b+1,) -> (b, d)."""
         return self.extractor(self.aggregate(images, offsets))
 
+    set_representation = embed
+    """The set function evaluation runs (the name LFENet's is called by): f_A of each set (Sec. 4.2)."""
+
     def generator_loss(self, images: torch.Tensor, offsets: torch.Tensor, positives: torch.Tensor,
                        negatives: torch.Tensor, labels: torch.Tensor | None = None, *,
                        update_centers: bool | None = None) -> GeneratorLosses:

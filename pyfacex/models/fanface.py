@@ -1,33 +1,42 @@
-"""FAN-Face: a frozen landmark network (FAN) guiding a face-recognition network (fanface.md Sec. 3).
+"""FAN-Face: a frozen landmark network (FAN) guiding a face-recognition network (FAN-Face Sec. 3).
 
-A pre-trained FAN, frozen and kept in eval mode, sees the face resized to ``fan_size`` (256, NOTES.md)
-and gives two things to the FRN, an iResNet:
+A pre-trained FAN, frozen and kept in eval mode, sees the face resized to ``fan_size`` (256) and gives
+two things to the FRN, an iResNet:
 
 * heatmap integration (Sec. 3.2, eq. 1): the 51 internal landmark heatmaps (iBUG-68 without the jaw
-  line 0-16) of hourglass ``s`` (1-based, "H2" = the 2nd), resampled to the image size and stacked with
-  it, I_H ∈ R^{(3+51)×M×M}; "H2+" (Sec. 5 AS1) stacks them also with the FRN features at the end of
-  every stage (56, 28, 14, 7 at 112), so the next layer takes C_k + 51 channels;
-* feature integration (Sec. 3.3, eq. 2): at the end of every FRN stage, ỹ_k = y_k + γ_k·f(x_l, y_k)
-  with x_l the high-to-low ("h2l") or low-to-high ("l2h") feature of one hourglass, interpolated
-  (bilinear) to y_k's size, and f an :class:`IntegrationLayer` (BL, SL or AL, Sec. 3.4, Fig. 3).
-  Connectivity "1-1": FAN level k (64, 32, 16, 8 at 256) → FRN stage k (56, 28, 14, 7); "1M": every one
-  of those FAN levels → every FRN stage, summed with one learnable γ per (level, stage) pair.
+  line 0-16, Sec. 3.1) of hourglass ``s`` (1-based, "H2" = the 2nd), resampled to the image size and
+  stacked with it, I_H ∈ R^{(3+51)×M×M}; "H2+" (Sec. 5 AS1) stacks them also with the FRN features at
+  the end of every stage (56, 28, 14, 7 at 112), so the next layer takes C_k + 51 channels;
+* feature integration (Sec. 3.3, eq. 2): ỹ_k = y_k + γ_k·f(x_l, y_k), x_l the high-to-low ("h2l") or
+  low-to-high ("l2h") feature of one hourglass at the resolution of y_k, interpolated (bilinear) to
+  it, f an integration layer (BL, SL or AL, Sec. 3.4, Fig. 3; :mod:`pyfacex.nn.integration`). FAN
+  level k (64, 32, 16, 8 at 256) serves FRN stage k (56, 28, 14, 7 at 112): "the only constraint ...
+  is that the features combined have similar spatial resolutions". Connectivity "1-1": one point per
+  resolution, the end of the stage ("the feature tensor at the end of each stage before
+  down-sampling"); "1M": "1 feature tensor from FAN with all feature tensors from FRN for each
+  distinct spatial resolution", i.e. the output of every block of the stage (3 + 4 + 6 + 3 = 16 points
+  on ResNet-34), each with its own γ_k and layer.
 
 Variants are named as in Tab. 1 and parsed by :func:`parse_variant`: "H2", "H2+", "H2,1-1,BL,h2l-2",
-"H2,1M,BL,h2l-2", and likewise SL / AL, l2h-k, any hourglass number.
+"H2,1M,BL,h2l-2", likewise SL / AL, l2h-k, any hourglass number, and "Multi-task", the AS7 baseline
+(Sec. 5): a plain iResNet (no heatmap stacking, no integration) with a heatmap head after layer 4
+(:class:`pyfacex.nn.heatmap_head.HeatmapHead`), trained to regress the frozen FAN's heatmaps ("the
+ground truth for each face is provided by the FAN network": the 51 internal maps of its last
+hourglass, resized to the head's output) by an L2 (mean squared error) loss weighted 0.1 against the
+recognition loss. Training on face images without landmark labels, the FAN is the only source of
+targets (a distillation target); at test time the model embeds without running the FAN.
 
-Readings and choices (NOTES.md, and where the paper is silent):
+Readings and choices where the paper is silent:
 
+* integration layer widths: ``mix_width`` = 4 by default, the reading that meets Sec. 3.5's 40K-110K
+  extra parameters; ``mix_width=None`` gives the wide layers of the text read literally (about 1M
+  extra parameters with 1-1); see :mod:`pyfacex.nn.integration`;
 * images are FRN-normalised, (RGB/255 − 0.5)/0.5; FAN gets (images + 1)/2 = RGB/255 resized to
   ``fan_size`` (bilinear), as face-alignment expects;
-* AdaIN follows the text (b) and NOTES.md: y_k takes the per-channel (instance) mean and std of the
-  aligned x_l, AdaIN(y, x) = σ(x)·(y − μ(y))/σ(y) + μ(x); ``adain="x"`` restyles x with y's instead;
-* γ is learnable per integration point and source; its initial value ``gamma_init`` defaults to 1
-  for 1-1 (eq. 2 as written, f fully on from the start) and 1/L for 1-M with L sources per stage (the
-  sum of the L contributions starts at the scale of one 1-1 contribution);
-* SL keeps the final PReLU: f = PReLU(x' + AdaIN(y, x')); AL's bottleneck is 2C → C/4 (1×1) → C/4
-  (3×3) → C (1×1), with BN + PReLU between, BN at the end, then the PReLU;
-* with fewer FAN levels than the FRN has stages (tiny test models) 1-1 takes level min(k, depth).
+* γ_k is learnable per point; ``gamma_init`` defaults to 1 for 1-1 (eq. 2 as written, f fully on
+  from the start) and 1/n for 1-M with n blocks in the stage (the stage's points start at the scale of
+  one 1-1 contribution);
+* with fewer FAN levels than the FRN has stages (tiny test models) stage k takes level min(k, depth).
 
 The loss is ArcFace (:class:`pyfacex.nn.ArcFace`, s = 64, m = 0.5; Sec. 4) when ``num_classes`` > 0.
 """
@@ -44,18 +53,21 @@ from ..backbones import iresnet
 from ..backbones.fan import FAN, FANOutput
 from ..backbones.iresnet import IBasicBlock, IResNet
 from ..nn import ArcFace
+from ..nn.heatmap_head import HeatmapHead
+from ..nn.integration import LAYER_KINDS, PAPER_MIX_WIDTH, StageIntegration
+from ._backbone import check_head_labels
 from .registry import register_model
 
-__all__ = ["FANFace", "FANFaceConfig", "IntegrationLayer", "StageIntegration", "adain", "parse_variant",
-           "INTERNAL_LANDMARKS", "fanface_r34_h2", "fanface_r34_h2_plus", "fanface_r34_h2_11_bl_h2l2",
-           "fanface_r34_h2_1m_bl_h2l2"]
+__all__ = ["FANFace", "FANFaceConfig", "parse_variant", "INTERNAL_LANDMARKS", "MULTITASK", "fanface_r34_h2",
+           "fanface_r34_h2_plus", "fanface_r34_h2_11_bl_h2l2", "fanface_r34_h2_1m_bl_h2l2", "fanface_r34_multitask"]
 
 INTERNAL_LANDMARKS = slice(17, 68)
-"""The 51 internal iBUG-68 landmarks (the jaw line 0-16 dropped, fanface.md Sec. 3.1, NOTES.md)."""
+"""The 51 internal iBUG-68 landmarks (the jaw line 0-16 dropped, FAN-Face Sec. 3.1)."""
 NUM_INTERNAL = 51
-LAYER_KINDS = ("BL", "SL", "AL")
 CONNECTIVITIES = ("1-1", "1M")
 SUBNETWORKS = ("h2l", "l2h")
+MULTITASK = "Multi-task"
+"""The name of the AS7 multi-task baseline in Tab. 1 ("Multi-task(2018)")."""
 
 _HEATMAPS = re.compile(r"^H([1-9]\d*)(\+?)$")
 _FEATURES = re.compile(r"^(h2l|l2h)-([1-9]\d*)$")
@@ -63,25 +75,35 @@ _FEATURES = re.compile(r"^(h2l|l2h)-([1-9]\d*)$")
 
 @dataclass(frozen=True)
 class FANFaceConfig:
-    """A parsed variant string (fanface.md Tab. 1).
+    """A parsed variant string (FAN-Face Tab. 1).
 
     Attributes:
-        heatmap_stack: hourglass (1-based) whose heatmaps are stacked with the image (Sec. 3.2).
+        heatmap_stack: hourglass (1-based) whose heatmaps are stacked with the image (Sec. 3.2); None
+            for the multi-task baseline, which stacks nothing.
         heatmaps_everywhere: "H…+": the heatmaps are stacked with every FRN stage's output too (AS1).
         connectivity: "1-1", "1M" or None (no feature integration).
         layer: "BL", "SL", "AL" or None.
         subnetwork: "h2l", "l2h" or None.
         feature_stack: hourglass (1-based) the integrated features come from, or None.
+        multitask: the AS7 baseline: a heatmap head after layer 4 regressing the FAN's heatmaps.
     """
 
-    heatmap_stack: int
+    heatmap_stack: int | None
     heatmaps_everywhere: bool = False
     connectivity: str | None = None
     layer: str | None = None
     subnetwork: str | None = None
     feature_stack: int | None = None
+    multitask: bool = False
+
+    def __post_init__(self):
+        if (self.heatmap_stack is None) != self.multitask:
+            raise ValueError(f"FANFaceConfig: heatmap_stack must be None exactly for the multi-task baseline, got "
+                             f"heatmap_stack={self.heatmap_stack!r} with multitask={self.multitask!r}")
 
     def __str__(self) -> str:
+        if self.multitask:
+            return MULTITASK
         name = f"H{self.heatmap_stack}" + ("+" if self.heatmaps_everywhere else "")
         if self.connectivity is None:
             return name
@@ -89,21 +111,23 @@ class FANFaceConfig:
 
 
 def parse_variant(variant: str) -> FANFaceConfig:
-    """Parse a Tab. 1 name: "H<s>[+]" or "H<s>[+],<1-1|1M>,<BL|SL|AL>,<h2l|l2h>-<k>".
+    """Parse a Tab. 1 name: "H<s>[+]", "H<s>[+],<1-1|1M>,<BL|SL|AL>,<h2l|l2h>-<k>" or "Multi-task".
 
     Spaces around the commas are ignored ("H2, 1-1, BL, h2l-2" as the paper writes it); "1-M" is
-    accepted for "1M". Hourglass numbers are 1-based.
+    accepted for "1M"; "Multi-task" in any case. Hourglass numbers are 1-based.
 
     Raises:
         ValueError: naming the string and the part that is wrong.
     """
     if not isinstance(variant, str):
         raise TypeError(f"variant must be a string such as 'H2,1-1,BL,h2l-2', got {type(variant).__name__}")
+    if variant.strip().lower() == MULTITASK.lower():
+        return FANFaceConfig(None, multitask=True)
     parts = [part.strip() for part in variant.split(",")]
     heatmaps = _HEATMAPS.match(parts[0])
     if heatmaps is None:
         raise ValueError(f"variant {variant!r}: the first part must be H<hourglass>[+] (e.g. 'H2', 'H2+'), "
-                         f"got {parts[0]!r}")
+                         f"got {parts[0]!r}; or the whole name {MULTITASK!r}")
     stack, everywhere = int(heatmaps.group(1)), heatmaps.group(2) == "+"
     if len(parts) == 1:
         return FANFaceConfig(stack, everywhere)
@@ -122,111 +146,16 @@ def parse_variant(variant: str) -> FANFaceConfig:
     return FANFaceConfig(stack, everywhere, connectivity, parts[2], features.group(1), int(features.group(2)))
 
 
-def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Adaptive instance norm: ``content`` with the per-sample, per-channel mean and std of ``style``.
-
-    AdaIN(c, s) = σ(s)·(c − μ(c))/σ(c) + μ(s), statistics over H×W (biased variance, + eps).
-    Shapes: content (B, C, H, W), style (B, C, H', W') → (B, C, H, W).
-    """
-    c_mean, c_std = _instance_stats(content, eps)
-    s_mean, s_std = _instance_stats(style, eps)
-    return (content - c_mean) / c_std * s_std + s_mean
-
-
-def _instance_stats(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-    return mean, (var + eps).sqrt()
-
-
-def _conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
-
-
-class IntegrationLayer(nn.Module):
-    """f(x_l, y_k) of eq. 2: the integration layer of Fig. 3 (Sec. 3.4).
-
-    x is interpolated (bilinear) to y's size, then aligned: x' = conv1×1(BN(x)) to C_y channels (a);
-    AdaIN gives y the instance statistics of x' (b; ``adain="x"`` gives x' those of y instead); then
-    - "BL": concat → 1×1 conv + BN to C_y → PReLU (c);
-    - "SL": x' + AdaIN(y, x') → PReLU (no concat, no conv);
-    - "AL": concat → bottleneck 1×1 (→ C_y/4), 3×3, 1×1 (→ C_y), BN + PReLU between, BN → PReLU.
-
-    Shapes: x (B, C_x, h, w), y (B, C_y, H, W) → (B, C_y, H, W).
-    """
-
-    def __init__(self, x_channels: int, y_channels: int, kind: str = "BL", adain: str = "y"):
-        super().__init__()
-        if kind not in LAYER_KINDS:
-            raise ValueError(f"kind must be one of {LAYER_KINDS}, got {kind!r}")
-        if adain not in ("y", "x"):
-            raise ValueError(f"adain must be 'y' (restyle y with x's statistics, the paper's text) or 'x', "
-                             f"got {adain!r}")
-        self.kind, self.adain_target = kind, adain
-        self.align = nn.Sequential(nn.BatchNorm2d(x_channels), _conv1x1(x_channels, y_channels))
-        if kind == "BL":
-            self.mix = nn.Sequential(_conv1x1(2 * y_channels, y_channels), nn.BatchNorm2d(y_channels))
-        elif kind == "AL":
-            mid = max(1, y_channels // 4)
-            self.mix = nn.Sequential(
-                _conv1x1(2 * y_channels, mid), nn.BatchNorm2d(mid), nn.PReLU(mid),
-                nn.Conv2d(mid, mid, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(mid), nn.PReLU(mid),
-                _conv1x1(mid, y_channels), nn.BatchNorm2d(y_channels))
-        else:
-            self.mix = None
-        self.act = nn.PReLU(y_channels)
-
-    def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, adain={self.adain_target!r}"
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.align(x)
-        if self.adain_target == "y":
-            y = adain(y, x)
-        else:
-            x = adain(x, y)
-        combined = x + y if self.mix is None else self.mix(torch.cat([x, y], dim=1))
-        return self.act(combined)
-
-
-class StageIntegration(nn.Module):
-    """ỹ_k = y_k + Σ_i γ_{k,i}·f_i(x_{l_i}, y_k) at one FRN stage end (eq. 2; one source for 1-1, all for 1-M).
-
-    Args:
-        levels: FAN feature levels (index into the hourglass's high-to-low or low-to-high list) feeding
-            this stage.
-        x_channels: FAN width; y_channels: the stage's width.
-        kind, adain: of every :class:`IntegrationLayer`.
-        gamma_init: initial γ (one learnable scalar per source).
-
-    Shapes: features: the hourglass's list of (B, C_x, ·, ·) maps; y (B, C_y, H, W) → (B, C_y, H, W).
-    """
-
-    def __init__(self, levels: tuple[int, ...], x_channels: int, y_channels: int, kind: str, adain: str,
-                 gamma_init: float):
-        super().__init__()
-        self.levels = tuple(levels)
-        self.layers = nn.ModuleList(IntegrationLayer(x_channels, y_channels, kind, adain) for _ in self.levels)
-        self.gamma = nn.Parameter(torch.full((len(self.levels),), float(gamma_init)))
-
-    def extra_repr(self) -> str:
-        return f"levels={self.levels}"
-
-    def forward(self, features: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        out = y
-        for gamma, level, layer in zip(self.gamma, self.levels, self.layers):
-            out = out + gamma * layer(features[level], y)
-        return out
-
-
 class FANFace(nn.Module):
-    """Frozen FAN + iResNet FRN with heatmap stacking and integration layers (fanface.md Sec. 3, eq. 1-2).
+    """Frozen FAN + iResNet FRN with heatmap stacking and integration layers (FAN-Face Sec. 3, eq. 1-2),
+    or the AS7 multi-task baseline (Sec. 5).
 
     Args:
         variant: a Tab. 1 name (:func:`parse_variant`) or a :class:`FANFaceConfig`.
-        frn: the name of a :mod:`pyfacex.backbones.iresnet` factory (built with ``in_channels=54``) or an
-            :class:`IResNet` with ``in_channels == 3 + 51``. For "H…+" variants its layer2-4 first
-            blocks and bn2/fc are widened by 51 channels in place, after which it runs inside FANFace only.
+        frn: the name of a :mod:`pyfacex.backbones.iresnet` factory (built with ``in_channels=54``, or 3
+            for "Multi-task") or an :class:`IResNet` with that many input channels. For "H…+" variants
+            its layer2-4 first blocks and bn2/fc are widened by 51 channels in place, after which it
+            runs inside FANFace only.
         frn_kwargs: keyword arguments of a named FRN factory (``layers``, ``widths``, ``input_size``,
             ``num_features``, ``dropout``, ...).
         embedding_size: shorthand for ``frn_kwargs["num_features"]`` (named FRN only).
@@ -234,54 +163,75 @@ class FANFace(nn.Module):
             :func:`pyfacex.backbones.fan.truncate_stacks`); None builds ``FAN(**fan_kwargs)`` with
             2 stacks (Sec. 3.1) and random weights. It is frozen: requires_grad False, eval mode kept.
         fan_kwargs: keyword arguments of that FAN (not with a module).
-        fan_size: the side FAN sees (256, NOTES.md), a multiple of 4·2^depth.
-        gamma_init: initial γ; None: 1 for 1-1, 1/L for 1-M (module docstring).
-        adain: "y" (the paper's text) or "x", see :class:`IntegrationLayer`.
+        fan_size: the side FAN sees (256), a multiple of 4·2^depth.
+        mix_width: width r of the integration layers (:mod:`pyfacex.nn.integration`): 4, the reading
+            of Sec. 3.5's 40K-110K extra parameters; None: the wide layers of the literal text.
+        gamma_init: initial γ_k; None: 1 for 1-1, 1/n for 1-M with n blocks in the stage.
+        adain: "y" (the paper's text) or "x", see :class:`pyfacex.nn.integration.IntegrationLayer`.
+        heatmap_head_channels, heatmap_head_upsamplings: of the multi-task head
+            (:class:`pyfacex.nn.heatmap_head.HeatmapHead`, "Multi-task" only).
+        heatmap_loss_weight: weight of the heatmap L2 loss against the recognition loss ("Multi-task"
+            only; 0.1, "the ratio between the two losses was 0.1", AS7).
         num_classes: identities of the ArcFace head (s, margin); 0: the model only embeds.
 
     Shapes:
         images (B, 3, H, W) FRN-normalised ((RGB/255 − 0.5)/0.5), H×W = the FRN's ``input_size``;
-        labels (B,) int. ``forward`` returns the embedding (B, E), or (loss, embedding) given labels.
+        labels (B,) int. ``forward`` returns the embedding (B, E), or (loss, embedding) given labels;
+        with ``return_heatmap_loss=True`` ("Multi-task" only) (embedding, heatmap L2 loss (,)).
     """
 
     def __init__(self, variant: str | FANFaceConfig = "H2,1-1,BL,h2l-2", frn: IResNet | str = "iresnet34", *,
                  frn_kwargs: dict | None = None, embedding_size: int | None = None, fan: FAN | None = None,
-                 fan_kwargs: dict | None = None, fan_size: int = 256, gamma_init: float | None = None,
-                 adain: str = "y", num_classes: int = 0, s: float = 64.0, margin: float = 0.5):
+                 fan_kwargs: dict | None = None, fan_size: int = 256, mix_width: int | None = PAPER_MIX_WIDTH,
+                 gamma_init: float | None = None, adain: str = "y", heatmap_head_channels: int = 256,
+                 heatmap_head_upsamplings: int = 3, heatmap_loss_weight: float = 0.1, num_classes: int = 0,
+                 s: float = 64.0, margin: float = 0.5):
         super().__init__()
         self.config = variant if isinstance(variant, FANFaceConfig) else parse_variant(variant)
+        cfg = self.config
         self.fan = _frozen_fan(fan, fan_kwargs)
-        self.frn = _build_frn(frn, frn_kwargs, embedding_size)
+        self.frn = _build_frn(frn, frn_kwargs, embedding_size, 3 if cfg.multitask else 3 + NUM_INTERNAL)
         if not isinstance(fan_size, int) or fan_size <= 0 or fan_size % (4 * 2 ** self.fan.depth):
             raise ValueError(f"fan_size must be a positive multiple of {4 * 2 ** self.fan.depth} "
                              f"(4·2^depth of the FAN), got {fan_size!r}")
         self.fan_size = fan_size
-        cfg = self.config
         for name, stack in (("heatmap", cfg.heatmap_stack), ("feature", cfg.feature_stack)):
             if stack is not None and stack > self.fan.num_stacks:
                 raise ValueError(f"variant {str(cfg)!r}: {name} hourglass {stack} does not exist, the FAN has "
                                  f"{self.fan.num_stacks} stacks")
         if cfg.heatmaps_everywhere:
             _widen_for_heatmaps(self.frn, NUM_INTERNAL)
-        self.integration = None if cfg.connectivity is None else self._build_integration(gamma_init, adain)
+        self.mix_width = mix_width
+        self.integration = (None if cfg.connectivity is None
+                            else self._build_integration(mix_width, gamma_init, adain))
+        self.heatmap_head = None
+        if cfg.multitask:
+            if not isinstance(heatmap_loss_weight, (int, float)) or not heatmap_loss_weight >= 0:
+                raise ValueError(f"heatmap_loss_weight must be a number >= 0, got {heatmap_loss_weight!r}")
+            self.heatmap_head = HeatmapHead(self.frn.widths[3], NUM_INTERNAL, heatmap_head_channels,
+                                            heatmap_head_upsamplings)
+        self.heatmap_loss_weight = float(heatmap_loss_weight)
         self.embedding_size = self.frn.features.num_features
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
         self.head = ArcFace(self.embedding_size, num_classes, s=s, m=margin) if num_classes else None
 
-    def _build_integration(self, gamma_init, adain_target) -> nn.ModuleList:
-        one_to_one = [min(k, self.fan.depth) for k in range(4)]
-        if self.config.connectivity == "1-1":
-            sources = [(level,) for level in one_to_one]
-        else:
-            sources = [tuple(sorted(set(one_to_one)))] * 4
-        return nn.ModuleList(
-            StageIntegration(levels, self.fan.width, width, self.config.layer, adain_target,
-                             1.0 / len(levels) if gamma_init is None else gamma_init)
-            for levels, width in zip(sources, self.frn.widths))
+    def _build_integration(self, mix_width, gamma_init, adain_target) -> nn.ModuleList:
+        stages = []
+        for blocks, width in zip(self.frn.layers, self.frn.widths):
+            points = (blocks - 1,) if self.config.connectivity == "1-1" else tuple(range(blocks))
+            gamma = 1.0 / len(points) if gamma_init is None else gamma_init
+            stages.append(StageIntegration(blocks, points, self.fan.width, width, self.config.layer, adain_target,
+                                           mix_width, gamma))
+        return nn.ModuleList(stages)
+
+    def fan_levels(self) -> tuple[int, ...]:
+        """The FAN feature level (0 = the hourglass's highest resolution) integrated at each FRN stage:
+        level k at stage k (64, 32, 16, 8 → 56, 28, 14, 7), min(k, depth) with a shallower FAN."""
+        return tuple(min(k, self.fan.depth) for k in range(len(self.frn.widths)))
 
     def extra_repr(self) -> str:
-        return f"variant={str(self.config)!r}, fan_size={self.fan_size}"
+        return f"variant={str(self.config)!r}, fan_size={self.fan_size}, mix_width={self.mix_width}"
 
     def train(self, mode: bool = True) -> FANFace:
         """As ``nn.Module.train``, but the FAN stays in eval mode (it is frozen, Sec. 4)."""
@@ -296,31 +246,54 @@ class FANFace(nn.Module):
         with torch.no_grad():
             return self.fan(fan_input, return_features=True)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
-        """Embedding (B, E); given labels, (ArcFace loss, embedding)."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, *,
+                return_heatmap_loss: bool = False):
+        """Embedding (B, E); given labels, (loss, embedding), the loss ArcFace (+ the weighted heatmap
+        loss for "Multi-task"); with ``return_heatmap_loss`` ("Multi-task"), (embedding, heatmap loss)."""
         self._check_images(images)
+        if return_heatmap_loss and not self.config.multitask:
+            raise ValueError(f"return_heatmap_loss applies to the {MULTITASK!r} variant only, this is "
+                             f"{str(self.config)!r}")
+        if self.config.multitask:
+            feature_map = self.frn._stages(images)[-1]
+            embedding = self.frn._head(feature_map)
+            heatmap_loss = self.heatmap_loss(images, feature_map) if labels is not None or return_heatmap_loss else None
+            if return_heatmap_loss:
+                return embedding, heatmap_loss
+        else:
+            embedding, heatmap_loss = self._integrated_embedding(images), None
+        if labels is None:
+            return embedding
+        check_head_labels(self.head, labels, embedding)
+        loss = self.head(embedding, labels)
+        if heatmap_loss is not None:
+            loss = loss + self.heatmap_loss_weight * heatmap_loss  # AS7: ArcFace + 0.1·L2
+        return loss, embedding
+
+    def heatmap_loss(self, images: torch.Tensor, feature_map: torch.Tensor) -> torch.Tensor:
+        """AS7's L2 loss: mean squared error between the heatmap head's prediction on ``feature_map``
+        (layer 4's output, (B, C_4, h, w)) and the frozen FAN's 51 internal heatmaps of its last
+        hourglass for ``images``, resized (bilinear) to the prediction's size. Returns a scalar."""
+        if self.heatmap_head is None:
+            raise ValueError(f"heatmap_loss needs the {MULTITASK!r} variant, this is {str(self.config)!r}")
+        prediction = self.heatmap_head(feature_map).float()
+        target = self.landmark_outputs(images).heatmaps[-1][:, INTERNAL_LANDMARKS].float()
+        return F.mse_loss(prediction, _resize(target, prediction.shape[-2:]))
+
+    def _integrated_embedding(self, images: torch.Tensor) -> torch.Tensor:
         out = self.landmark_outputs(images)
         heatmaps = out.heatmaps[self.config.heatmap_stack - 1][:, INTERNAL_LANDMARKS].to(images.dtype)
         y = self.frn.stem(torch.cat([images, _resize(heatmaps, images.shape[-2:])], dim=1))  # eq. 1
         features = None
         if self.integration is not None:
             split = out.high_to_low if self.config.subnetwork == "h2l" else out.low_to_high
-            features = [f.to(images.dtype) for f in split[self.config.feature_stack - 1]]
+            hourglass = split[self.config.feature_stack - 1]
+            features = [hourglass[level].to(images.dtype) for level in self.fan_levels()]
         for k, stage in enumerate(self.frn.stage_modules):
-            y = stage(y)
-            if features is not None:
-                y = self.integration[k](features, y)  # eq. 2
+            y = stage(y) if features is None else self.integration[k](stage, features[k], y)  # eq. 2
             if self.config.heatmaps_everywhere:
                 y = torch.cat([y, _resize(heatmaps, y.shape[-2:])], dim=1)  # "H+" (Sec. 5 AS1)
-        embedding = self.frn._head(y)
-        if labels is None:
-            return embedding
-        if self.head is None:
-            raise ValueError("labels were given but the model has no head: build it with num_classes > 0")
-        if not isinstance(labels, torch.Tensor) or labels.shape != embedding.shape[:1]:
-            got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-            raise ValueError(f"labels must be a ({embedding.shape[0]},) tensor, one per image, got {got}")
-        return self.head(embedding, labels), embedding
+        return self.frn._head(y)
 
     def _check_images(self, images) -> None:
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
@@ -351,8 +324,7 @@ def _frozen_fan(fan: FAN | None, fan_kwargs: dict | None) -> FAN:
     return fan.eval()
 
 
-def _build_frn(frn, frn_kwargs, embedding_size) -> IResNet:
-    in_channels = 3 + NUM_INTERNAL
+def _build_frn(frn, frn_kwargs, embedding_size, in_channels: int) -> IResNet:
     if isinstance(frn, str):
         if frn not in iresnet.__all__ or not frn.startswith(("iresnet", "irse")):
             raise ValueError(f"frn must be an IResNet or an iresnet factory name (e.g. 'iresnet34'), got {frn!r}")
@@ -365,8 +337,8 @@ def _build_frn(frn, frn_kwargs, embedding_size) -> IResNet:
     elif frn_kwargs or embedding_size is not None:
         raise ValueError("frn_kwargs and embedding_size apply to a named frn only, not to an IResNet module")
     if frn.in_channels != in_channels:
-        raise ValueError(f"frn must take {in_channels} input channels (RGB + 51 heatmaps, eq. 1), "
-                         f"got in_channels={frn.in_channels}")
+        what = "RGB + 51 heatmaps, eq. 1" if in_channels > 3 else "RGB: the multi-task baseline stacks no heatmaps"
+        raise ValueError(f"frn must take {in_channels} input channels ({what}), got in_channels={frn.in_channels}")
     return frn
 
 
@@ -394,7 +366,7 @@ def _fanface(variant: str, overrides: dict) -> FANFace:
 
 @register_model
 def fanface_r34_h2(**overrides) -> FANFace:
-    """FAN-Face(H2) on iResNet-34 (fanface.md Tab. 1 AS1): the 51 internal heatmaps of FAN's 2nd
+    """FAN-Face(H2) on iResNet-34 (FAN-Face Tab. 1 AS1): the 51 internal heatmaps of FAN's 2nd
     hourglass stacked with the image (eq. 1); ArcFace when ``num_classes`` is given. Overrides go to
     :class:`FANFace` (``frn_kwargs``, ``fan``, ``fan_size``, ``embedding_size``, ``num_classes``, ...).
     """
@@ -420,7 +392,17 @@ def fanface_r34_h2_11_bl_h2l2(**overrides) -> FANFace:
 
 @register_model
 def fanface_r34_h2_1m_bl_h2l2(**overrides) -> FANFace:
-    """FAN-Face(H2,1M,BL,h2l-2) on iResNet-34 (Tab. 1 AS4): as H2,1-1,BL,h2l-2 but every FAN level
-    feeds every stage, ŷ_k = y_k + Σ_l γ_{k,l}·f(x_l, y_k) (Sec. 3.3, eq. 2). Overrides go to :class:`FANFace`.
+    """FAN-Face(H2,1M,BL,h2l-2) on iResNet-34 (Tab. 1 AS4): as H2,1-1,BL,h2l-2 but FAN level k feeds the
+    output of every block of FRN stage k, ŷ_k = y_k + γ_k·f(x_l, y_k) at 3 + 4 + 6 + 3 = 16 points, each
+    with its own layer and γ_k (Sec. 3.3). Overrides go to :class:`FANFace`.
     """
     return _fanface("H2,1M,BL,h2l-2", overrides)
+
+
+@register_model
+def fanface_r34_multitask(**overrides) -> FANFace:
+    """The multi-task baseline of FAN-Face Tab. 1 (AS7): iResNet-34 with a heatmap head after layer 4,
+    trained with ArcFace + 0.1 × the L2 loss to the frozen FAN's heatmaps; it embeds without the FAN.
+    Overrides go to :class:`FANFace` (``heatmap_loss_weight``, ``heatmap_head_channels``, ...).
+    """
+    return _fanface(MULTITASK, overrides)

@@ -13,10 +13,10 @@ from torch import nn
 
 from ..nn import ArcFace, LocalInformationTransfer
 from ..ops._checks import check_offsets
-from ._backbone import BACKBONES, build_backbone
+from ._backbone import BACKBONES, build_backbone, check_head_labels
 from .registry import register_model
 
-__all__ = ["BACKBONES", "LFENet", "set_mean", "lfenet_irse50", "lfenet_r50", "lfenet_r100"]
+__all__ = ["BACKBONES", "LFENet", "set_mean", "lfenet_irse50", "lfenet_r34", "lfenet_r50", "lfenet_r100"]
 
 
 
@@ -26,12 +26,14 @@ class LFENet(nn.Module):
     The readings of NOTES.md: Q, K, V are 1×1 projections (q, k to ``qk_dim`` = d/2 by default);
     SoftmaxB without 1/√d (``scale`` = 1); the compression is the backbone's own iResNet head
     (``backbone.head``: bn2, flatten, dropout, fc, features, as ArcFace), so its fc sees the whole
-    flattened map and a pretrained head is reused; the classification loss (ArcFace by default: the
-    paper does not name its loss) is applied to every image embedding, not to the set mean (Sec.
-    III-D). θ segmentation applies in eval mode only, as the paper uses it at test time
-    (``model.eval()`` sets ``lit.segment = θ``, ``model.train()`` clears it). The LIT starts as the
-    identity (V = 0), so at initialisation LFENet computes its backbone's embeddings exactly: a
-    pretrained backbone is fine-tuned from where it stands. With θ, a set of more than θ images is
+    flattened map and a pretrained head is reused; the classification loss (ArcFace by default; the
+    paper's "we simply use the softmax function" (Sec. IV-B) is :class:`pyfacex.nn.SoftmaxHead`,
+    which the recipes train) is applied to every image embedding, not to the set mean (Sec. III-D).
+    θ segmentation applies in eval mode only, as the paper uses it at test time (``model.eval()``
+    sets ``lit.segment = θ``, ``model.train()`` clears it). The LIT starts as the identity (V = 0),
+    so at initialisation LFENet computes its backbone's embeddings exactly: a pretrained backbone is
+    fine-tuned from where it stands; Q and K learn only once V has left zero, so the LIT trains at
+    the paper's higher rate (Sec. IV-B; ``optim.lr_scales``). With θ, a set of more than θ images is
     order-dependent (its segments are consecutive runs); up to θ images it is permutation invariant.
 
     Args:
@@ -103,10 +105,7 @@ class LFENet(nn.Module):
         embeddings = self.embed(images, offsets)
         if labels is None:
             return embeddings
-        if self.head is None:
-            raise ValueError("labels were given but the model has no head: build it with num_classes > 0 or head=")
-        if labels.shape != embeddings.shape[:1]:
-            raise ValueError(f"labels must be ({embeddings.shape[0]},), one per image, got {tuple(labels.shape)}")
+        check_head_labels(self.head, labels, embeddings)
         return self.head(embeddings, labels), embeddings
 
     def set_representation(self, images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -143,6 +142,13 @@ def lfenet_irse50(**overrides) -> LFENet:
     image embedding when ``num_classes`` is given, set = mean of embeddings with θ = 12.
     """
     return LFENet(**{"backbone": "irse50", **overrides})
+
+
+@register_model
+def lfenet_r34(**overrides) -> LFENet:
+    """LFENet on iResNet-34, the paper's ResNet-34 role (LFENet, Sec. III, eq. 1-5; Sec. IV-B: the
+    backbone trained from scratch on VGGFace2, then LFENet fine-tuned at 0.001, the LIT at 0.05)."""
+    return LFENet(**{"backbone": "iresnet34", **overrides})
 
 
 @register_model

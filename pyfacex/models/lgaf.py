@@ -20,7 +20,15 @@ weights. Defaults: ArcFace m = 0.5 (CosFace m = 0.4), s = 64.
 
 Ablations (Tab. 1, 3, 4): ``branches="mhms_only"`` (Method I), ``"gfe_only"`` (Method II = plain
 ArcFace), ``quality="none"`` (Method III, Tab. 3 "Baseline": κ = local + global, no LGF),
-``quality="entropy"`` (Tab. 3), ``fusion="cat"`` (Tab. 4 CAT: κ = [γˡ·local, γᵍ·global], 2E wide).
+``quality="entropy"`` (Tab. 3), ``fusion="cat"`` (Tab. 4 CAT: κ = [γˡ·local, γᵍ·global], 2E wide),
+``fusion="iaff"`` (Tab. 4 iAFF: κ = iAFF(γˡ·local, γᵍ·global), E wide).
+
+Reading of Tab. 4's "adapted iAFF" (Sec. 4.2.3): the three rows compare fusion modes *in the LGF
+module*, so LGF's quality weights stay and iAFF (Dai et al., "Attentional Feature Fusion", WACV 2021)
+replaces only the final sum: it fuses the γ-weighted features. Adapted to 512-d vectors, iAFF's
+MS-CAMs lose their spatial extent (global pooling of a 1×1 map is the identity), leaving two bottleneck
+MLPs per attention (:mod:`pyfacex.nn.attentional_fusion`). ``quality="none"`` with ``fusion="iaff"``
+gives the other reading, iAFF on the raw features with no quality weights.
 """
 from __future__ import annotations
 
@@ -33,15 +41,16 @@ from torch import nn
 
 from ..backbones.iresnet import SqueezeExcitation
 from ..nn import ArcFace, CosFace, NormStats
+from ..nn.attentional_fusion import IterativeAttentionalFusion
 from ..ops.quality import lgaf_fusion, lgaf_quality
-from ._backbone import build_backbone
+from ._backbone import build_backbone, check_head_labels
 from .registry import register_model
 
 __all__ = ["LANet", "MSNet", "MHMS", "LocalGlobalFusion", "LGAF", "LGAFOutput", "lgaf_r50", "lgaf_r100"]
 
 BRANCHES = ("both", "mhms_only", "gfe_only")
 QUALITIES = ("energy", "entropy", "none")
-FUSIONS = ("add", "cat")
+FUSIONS = ("add", "cat", "iaff")
 LOSSES = {"arcface": (ArcFace, 0.5), "cosface": (CosFace, 0.4)}
 
 
@@ -179,13 +188,17 @@ class LocalGlobalFusion(nn.Module):
     Method III): no weights, κ = local + global. Z of each branch is standardised by its own
     :class:`pyfacex.nn.NormStats` (``local_stats``, ``global_stats``: EMA with ``momentum`` α, eq.
     7-8, updated in training mode before use), then Ẑ = clip(h·ẑ, −1, 1) + 1 (eq. 6), γ (eq. 9).
-    ``fusion="add"``: κ = γˡ·local + γᵍ·global (eq. 10); ``"cat"`` (Tab. 4): κ = [γˡ·local, γᵍ·global].
+    ``fusion="add"``: κ = γˡ·local + γᵍ·global (eq. 10); ``"cat"`` (Tab. 4): κ = [γˡ·local, γᵍ·global];
+    ``"iaff"`` (Tab. 4): κ = iAFF(γˡ·local, γᵍ·global) (:class:`pyfacex.nn.attentional_fusion.
+    IterativeAttentionalFusion`, ``channels`` = E, bottleneck ratio ``iaff_reduction``; module
+    docstring for the reading).
 
     Shapes: local, global_ (B, E) float32 → (kappa (B, E) or (B, 2E), gamma (B, 2) = [γˡ, γᵍ] or
     None for ``"none"``). γ is detached: gradients reach both features through κ only.
     """
 
-    def __init__(self, quality: str = "energy", fusion: str = "add", h: float = 0.333, momentum: float = 0.01):
+    def __init__(self, quality: str = "energy", fusion: str = "add", h: float = 0.333, momentum: float = 0.01,
+                 channels: int | None = None, iaff_reduction: int = 4):
         super().__init__()
         self.quality = _choice(quality, "quality", QUALITIES)
         self.fusion = _choice(fusion, "fusion", FUSIONS)
@@ -195,6 +208,10 @@ class LocalGlobalFusion(nn.Module):
         if quality != "none":
             self.local_stats = NormStats(momentum=momentum)
             self.global_stats = NormStats(momentum=momentum)
+        if fusion == "iaff":
+            if channels is None:
+                raise ValueError('fusion="iaff" needs channels (E, the width of both features)')
+            self.iaff = IterativeAttentionalFusion(channels, iaff_reduction)
 
     def extra_repr(self) -> str:
         return f"quality={self.quality!r}, fusion={self.fusion!r}, h={self.h}"
@@ -229,6 +246,8 @@ class LocalGlobalFusion(nn.Module):
     def _combine(self, local, global_, gamma):
         if gamma is not None:
             local, global_ = gamma[:, :1] * local, gamma[:, 1:] * global_
+        if self.fusion == "iaff":
+            return self.iaff(local, global_)
         return local + global_ if self.fusion == "add" else torch.cat([local, global_], dim=1)
 
 
@@ -263,7 +282,7 @@ class LGAF(nn.Module):
         backbone_kwargs: keyword arguments of a named backbone's factory (``num_features``,
             ``dropout``, ``fp16``, ``layers``, ``widths``, ``input_size``, ...); not with a module.
         branches: ``"both"`` (LGAF), ``"mhms_only"`` (Tab. 1 Method I), ``"gfe_only"`` (Method II).
-        quality, fusion, h, momentum: of :class:`LocalGlobalFusion` (``"both"`` only).
+        quality, fusion, h, momentum, iaff_reduction: of :class:`LocalGlobalFusion` (``"both"`` only).
         heads: b of :class:`MHMS`; ``scales``, ``branch_channels``, ``lanet_reduction``,
             ``se_reduction``: of each :class:`MSNet`.
         num_classes: identities of the margin head; 0 (and no ``head``): the model only embeds.
@@ -282,7 +301,7 @@ class LGAF(nn.Module):
                  momentum: float = 0.01, heads: int = 4, scales: Sequence[int] = (1, 2, 3),
                  branch_channels: int | None = None, lanet_reduction: int = 8, se_reduction: int = 16,
                  num_classes: int = 0, loss: str = "arcface", margin: float | None = None, s: float = 64.0,
-                 head: nn.Module | None = None):
+                 head: nn.Module | None = None, iaff_reduction: int = 4):
         super().__init__()
         self.backbone = build_backbone(backbone, backbone_kwargs, "LGAF's GFE")
         self.branches = _choice(branches, "branches", BRANCHES)
@@ -290,7 +309,7 @@ class LGAF(nn.Module):
         self.mhms = None if branches == "gfe_only" else MHMS(
             channels, _feature_map_size(self.backbone), base, heads, scales=scales, branch_channels=branch_channels,
             lanet_reduction=lanet_reduction, se_reduction=se_reduction)
-        self.lgf = LocalGlobalFusion(quality, fusion, h, momentum) if branches == "both" else None
+        self.lgf = LocalGlobalFusion(quality, fusion, h, momentum, base, iaff_reduction) if branches == "both" else None
         self.embedding_size = 2 * base if self.lgf is not None and fusion == "cat" else base
         self.head = _build_head(head, num_classes, loss, margin, s, self.embedding_size)
 
@@ -309,11 +328,7 @@ class LGAF(nn.Module):
             kappa = global_ if local is None else local
         loss = None
         if labels is not None:
-            if self.head is None:
-                raise ValueError("labels were given but the model has no head: build it with num_classes > 0 or head=")
-            if not isinstance(labels, torch.Tensor) or labels.shape != kappa.shape[:1]:
-                got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-                raise ValueError(f"labels must be a ({kappa.shape[0]},) tensor, one per image, got {got}")
+            check_head_labels(self.head, labels, kappa)
             loss = self.head(kappa, labels)
         if return_details:
             return LGAFOutput(loss, kappa, local, global_, gamma)

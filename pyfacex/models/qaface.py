@@ -13,9 +13,17 @@ Readings (NOTES.md):
   the statistics are those of the memorised (momentum) features, whose norms eq. 7 weighs.
 * A class is injected only if it was written within the last Δt iterations (Sec. 4.3, Tab. 3:
   Δt = 1000), and only from ``start_iteration`` on ("after the fourth epoch").
-* Several samples of one class in a batch: the LAST one in batch order is memorised (the rule of
-  :func:`pyfacex.ops.memory_write_`, identical on every backend). Writing a mean would mix
+* Unrecognisable samples (f(ẑ) = 0, ẑ < −τ) write nothing: neither the memory row nor the stamp
+  ("samples with ‖x‖ lower than −τ would not affect the centers", QAFace, Sec. 3.4), so they cannot
+  erase what an earlier, recognisable sample of their class left.
+* Several samples of one class in a batch: the LAST one with f > 0 in batch order is memorised (the
+  rule of :func:`pyfacex.ops.memory_write_`, identical on every backend). Writing a mean would mix
   features whose weights f(ẑ) were meant to judge each sample alone.
+* ``normalize_weight`` (default off, eq. 12 as written): inject into the normalised centre,
+  W̃_y = W_y/‖W_y‖ + M_y. The paper writes W̃ = W + M and normalises only W̃ for the logits, so the
+  balance of W and M then depends on ‖W‖, which is set by the initialisation (N(0, 0.01²) rows:
+  ‖W‖ ≈ 0.23 at d = 512, against ‖M‖ = f(ẑ) ≈ 1) and shrunk by weight decay. With the switch on,
+  ‖Ŵ‖ = 1 and M weighs f(ẑ) against it whatever W's scale, as VPL weighs λ·M against (1 − λ)·Ŵ.
 * The injection of a step reads the memory as earlier steps left it; this batch is written after
   (a sample's own feature in its own centre would make its target logit trivially easy).
 * Writes older than Δt at ``start_iteration`` are never read, so before ``start_iteration − Δt``
@@ -34,6 +42,7 @@ import copy
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..nn import CombinedMarginHead, NormStats
@@ -81,6 +90,8 @@ class MemoryInjectionHead(CombinedMarginHead):
         num_classes: number of identities C.
         mode: ``"qaface"`` (W̃ = W + M, M = f(ẑ)·x/‖x‖; eq. 7, 12) or ``"vpl"``
             (W̃ = normalize((1−λ)·normalize(W) + λ·M), M = x/‖x‖).
+        normalize_weight: QAFace mode only: inject into W/‖W‖ (W̃ = Ŵ + M) so that the balance of W
+            and M does not depend on W's scale (module docstring); VPL always normalises W.
         start_iteration: first iteration at which the memory is injected.
         delta_t: staleness window Δt: a class is injected iff iteration − stamp <= Δt.
         tau: τ of eq. 11 (QAFace).
@@ -92,10 +103,14 @@ class MemoryInjectionHead(CombinedMarginHead):
 
     def __init__(self, dim: int, num_classes: int, *, mode: str = "qaface", start_iteration: int = 0,
                  delta_t: int = 1000, tau: float = 2.0, lam: float = 0.15, stats_momentum: float = 0.01,
-                 s: float = 64.0, m1: float = 1.0, m2: float = 0.5, m3: float = 0.0, grad: str = "exact",
-                 label_smoothing: float = 0.0):
+                 normalize_weight: bool = False, s: float = 64.0, m1: float = 1.0, m2: float = 0.5, m3: float = 0.0,
+                 grad: str = "exact", label_smoothing: float = 0.0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not isinstance(normalize_weight, bool):
+            raise TypeError(f"normalize_weight must be a bool, got {normalize_weight!r}")
+        if normalize_weight and mode != "qaface":
+            raise ValueError(f"normalize_weight applies to mode='qaface' (VPL always normalises W), got mode={mode!r}")
         _check_count(start_iteration, "start_iteration")
         _check_count(delta_t, "delta_t")
         if not tau >= 0:
@@ -104,6 +119,7 @@ class MemoryInjectionHead(CombinedMarginHead):
             raise ValueError(f"lam must be in [0, 1], got {lam}")
         super().__init__(dim, num_classes, s=s, m1=m1, m2=m2, m3=m3, grad=grad, label_smoothing=label_smoothing)
         self.mode, self.start_iteration, self.delta_t, self.tau, self.lam = mode, start_iteration, delta_t, tau, lam
+        self.normalize_weight = normalize_weight
         self.register_buffer("memory", torch.zeros(num_classes, dim))
         self.register_buffer("stamps", torch.full((num_classes,), -1, dtype=torch.int64))
         self.norm_stats = NormStats(momentum=stats_momentum) if mode == "qaface" else None
@@ -130,7 +146,9 @@ class MemoryInjectionHead(CombinedMarginHead):
         _check_count(iteration, "iteration")
         weight, active = self.weight, None
         if iteration >= self.start_iteration:
-            weight, active = memory_inject(self.weight, self.memory, self.stamps, iteration, self.delta_t,
+            # Inactive rows stay Ŵ instead of W: the same logits, as the margin loss normalises W̃.
+            base = F.normalize(self.weight, dim=1) if self.normalize_weight else self.weight
+            weight, active = memory_inject(base, self.memory, self.stamps, iteration, self.delta_t,
                                            vpl=self.mode == "vpl", lam=self.lam)
         result = margin_cross_entropy(embeddings, weight, labels, s=self.s, m1=self.m1, m2=self.m2, m3=self.m3,
                                       grad=self.grad, label_smoothing=self.label_smoothing, return_details=True)
@@ -153,7 +171,7 @@ class MemoryInjectionHead(CombinedMarginHead):
         return quality
 
     def extra_repr(self) -> str:
-        extra = f"tau={self.tau}" if self.mode == "qaface" else f"lam={self.lam}"
+        extra = f"tau={self.tau}, normalize_weight={self.normalize_weight}" if self.mode == "qaface" else f"lam={self.lam}"
         return (f"{super().extra_repr()}, mode={self.mode!r}, start_iteration={self.start_iteration}, "
                 f"delta_t={self.delta_t}, {extra}")
 
@@ -175,8 +193,8 @@ class QAFace(nn.Module):
         embedding_size: d; default ``backbone.num_features`` when the backbone has it.
         momentum: γ of the momentum backbone (0.99, as MoCo), or ``None`` to memorise the online
             backbone's detached features (VPL's original, no momentum copy).
-        mode, start_iteration, delta_t, tau, lam, stats_momentum, s, m1, m2, m3, grad,
-            label_smoothing: as :class:`MemoryInjectionHead`.
+        mode, start_iteration, delta_t, tau, lam, stats_momentum, normalize_weight, s, m1, m2, m3,
+            grad, label_smoothing: as :class:`MemoryInjectionHead`.
 
     State (``state_dict``): ``backbone.*``, ``momentum_backbone.*`` (when ``momentum`` is set),
     ``head.weight``, ``head.memory``, ``head.stamps``, ``head.norm_stats.*`` (QAFace mode).

@@ -1,8 +1,12 @@
 """Layers and heads of pyfacex (``torch.nn.Module`` s over :mod:`pyfacex.ops`)."""
+from .attentional_fusion import IterativeAttentionalFusion, MultiScaleChannelAttention
+from .heatmap_head import HeatmapHead
+from .integration import FeatureAlign, IntegrationLayer, StageIntegration
 from .lit import LocalInformationTransfer
-from .margin_heads import AdaFaceHead, ArcFace, CombinedMarginHead, CosFace, SphereFace
+from .margin_heads import AdaFaceHead, ArcFace, CombinedMarginHead, CosFace, SoftmaxHead, SphereFace
 from .norm_stats import NormStats
 from .partial_fc import PartialFC
 
-__all__ = ["AdaFaceHead", "ArcFace", "CombinedMarginHead", "CosFace", "LocalInformationTransfer", "NormStats",
-           "PartialFC", "SphereFace"]
+__all__ = ["AdaFaceHead", "ArcFace", "CombinedMarginHead", "CosFace", "FeatureAlign", "HeatmapHead",
+           "IntegrationLayer", "IterativeAttentionalFusion", "LocalInformationTransfer", "MultiScaleChannelAttention",
+           "NormStats", "PartialFC", "SoftmaxHead", "SphereFace", "StageIntegration"]

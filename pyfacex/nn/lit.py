@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops._checks import check_offsets
+from ..ops._checks import FLOAT_DTYPES, check_offsets, check_tensor
 from ..ops.attention import RELATIONS, lit_attention, segment_bounds
 
 __all__ = ["LocalInformationTransfer"]
@@ -14,10 +14,12 @@ class LocalInformationTransfer(nn.Module):
     """Attention among the local features of every image of a set: x + A·v (eq. 5).
 
     Drops into any backbone's feature maps: ``lit(x, offsets)`` on (B, d, h, w) maps packed by set.
-    Q, K and V are 1×1 projections (NOTES.md): q, k to ``qk_dim``, v back to d. V starts at zero,
-    so the module starts as the identity and a pretrained backbone's features pass through
-    unchanged until training moves it (as non-local networks initialise their output layer; the
-    paper does not say).
+    Q, K and V are 1×1 projections: q, k to ``qk_dim``, v back to d. V starts at zero (the paper
+    does not say), so the module starts as the identity and a pretrained backbone's features pass
+    through unchanged, as non-local networks initialise their output layer. The price: while V = 0,
+    Q and K receive exactly zero gradient (∂L/∂A = ∂L/∂out·vᵀ = 0), so they start learning once V
+    has moved, after the first step; train the LIT at its own, higher rate (LFENet, Sec. IV-B: 0.01
+    against the backbone's 1e-4; ``optim.lr_scales``), as the recipes do.
 
     Args:
         dim: channels d of the feature maps.
@@ -50,7 +52,14 @@ class LocalInformationTransfer(nn.Module):
         nn.init.zeros_(self.value.weight)
         nn.init.zeros_(self.value.bias)
 
+    def _check_channels(self, x: torch.Tensor) -> None:
+        check_tensor(x, "x", dtypes=FLOAT_DTYPES, dim=4)
+        if x.shape[1] != self.value.in_features:
+            raise ValueError(f"x must have d = {self.value.in_features} channels (this module's dim), got "
+                             f"{x.shape[1]} (x of shape {tuple(x.shape)})")
+
     def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        self._check_channels(x)
         q = getattr(self, "query", None)
         k = getattr(self, "key", None)
         return lit_attention(x, offsets, q.weight if q else None, k.weight if k else None, self.value.weight,
@@ -72,6 +81,7 @@ class LocalInformationTransfer(nn.Module):
             (T, h, w): the softmax relations' normalised attention (sums to 1 over the query's
             segment); ``scaled_dot``'s qᵀk/N. Images outside the query's segment are 0.
         """
+        self._check_channels(x)
         image_offsets = check_offsets(offsets, x)
         if not 0 <= set_index < len(image_offsets) - 1:
             raise ValueError(f"set_index must be in [0, {len(image_offsets) - 1}), got {set_index}")

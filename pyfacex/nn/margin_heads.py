@@ -1,18 +1,21 @@
-"""Margin-softmax classification heads: ``loss = head(embeddings, labels)``.
+"""Softmax classification heads: ``loss = head(embeddings, labels)``.
 
 All heads hold the class weights in ``.weight`` with insightface's layout (num_classes, dim),
-initialised N(0, 0.01) as insightface's PartialFC, and compute their loss with the fused
-:func:`pyfacex.ops.margin_cross_entropy` (no (B, C) logits are materialised).
+initialised N(0, 0.01) as insightface's PartialFC. The margin heads compute their loss with the fused
+:func:`pyfacex.ops.margin_cross_entropy` (no (B, C) logits are materialised); :class:`SoftmaxHead`
+is the plain softmax (a biased linear layer + cross-entropy) the margin heads improve upon.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..ops._checks import FLOAT_DTYPES, check_finite, check_labels, check_tensor
 from ..ops.margin import adaface_margins, margin_cross_entropy
 from .norm_stats import NormStats
 
-__all__ = ["CombinedMarginHead", "ArcFace", "CosFace", "SphereFace", "AdaFaceHead"]
+__all__ = ["CombinedMarginHead", "ArcFace", "CosFace", "SphereFace", "AdaFaceHead", "SoftmaxHead"]
 
 
 def class_weight(num_classes: int, dim: int) -> nn.Parameter:
@@ -122,3 +125,51 @@ class AdaFaceHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.weight.shape[1]}, num_classes={self.weight.shape[0]}, s={self.s}, m={self.m}, h={self.h}"
+
+
+class SoftmaxHead(nn.Module):
+    """Plain softmax cross-entropy: logits W·x + b of the unnormalised embeddings, no scale, no margin.
+
+    The literal reading of LFENet's "we simply use the softmax function to compute cross-entropy loss
+    for all samples within the set" (LFENet, Sec. IV-B), and the "standard softmax" of FAN-Face's
+    ablation AS5 (FAN-Face, Sec. 5, Tab. 1). Unlike the margin heads it materialises the (B, C) logits.
+
+    Args:
+        dim: embedding size d.
+        num_classes: number of identities C.
+        label_smoothing: ε of the target distribution, as ``F.cross_entropy``.
+
+    Shapes:
+        embeddings (B, d), any float dtype (cast to the weight's); labels (B,) int in [−1, C), −1 rows
+        ignored (as the margin heads). ``weight`` (C, d) N(0, 0.01), ``bias`` (C,) zeros. Returns the
+        mean loss () over the rows with a label, in the embeddings' dtype.
+    """
+
+    def __init__(self, dim: int, num_classes: int, label_smoothing: float = 0.0):
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.weight = class_weight(num_classes, dim)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+        self.label_smoothing = label_smoothing
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_tensor(embeddings, "embeddings", dtypes=FLOAT_DTYPES, dim=2)
+        num_classes, dim = self.weight.shape
+        if embeddings.shape[1] != dim:
+            raise ValueError(f"embeddings must be (B, {dim}) (the head's dim), got {tuple(embeddings.shape)}")
+        check_tensor(labels, "labels", dtypes=(torch.int64, torch.int32, torch.int16, torch.uint8), dim=1)
+        if labels.shape[0] != embeddings.shape[0]:
+            raise ValueError(f"labels must have B = {embeddings.shape[0]} entries (one per embedding), "
+                             f"got {labels.shape[0]}")
+        labels = labels.long()
+        check_labels(labels, num_classes)
+        if not torch.compiler.is_compiling() and not bool((labels >= 0).any()):
+            raise ValueError("every label is -1 (or the batch is empty): no row has a target class")
+        check_finite(embeddings, "embeddings", "diverged embeddings")
+        logits = F.linear(embeddings.to(self.weight.dtype), self.weight, self.bias)
+        return F.cross_entropy(logits, labels, ignore_index=-1,
+                               label_smoothing=self.label_smoothing).to(embeddings.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.weight.shape[1]}, num_classes={self.weight.shape[0]}, label_smoothing={self.label_smoothing}"

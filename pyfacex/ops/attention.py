@@ -55,6 +55,17 @@ def segment_bounds(offsets: list[int], segment: int | None = None) -> list[int]:
     return bounds
 
 
+@torch.compiler.disable
+def _segment_token_offsets(offsets: torch.Tensor, segment: int, positions: int) -> torch.Tensor:
+    """Token offsets of the θ segments of sets given by image ``offsets`` (``positions`` tokens per image).
+
+    Their number depends on the offsets' values, which ``torch.compile`` does not see while tracing:
+    this runs eagerly there (a graph break), so a compiled LIT segments exactly as an eager one.
+    """
+    bounds = segment_bounds(offsets.tolist(), segment)
+    return torch.tensor([b * positions for b in bounds], dtype=torch.int64, device=offsets.device)
+
+
 def _segment_ids(offsets: torch.Tensor, n: int) -> torch.Tensor:
     return torch.bucketize(torch.arange(n, device=offsets.device), offsets[1:], right=True)
 
@@ -219,15 +230,14 @@ def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | No
         raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
     if segment is not None and (not isinstance(segment, int) or segment <= 0):
         raise ValueError(f"segment must be None or an int θ > 0 (images per segment), got {segment!r}")
-    image_offsets = check_offsets(offsets, x)
+    check_offsets(offsets, x)
     batch, dim, height, width = x.shape
     positions = height * width
     tokens = x.permute(0, 2, 3, 1).reshape(batch * positions, dim)  # image-major: sets stay contiguous
-    if image_offsets is None:  # torch.compile: values unknown, one segment per set
+    if segment is None:  # one segment per set; no values read, so torch.compile traces it whole
         token_offsets = offsets * positions
     else:
-        token_offsets = torch.tensor([b * positions for b in segment_bounds(image_offsets, segment)],
-                                     device=x.device)
+        token_offsets = _segment_token_offsets(offsets, segment, positions)
     v = _project(tokens, w_v, b_v, "w_v", dim)
     if relation == "softmax_a":
         moved = segment_softmax_attention(tokens, tokens, v, token_offsets, scale)

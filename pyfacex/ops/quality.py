@@ -13,9 +13,21 @@ kept by :class:`pyfacex.nn.NormStats`; the ops here turn a standardised norm ẑ
 
 Memory protocol of one training step (:func:`memory_step`): inject from the memory as earlier steps
 left it, then write this batch's features. Injecting a sample's own feature into its own centre
-would make its target logit trivially easy, so the write comes after. Several samples of one class in
-a batch: the last one in batch order is the one written (deterministic on every backend). Label −1
-means "class not on this shard" (PartialFC) and writes nothing.
+would make its target logit trivially easy, so the write comes after.
+
+Which samples write (:func:`memory_write_`, identical on every backend):
+
+* a sample whose scale is 0 writes nothing, neither its memory row nor its stamp: QAFace's f(ẑ) = 0
+  marks an unrecognisable sample, and "samples with ‖x‖ lower than −τ would not affect the centers"
+  (QAFace, Sec. 3.4). Writing 0·x/‖x‖ would erase what an earlier, recognisable sample of the class
+  left and refresh its stamp;
+* label −1 means "class not on this shard" (PartialFC) and writes nothing;
+* of several writers of one class in a batch, the last in batch order wins (deterministic on every
+  backend). An f = 0 duplicate after it changes nothing.
+
+VPL (insightface recognition/vpl) shares this path with scale 1 for every sample: all its samples
+write, the last of a class wins (insightface's ``queue[label] = feature`` leaves the survivor of
+duplicates to the scatter's order; pyfacex fixes it to the last).
 
 The margin head normalises W̃ before the logits, so rows of inactive classes are passed as W.
 """
@@ -83,9 +95,9 @@ def memory_inject_reference(weight, memory, stamps, iteration, delta_t, lam=0.15
 
 
 def memory_write_reference_(memory, stamps, features, labels, scale, iteration):
-    """Pure-PyTorch :func:`memory_write_`: one sample after another, so the last of a class stays."""
-    for i, label in enumerate(labels.tolist()):
-        if label >= 0:
+    """Pure-PyTorch :func:`memory_write_`: one sample after another, so the last writer of a class stays."""
+    for i, (label, factor) in enumerate(zip(labels.tolist(), scale.tolist())):
+        if label >= 0 and factor > 0:  # f = 0: unrecognisable, writes nothing (QAFace, Sec. 3.4)
             memory[label] = (scale[i] * F.normalize(features[i].to(memory.dtype), dim=0)).to(memory.dtype)
             stamps[label] = iteration
 
@@ -202,6 +214,8 @@ def _check_write(memory, stamps, features, labels, scale, iteration) -> torch.Te
     # A NaN feature would otherwise poison a class centre for Δt iterations without any error.
     check_finite(features, "features")
     check_finite(scale, "scale")
+    if scale.numel() and not torch.compiler.is_compiling() and bool((scale < 0).any()):
+        raise ValueError(f"scale must be >= 0 (a quality weight; 0 writes nothing), got min {float(scale.min())}")
     check_labels(labels, memory.shape[0], "C")
     return scale
 
@@ -268,19 +282,21 @@ def _inject(weight, memory, stamps, iteration, delta_t, vpl, lam):
 
 def memory_write_(memory: torch.Tensor, stamps: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
                   scale: torch.Tensor | None, iteration: int) -> None:
-    """Write M[y_i] = scale_i·x_i/max(‖x_i‖, 1e-12) and stamps[y_i] = iteration, in place (qaface.md eq. 7).
+    """Write M[y_i] = scale_i·x_i/max(‖x_i‖, 1e-12) and stamps[y_i] = iteration, in place (QAFace, eq. 7).
 
-    Several samples of one class in the batch: the LAST one in batch order is written, on every
-    backend (the CUDA kernel has each sample check for a later one of its class, so the result does
-    not depend on thread scheduling).
+    Only writers write: samples with label >= 0 and scale > 0. A sample with scale 0 (QAFace's
+    f(ẑ) = 0, an unrecognisable sample) leaves its class's memory row and stamp as they were (QAFace,
+    Sec. 3.4). Several writers of one class in the batch: the LAST one in batch order is written, on
+    every backend (the CUDA kernel has each writer look for a later writer of its class, so the
+    result does not depend on thread scheduling).
 
     Args:
         memory: (C, d) contiguous, updated in place.
         stamps: (C,) int64 contiguous, updated in place.
         features: (B, d) any float dtype (QAFace: the momentum backbone's features), finite.
         labels: (B,) int64 in [−1, C); −1 (class on another shard, as PartialFC) writes nothing.
-        scale: (B,) per-sample factor, finite: QAFace's f(ẑ) (:func:`qaface_weight`); ``None`` for 1
-            (VPL memorises plain normalised features).
+        scale: (B,) per-sample factor, finite and >= 0: QAFace's f(ẑ) (:func:`qaface_weight`), 0 for
+            "write nothing"; ``None`` for 1 (VPL memorises plain normalised features).
         iteration: int >= 0.
     """
     scale = _check_write(memory, stamps, features, labels, scale, iteration)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 __all__ = ["atomic_save", "safe_load", "build_model", "build_trained_model", "save_model", "load_model", "load_embedder", "embedder_for",
-           "load_state_dict_checked", "load_weights", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "mark_latest", "rng_state",
+           "load_state_dict_checked", "load_weights", "load_model_weights", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "mark_latest", "rng_state",
            "set_rng_state"]
 
 MODEL_FORMAT = "pyfacex.model/1"
@@ -125,9 +125,25 @@ def build_trained_model(config, kwargs: dict, cls: type = nn.Module, trainer: st
     if not isinstance(model, cls):
         raise ValueError(f"model.name: the {trainer} trainer trains a {cls.__name__}, {config.name!r} builds a "
                          f"{type(model).__name__}")
-    if config.weights:
-        load_weights(model, config.weights, config.strict)
+    load_model_weights(model, config)
     return model
+
+
+def load_model_weights(model: nn.Module, config, default_prefix: str = "") -> None:
+    """Load ``config.weights`` (a :class:`~pyfacex.train.config.ModelConfig`; nothing when empty) into
+    the sub-module of ``model`` named by ``config.weights_prefix`` (``default_prefix`` when that is
+    empty; ``""``: the whole model)."""
+    if not config.weights:
+        return
+    prefix = config.weights_prefix or default_prefix
+    try:
+        target = model.get_submodule(prefix)
+    except AttributeError:
+        children = ", ".join(name for name, _ in model.named_children())
+        raise ValueError(f"model.weights_prefix: {type(model).__name__} has no sub-module {prefix!r}; its "
+                         f"top-level sub-modules are {children}") from None
+    what = f"model.weights (into {prefix})" if prefix else "model.weights"
+    load_weights(target, config.weights, config.strict, what)
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, *, name: str, kwargs: dict | None = None,

@@ -1,4 +1,5 @@
-"""The classification trainer: a model that embeds faces + a margin-softmax head (or PartialFC).
+"""The classification trainer: a model that embeds faces + a margin-softmax head (or PartialFC, or the
+plain softmax of ``head.kind: softmax``).
 
 ``model.name`` is an iResNet (``iresnet50``, ...: plain ArcFace/CosFace/AdaFace training as
 insightface arcface_torch) or a registered model that embeds images without labels (LGAF, FAN-Face:
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import AdaFaceHead, ArcFace, CombinedMarginHead, CosFace, PartialFC, SphereFace
+from ..nn import AdaFaceHead, ArcFace, CombinedMarginHead, CosFace, PartialFC, SoftmaxHead, SphereFace
 from . import checkpoint as ckpt
 from .config import HeadConfig
 from .data import mix_seed
@@ -21,12 +22,14 @@ from .trainer import Trainer
 
 __all__ = ["ClassificationTrainer", "build_head", "embedding_size", "init_class_weights", "HEADS"]
 
-HEADS = ("arcface", "cosface", "sphereface", "combined", "adaface", "partial_fc")
+HEADS = ("arcface", "cosface", "sphereface", "combined", "adaface", "partial_fc", "softmax")
 _BLOCK = 1024  # classes per independently seeded block of the initial class weights
 
 
 def build_head(config: HeadConfig, dim: int, num_classes: int) -> nn.Module:
-    """The margin head of ``config`` for ``dim``-d embeddings and ``num_classes`` identities."""
+    """The head of ``config`` for ``dim``-d embeddings and ``num_classes`` identities."""
+    if config.kind == "softmax":  # no s, margins or grad: a plain biased linear layer + cross-entropy
+        return SoftmaxHead(dim, num_classes, label_smoothing=config.label_smoothing)
     common = dict(s=config.s, grad=config.grad, label_smoothing=config.label_smoothing)
     margin = {} if config.margin is None else {"m": config.margin}
     if config.kind == "arcface":

@@ -11,11 +11,15 @@ what differs from them, as insightface arcface_torch's ``configs/base.py`` + sma
 A YAML recipe may name another one to start from (``base: other.yaml``, relative to the recipe); a
 Python recipe defines ``config`` as a :class:`Config` or a nested dict. Every key is checked against
 the dataclasses: an unknown key raises :class:`ConfigError` naming it and listing the valid keys of
-its section; a value of the wrong type names the key and the expected type.
+its section; a value of the wrong type names the key and the expected type; a value out of its
+field's range (a count, a rate, a probability, a name outside its closed set: the ``rule`` in the
+field's metadata) names the full key, the range and the value, e.g.
+``data.batch_size: expected an int > 0, got -4``.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import runpy
 import types
@@ -27,11 +31,62 @@ from typing import Any
 
 __all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "HeadConfig", "ModelConfig", "OptimConfig",
            "ScheduleConfig", "GANConfig", "QAFaceConfig", "LandmarkConfig", "load_config", "config_from_dict",
+           "validate_config", "Rule",
            "apply_overrides", "config_to_dict", "config_to_yaml"]
 
 
 class ConfigError(ValueError):
     """A recipe or override that does not fit the configuration's dataclasses."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The range of a config field's values (of each item of a list, each value of a mapping).
+
+    ``low`` / ``high``: inclusive bounds (``low_open``: ``low`` itself excluded); ``choices``: the
+    valid names, or ``"module:attribute"`` naming them in the module that consumes them (resolved
+    when checked, so that list has one home and config.py imports nothing heavy).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] | str | None = None
+
+    def names(self) -> tuple[str, ...]:
+        if isinstance(self.choices, str):
+            module, _, attribute = self.choices.partition(":")
+            return tuple(getattr(importlib.import_module(module), attribute))
+        return tuple(self.choices)
+
+    def check(self, value, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``key`` when ``value`` is out of range (None passes)."""
+        if value is None:
+            return
+        if self.choices is not None:
+            if value not in self.names():
+                raise ConfigError(f"{key}: expected one of {', '.join(self.names())}, got {value!r}")
+            return
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        if not (low_ok and (self.high is None or value <= self.high)):
+            if self.high is None:
+                bound = f"{'>' if self.low_open else '>='} {self.low:g}"
+            elif self.low is None:
+                bound = f"<= {self.high:g}"
+            else:
+                bound = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+            raise ConfigError(f"{key}: expected {'an int' if isinstance(value, int) else 'a number'} {bound}, "
+                              f"got {value!r}")
+
+
+def _ruled(default=dataclasses.MISSING, *, factory=dataclasses.MISSING, **rule):
+    """A dataclass field whose values :class:`Rule` ``(**rule)`` checks."""
+    return field(default=default, default_factory=factory, metadata={"rule": Rule(**rule)})
+
+
+POSITIVE = dict(low=0, low_open=True)
+NON_NEGATIVE = dict(low=0)
+UNIT = dict(low=0, high=1)  # probabilities, momenta, fractions
 
 
 @dataclass
@@ -41,35 +96,41 @@ class ModelConfig:
 
     ``kwargs`` go to ``create_model`` / the backbone factory (e.g. ``{backbone_kwargs: {layers:
     [1, 1, 1, 1]}}``); ``weights`` is a state_dict file loaded into the model before training
-    (a pyfacex model file, or an insightface ``backbone.pth`` for a backbone); ``strict`` says whether
-    every key must match.
+    (a pyfacex model file, or an insightface ``backbone.pth`` for a backbone); ``weights_prefix`` is
+    the dotted sub-module it loads into (``backbone``: an insightface ``backbone.pth`` into LFENet's or
+    LGAF's backbone, the rest of the model starting fresh; empty: the whole model; the QAFace trainer
+    loads into ``backbone`` unless told otherwise); ``strict`` says whether every key of that module must
+    match.
     """
 
     name: str = "iresnet50"
     kwargs: dict[str, Any] = field(default_factory=dict)
     weights: str = ""
+    weights_prefix: str = ""
     strict: bool = True
 
 
 @dataclass
 class HeadConfig:
-    """The margin softmax of the classification trainers.
+    """The softmax head of the classification trainers.
 
     ``kind``: ``arcface`` (m = 0.5), ``cosface`` (0.4), ``sphereface`` (1.35), ``combined`` (m1, m2,
     m3), ``adaface`` (m = 0.4, h = 0.333), ``partial_fc`` (combined margins over class shards of all
-    ranks, with ``sample_rate``). ``margin`` None takes the kind's default.
+    ranks, with ``sample_rate``), ``softmax`` (plain: biased FC on unnormalised embeddings +
+    cross-entropy, LFENet Sec. IV-B; only ``label_smoothing`` applies). ``margin`` None takes the
+    kind's default.
     """
 
-    kind: str = "arcface"
-    s: float = 64.0
+    kind: str = _ruled("arcface", choices="pyfacex.train.classification:HEADS")
+    s: float = _ruled(64.0, **POSITIVE)
     margin: float | None = None
-    m1: float = 1.0
+    m1: float = _ruled(1.0, low=1)
     m2: float = 0.5
     m3: float = 0.0
-    h: float = 0.333
-    sample_rate: float = 1.0
-    label_smoothing: float = 0.0
-    grad: str = "exact"
+    h: float = _ruled(0.333, **NON_NEGATIVE)
+    sample_rate: float = _ruled(1.0, low=0, high=1, low_open=True)
+    label_smoothing: float = _ruled(0.0, **UNIT)
+    grad: str = _ruled("exact", choices="pyfacex.ops.margin:GRAD_MODES")
 
 
 @dataclass
@@ -79,32 +140,37 @@ class DataConfig:
 
     ``batch_size`` is per process and per micro-batch (global batch = batch_size × processes ×
     ``Config.grad_accum``). ``augment``: any of ``flip``, ``low_quality`` (AdaFace's crop /
-    photometric / low-resolution recipe), ``motion_blur``, ``down_up``, ``occlusion``, ``photometric``.
+    photometric / low-resolution recipe), ``motion_blur``, ``down_up``, ``occlusion``, ``photometric``,
+    and QAFace's Tab. 5 steps ``crop``, ``down_sample``, ``crop_down_sample`` (p = 0.2; ``@0.1`` after
+    the name for p = 0.1); ``pyfacex.train.data.AUGMENTS`` lists them.
     Set trainers read ``sets_per_batch`` sets of ``set_size`` images (b × T, lfenet.md Sec. III-B).
     """
 
     train: str = ""
-    batch_size: int = 128
-    num_workers: int = 2
-    image_size: int = 112
-    augment: list[str] = field(default_factory=lambda: ["flip"])
-    sets_per_batch: int = 8
-    set_size: int = 3
+    batch_size: int = _ruled(128, **POSITIVE)
+    num_workers: int = _ruled(2, **NON_NEGATIVE)
+    image_size: int = _ruled(112, **POSITIVE)
+    augment: list[str] = _ruled(factory=lambda: ["flip"], choices="pyfacex.train.data:AUGMENTS")
+    sets_per_batch: int = _ruled(8, **POSITIVE)
+    set_size: int = _ruled(3, **POSITIVE)
 
 
 @dataclass
 class OptimConfig:
     """Optimiser (``sgd``, ``adamw`` or ``adam``) and gradient clipping (``clip_grad_norm`` > 0: the
-    max total L2 norm). ``head_lr_scale`` multiplies the learning rate of the margin head's weights."""
+    max total L2 norm). ``lr_scales`` multiply ``lr`` per module: keys are dotted module paths among
+    the trained parameters' names (the model's own, e.g. ``lit`` or ``backbone.layer4``, and ``head``
+    for the classification head), the most specific key wins, e.g. ``{lit: 100, head: 100}`` (LFENet,
+    Sec. IV-B); an unknown key is an error listing the valid names."""
 
-    name: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    clip_grad_norm: float = 0.0
-    head_lr_scale: float = 1.0
+    name: str = _ruled("sgd", choices="pyfacex.train.optim:OPTIMIZERS")
+    lr: float = _ruled(0.1, **NON_NEGATIVE)
+    momentum: float = _ruled(0.9, **UNIT)
+    weight_decay: float = _ruled(5e-4, **NON_NEGATIVE)
+    betas: list[float] = _ruled(factory=lambda: [0.9, 0.999], **UNIT)
+    eps: float = _ruled(1e-8, **POSITIVE)
+    clip_grad_norm: float = _ruled(0.0, **NON_NEGATIVE)
+    lr_scales: dict[str, float] = _ruled(factory=dict, **NON_NEGATIVE)
 
 
 @dataclass
@@ -113,12 +179,12 @@ class ScheduleConfig:
     ``constant``, ``step`` (× ``gamma`` at each of ``milestones``, in epochs), ``poly`` ((1 − t)^power,
     arcface_torch's) or ``cosine`` (to ``min_lr`` × the base rate)."""
 
-    kind: str = "poly"
-    warmup_epochs: float = 0.0
-    milestones: list[float] = field(default_factory=list)
-    gamma: float = 0.1
-    power: float = 2.0
-    min_lr: float = 0.0
+    kind: str = _ruled("poly", choices="pyfacex.train.optim:SCHEDULES")
+    warmup_epochs: float = _ruled(0.0, **NON_NEGATIVE)
+    milestones: list[float] = _ruled(factory=list, **NON_NEGATIVE)
+    gamma: float = _ruled(0.1, **NON_NEGATIVE)
+    power: float = _ruled(2.0, **NON_NEGATIVE)
+    min_lr: float = _ruled(0.0, **UNIT)
 
 
 @dataclass
@@ -129,14 +195,17 @@ class EvalConfig:
     ``.bin`` files, or folders of an LFW (``pairs.txt``), CFP (``Protocol/``) or TinyFace
     (``Testing_Set/``) layout. ``every``: optimiser steps between evaluations (0: the end of every
     epoch). ``best``: the ``name/metric`` key whose maximum is kept as the best checkpoint (default:
-    the first protocol's accuracy / rank-1).
+    the first protocol's accuracy / rank-1). ``set_function``: how template and set protocols (IJB,
+    YTF) pool a set: ``model`` (the model's own, e.g. LFENet's LIT across the template), ``mean``
+    (per-image embeddings averaged), ``auto`` (``model`` when the model has one).
     """
 
     protocols: list[str] = field(default_factory=list)
-    every: int = 0
-    batch_size: int = 64
+    every: int = _ruled(0, **NON_NEGATIVE)
+    batch_size: int = _ruled(64, **POSITIVE)
     flip: bool = True
     best: str = ""
+    set_function: str = _ruled("auto", choices="pyfacex.eval.sets:SET_FUNCTIONS")
 
 
 @dataclass
@@ -144,23 +213,25 @@ class GANConfig:
     """The Face Aggregation Network's adversarial training (face-aggregation.md Sec. 4.1): the
     discriminator's Adam (``d_lr``, ``betas``) and how many D steps per G step."""
 
-    d_lr: float = 5e-5
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    d_steps: int = 1
+    d_lr: float = _ruled(5e-5, **NON_NEGATIVE)
+    betas: list[float] = _ruled(factory=lambda: [0.9, 0.999], **UNIT)
+    d_steps: int = _ruled(1, **NON_NEGATIVE)
 
 
 @dataclass
 class QAFaceConfig:
     """QAFace / VPL memory injection (qaface.md Sec. 4.1): ``start_epoch`` (injection from this epoch;
     converted to iterations with the data's steps per epoch), Δt, τ, λ (VPL) and the momentum γ of
-    the momentum backbone (null for VPL)."""
+    the momentum backbone (null for VPL). ``normalize_weight`` (QAFace mode): inject into the
+    normalised centre, W̃ = W/‖W‖ + M, instead of eq. 12's W + M."""
 
-    mode: str = "qaface"
-    start_epoch: float = 4.0
-    delta_t: int = 1000
-    tau: float = 2.0
-    lam: float = 0.15
-    momentum: float | None = 0.99
+    mode: str = _ruled("qaface", choices="pyfacex.models.qaface:MODES")
+    start_epoch: float = _ruled(4.0, **NON_NEGATIVE)
+    delta_t: int = _ruled(1000, **NON_NEGATIVE)
+    tau: float = _ruled(2.0, **NON_NEGATIVE)
+    lam: float = _ruled(0.15, **UNIT)
+    momentum: float | None = _ruled(0.99, **UNIT)
+    normalize_weight: bool = False
 
 
 @dataclass
@@ -170,10 +241,10 @@ class LandmarkConfig:
     Gaussian heatmaps of ``sigma`` pixels at a quarter of that side (64×64)."""
 
     seed: int = 0
-    difficulty: float = 0.3
-    identities: int = 500
-    per_identity: int = 8
-    sigma: float = 1.0
+    difficulty: float = _ruled(0.3, **UNIT)
+    identities: int = _ruled(500, **POSITIVE)
+    per_identity: int = _ruled(8, **POSITIVE)
+    sigma: float = _ruled(1.0, **POSITIVE)
 
 
 @dataclass
@@ -189,7 +260,7 @@ class Config:
     ``keep_checkpoints`` newest kept.
     """
 
-    trainer: str = "classification"
+    trainer: str = _ruled("classification", choices="pyfacex.train.registry:TRAINERS")
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -199,16 +270,16 @@ class Config:
     gan: GANConfig = field(default_factory=GANConfig)
     qaface: QAFaceConfig = field(default_factory=QAFaceConfig)
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
-    epochs: int = 20
-    max_steps: int = 0
-    grad_accum: int = 1
-    amp: str = "none"
+    epochs: int = _ruled(20, **NON_NEGATIVE)
+    max_steps: int = _ruled(0, **NON_NEGATIVE)
+    grad_accum: int = _ruled(1, **POSITIVE)
+    amp: str = _ruled("none", choices="pyfacex.train.trainer:AMP_MODES")
     seed: int = 0
     device: str = "auto"
     output: str = "runs/train"
-    log_every: int = 50
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 2
+    log_every: int = _ruled(50, **POSITIVE)
+    checkpoint_every: int = _ruled(0, **NON_NEGATIVE)
+    keep_checkpoints: int = _ruled(2, **POSITIVE)
     progress: bool = True
 
 
@@ -248,7 +319,8 @@ def _convert(value, tp, key: str):
     if origin is dict:
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise ConfigError(f"{key}: expected a mapping with string keys, got {value!r}")
-        return dict(value)
+        _, item = typing.get_args(tp)
+        return {k: _convert(v, item, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -270,9 +342,29 @@ def _build(cls, values: Mapping, prefix: str = ""):
     return cls(**kwargs)
 
 
+def validate_config(section, prefix: str = "") -> None:
+    """Check every field of ``section`` (a :class:`Config` or one of its sections) against its
+    :class:`Rule`; raise :class:`ConfigError` naming the first value out of range by its full key."""
+    for f in dataclasses.fields(section):
+        key, value = f"{prefix}{f.name}", getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            validate_config(value, f"{key}.")
+        elif "rule" in f.metadata:
+            if isinstance(value, list):
+                items = [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+            elif isinstance(value, Mapping):
+                items = [(f"{key}.{k}", v) for k, v in value.items()]
+            else:
+                items = [(key, value)]
+            for item_key, item in items:
+                f.metadata["rule"].check(item, item_key)
+
+
 def config_from_dict(values: Mapping) -> Config:
     """A :class:`Config` from a nested mapping of overrides of the defaults (checked as the module says)."""
-    return _build(Config, values)
+    config = _build(Config, values)
+    validate_config(config)
+    return config
 
 
 def config_to_dict(config: Config) -> dict:

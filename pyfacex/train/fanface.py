@@ -11,12 +11,17 @@ The FAN's parameters have ``requires_grad=False`` (FANFace freezes them), so the
 which takes only parameters that require gradients, never sees them; FANFace keeps the FAN in eval
 mode, so its BatchNorm statistics do not move either.
 
+``model.name: fanface_r34_multitask`` trains the multi-task baseline of Tab. 1 (AS7): the loss is the
+margin head's plus ``heatmap_loss_weight`` (model kwarg, 0.1) × the L2 loss of the heatmap head after
+layer 4 against the frozen FAN's heatmaps, logged as ``heatmap_loss``.
+
 The model file stores ``fan_kwargs`` (the FAN's architecture, plain data) in place of
 ``fan_weights``: ``build_model(name, kwargs)`` rebuilds a FAN of that shape and the file's
 state_dict (which holds ``fan.*``) fills in the trained weights, so the file stands alone.
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..backbones.fan import FAN, truncate_stacks
@@ -50,6 +55,16 @@ class FANFaceTrainer(ClassificationTrainer):
                                  "adds the margin head from `head`; remove it")
         fan = _with_stacks(load_fan(path, "model.kwargs.fan_weights"), stacks)
         return ckpt.build_trained_model(config, {**kwargs, "fan": fan}, FANFace, "fanface")
+
+    def forward_loss(self, batch) -> dict[str, torch.Tensor]:
+        """The margin-head loss; for the multi-task baseline (AS7) plus the weighted heatmap L2 loss."""
+        model = self.modules["model"]
+        if not model.config.multitask:
+            return super().forward_loss(batch)
+        images, labels = batch
+        embeddings, heatmap_loss = self.wrapped["model"](images, return_heatmap_loss=True)
+        loss = self.wrapped["head"](embeddings, labels) + model.heatmap_loss_weight * heatmap_loss
+        return {"loss": loss, "heatmap_loss": heatmap_loss.detach()}
 
     def export(self) -> tuple[str, dict, nn.Module]:
         """(name, kwargs with ``fan_kwargs`` for ``fan_weights``/``fan_stacks``, the model)."""

@@ -7,14 +7,17 @@ flip, photometric and motion-blur augmentation. As a config::
 
     trainer: gan
     model: {name: faceagg_unet, kwargs: {extractor: runs/arcface_r50/model.pt}}
-    data: {train: /data/vox2, sets_per_batch: 6, set_size: 10, augment: [flip, low_quality, motion_blur]}
+    data: {train: /data/vox2, sets_per_batch: 6, set_size: 10, augment: [flip, photometric, motion_blur]}
     optim: {name: adam, lr: 5.0e-5, weight_decay: 0.0}
     gan: {d_lr: 5.0e-5, d_steps: 1}
     schedule: {kind: step, milestones: [3], gamma: 0.25}
     epochs: 6
 
-* Batches: :class:`~pyfacex.train.set_batches.SetTripletSampler` (b sets of N images of one identity,
-  a positive and a negative per set), ``data.sets_per_batch`` = b, ``data.set_size`` = N.
+* Batches: :class:`~pyfacex.train.set_batches.SetTripletSampler` (b sets of N frames of one video,
+  a positive from another video of the identity and a negative per set), ``data.sets_per_batch`` = b,
+  ``data.set_size`` = N. The video ids come from the training set (``root/<identity>/<video>/<frame>``
+  folders, or RecordIO's second float label); without them the sampler warns and takes P
+  outside the set.
 * The feature extractor F is pretrained and frozen: ``model.kwargs.extractor`` is a pyfacex model file
   (e.g. the ``model.pt`` of a classification run); its embedder (:func:`~.checkpoint.load_embedder`)
   becomes the FaceAggregation's ``extractor`` (eval mode, no gradient, in no optimiser).
@@ -36,7 +39,7 @@ from ..models.face_aggregation import FaceAggregation
 from . import checkpoint as ckpt
 from .data import build_augment
 from .distributed import wrap_ddp
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, check_lr_scales, scaled_groups
 from .set_batches import SetTripletCollate, SetTripletSampler
 from .trainer import Trainer
 
@@ -123,7 +126,8 @@ class GANTrainer(Trainer):
         data = self.config.data
         self.open_training_set()
         sampler = SetTripletSampler(self.dataset.labels, data.sets_per_batch, data.set_size, self.config.seed,
-                                    rank=self.context.rank, world_size=self.context.world_size)
+                                    videos=self.dataset.videos, rank=self.context.rank,
+                                    world_size=self.context.world_size)
         collate = SetTripletCollate(data.image_size, data.set_size, build_augment(data.augment))
         self._make_loader(sampler, collate, data.sets_per_batch * (data.set_size + 2))
 
@@ -167,11 +171,16 @@ class GANTrainer(Trainer):
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """``generator``: ``optim`` over the aggregator; ``discriminator``: Adam with ``gan.d_lr`` and
-        ``gan.betas`` over the discriminator. The extractor is in neither."""
-        model, gan = self.modules["model"], self.config.gan
+        ``gan.betas`` over the discriminator. The extractor is in neither. ``optim.lr_scales`` keys
+        are the model's module paths (``aggregator.…``, ``discriminator.…``) and scale either rate."""
+        gan, lr_scales = self.config.gan, self.config.optim.lr_scales
         d_config = dataclasses.replace(self.config.optim, name="adam", lr=gan.d_lr, betas=list(gan.betas))
-        return {"generator": build_optimizer([{"params": list(model.aggregator.parameters())}], self.config.optim),
-                "discriminator": build_optimizer([{"params": list(model.discriminator.parameters())}], d_config)}
+        named = self.named_parameters(["model"])
+        check_lr_scales(lr_scales, named)
+        groups = {which: scaled_groups([(n, p) for n, p in named if n.startswith(f"{which}.")], lr_scales)
+                  for which in ("aggregator", "discriminator")}
+        return {"generator": build_optimizer(groups["aggregator"], self.config.optim),
+                "discriminator": build_optimizer(groups["discriminator"], d_config)}
 
     # ------------------------------------------------------------------ one step
 
@@ -209,8 +218,9 @@ class GANTrainer(Trainer):
     # ------------------------------------------------------------------ evaluation and files
 
     def embedder(self) -> nn.Module:
-        """The frozen extractor (an image embedder; the aggregator embeds sets, not images): the
-        protocols of ``eval.protocols`` then measure the extractor, constant during training."""
+        """The frozen extractor, the image embedder of image protocols (LFW, CFP, TinyFace, ``.bin``),
+        which stay constant during training; set protocols (YTF, IJB) run the aggregator itself
+        (aggregate, then embed) under ``eval.set_function`` ``auto``/``model``."""
         return ckpt.embedder_for(self.modules["model"])
 
     def export(self) -> tuple[str, dict, nn.Module]:

@@ -1,18 +1,60 @@
-"""Optimisers and learning-rate schedules of the configs (``optim.*``, ``schedule.*``)."""
+"""Optimisers and learning-rate schedules of the configs (``optim.*``, ``schedule.*``).
+
+Per-module learning rates (``optim.lr_scales``): a key names a module by its dotted path among the
+trained parameters' names (``lit``, ``backbone.layer4``, ``head``); a parameter's rate is ``optim.lr``
+times the scale of the most specific key that names it or a module holding it (1 without one). LFENet
+trains its new LIT module at 100× the pretrained backbone's rate (LFENet, Sec. IV-B).
+"""
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-from .config import OptimConfig, ScheduleConfig
+from .config import ConfigError, OptimConfig, ScheduleConfig
 
-__all__ = ["build_optimizer", "lr_factor", "build_scheduler", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["build_optimizer", "check_lr_scales", "scaled_groups", "lr_factor", "build_scheduler", "OPTIMIZERS",
+           "SCHEDULES"]
+
+NamedParameters = Sequence[tuple[str, torch.nn.Parameter]]
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULES = ("constant", "step", "poly", "cosine")
+
+
+def _module_paths(name: str) -> list[str]:
+    """Every module path holding parameter ``name`` and the name itself: "a.b.c" -> a, a.b, a.b.c."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def check_lr_scales(lr_scales: Mapping[str, float], named: NamedParameters) -> None:
+    """Raise :class:`ConfigError` for a key of ``optim.lr_scales`` that names no trained parameter
+    (frozen ones excluded), listing the valid top-level names."""
+    paths = {path for name, p in named if p.requires_grad for path in _module_paths(name)}
+    for key in lr_scales:
+        if key not in paths:
+            tops = sorted({name.split(".")[0] for name, p in named if p.requires_grad})
+            raise ConfigError(f"optim.lr_scales: {key!r} names no trained module; valid names: {', '.join(tops)} "
+                              "(or a dotted path below one of them, e.g. backbone.layer4)")
+
+
+def scaled_groups(named: NamedParameters, lr_scales: Mapping[str, float]) -> list[dict]:
+    """Parameter groups of the trained ``named`` parameters for :func:`build_optimizer`: each parameter
+    in the group of the most specific ``lr_scales`` key naming it or a module holding it.
+
+    Groups are ``{"name": key ("" for the unscaled), "params": [...], "lr_scale": scale}``, the
+    unscaled one first, then by key: the same groups in the same order for the same config and model,
+    whatever the keys' order (checkpoints load their optimiser state group by group).
+    """
+    groups: dict[str, list] = {}
+    for name, p in named:
+        if p.requires_grad:
+            matches = [path for path in _module_paths(name) if path in lr_scales]
+            groups.setdefault(matches[-1] if matches else "", []).append(p)
+    return [{"name": key, "params": groups[key], "lr_scale": lr_scales.get(key, 1.0)} for key in sorted(groups)]
 
 
 def build_optimizer(groups: Iterable[dict], config: OptimConfig) -> torch.optim.Optimizer:

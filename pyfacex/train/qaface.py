@@ -12,10 +12,11 @@ write stamps, norm statistics): there is no separate ``head`` module. One step::
 Where each setting comes from (one source per setting; a key given twice is an error):
 
 * ``qaface.*``: ``mode``, ``delta_t`` (Δt), ``tau`` (τ, eq. 11), ``lam`` (VPL's λ), ``momentum``
-  (γ; null for VPL) and ``start_epoch``, converted to the model's ``start_iteration`` =
-  round(start_epoch × steps per epoch): "we start the injection after the fourth epoch" (Sec. 4.3)
-  is ``start_epoch: 4`` whatever the data and batch size. The entry point's own defaults for these
-  (tuned to WebFace4M at batch 1024) are therefore always replaced.
+  (γ; null for VPL), ``normalize_weight`` (QAFace: W̃ = W/‖W‖ + M) and ``start_epoch``, converted
+  to the model's ``start_iteration`` = round(start_epoch × steps per epoch): "we start the injection
+  after the fourth epoch" (Sec. 4.3) is ``start_epoch: 4`` whatever the data and batch size. The
+  entry point's own defaults for these (tuned to WebFace4M at batch 1024) are therefore always
+  replaced.
 * ``head.*``: the margin of the loss (eq. 3): ``kind`` ``arcface`` (m2 = ``margin`` or 0.5, QAFace's
   loss), ``cosface`` (m3 = ``margin`` or 0.4) or ``combined`` (m1, m2, m3); ``s``, ``grad`` and
   ``label_smoothing`` as the other trainers.
@@ -53,7 +54,6 @@ from ..models.qaface import IRESNET_KEYS, QAFace
 from . import checkpoint as ckpt
 from .classification import init_class_weights
 from .distributed import wrap_ddp
-from .optim import build_optimizer
 from .trainer import Trainer
 
 __all__ = ["QAFaceTrainer", "ENTRY_POINTS", "margin_kwargs"]
@@ -61,7 +61,7 @@ __all__ = ["QAFaceTrainer", "ENTRY_POINTS", "margin_kwargs"]
 ENTRY_POINTS = {"qaface_r50": "iresnet50", "qaface_r100": "iresnet100", "vpl_r100": "iresnet100"}
 """Models this trainer trains -> the iResNet factory of their backbone (the name ``model.pt`` carries)."""
 
-_FROM_QAFACE = ("mode", "start_iteration", "delta_t", "tau", "lam", "momentum")
+_FROM_QAFACE = ("mode", "start_iteration", "delta_t", "tau", "lam", "momentum", "normalize_weight")
 _FROM_HEAD = ("s", "m1", "m2", "m3", "grad", "label_smoothing")
 _MARGIN_KINDS = ("arcface", "cosface", "combined")
 
@@ -102,6 +102,9 @@ class QAFaceTrainer(Trainer):
         if q.mode == "vpl" and q.momentum is not None:
             raise ValueError(f"qaface.momentum: VPL memorises the online backbone's features; set qaface.momentum=null "
                              f"with qaface.mode=vpl (got {q.momentum})")
+        if q.mode == "vpl" and q.normalize_weight:
+            raise ValueError("qaface.normalize_weight: VPL always mixes the normalised centre; it applies to "
+                             "qaface.mode=qaface only (got qaface.mode=vpl)")
         if not q.start_epoch >= 0:
             raise ValueError(f"qaface.start_epoch: expected a number of epochs >= 0, got {q.start_epoch}")
         kwargs = config.model.kwargs
@@ -124,13 +127,14 @@ class QAFaceTrainer(Trainer):
         self._check_config()
         q = self.config.qaface
         kwargs = dict(self.config.model.kwargs, mode=q.mode, start_iteration=self.start_iteration,
-                      delta_t=q.delta_t, tau=q.tau, lam=q.lam, momentum=q.momentum, **margin_kwargs(self.config.head))
+                      delta_t=q.delta_t, tau=q.tau, lam=q.lam, momentum=q.momentum,
+                      normalize_weight=q.normalize_weight, **margin_kwargs(self.config.head))
         model = create_model(self.config.model.name, num_classes=self.num_classes, **kwargs)
         init_class_weights(model.head.weight, 0, self.config.seed)
-        if self.config.model.weights:  # a pretrained backbone (a model.pt this trainer wrote, or insightface's)
-            ckpt.load_weights(model.backbone, self.config.model.weights, self.config.model.strict)
-            if model.momentum_backbone is not None:  # θ_m starts at θ (MoCo)
-                model.momentum_backbone.load_state_dict(model.backbone.state_dict())
+        # a pretrained backbone (a model.pt this trainer wrote, or insightface's)
+        ckpt.load_model_weights(model, self.config.model, default_prefix="backbone")
+        if self.config.model.weights and model.momentum_backbone is not None:  # θ_m starts at θ (MoCo)
+            model.momentum_backbone.load_state_dict(model.backbone.state_dict())
         return {"model": model}
 
     def wrap_modules(self) -> dict[str, nn.Module]:
@@ -139,14 +143,6 @@ class QAFaceTrainer(Trainer):
         own_sync = [f"head.{name}" for name, _ in model.head.named_buffers()
                     if name in ("memory", "stamps") or name.startswith("norm_stats.")]
         return {"model": wrap_ddp(model, self.context, ignore=own_sync)}
-
-    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """One optimiser: the online backbone, and the class weights at ``optim.head_lr_scale``."""
-        model = self.modules["model"]
-        groups = [{"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr_scale": 1.0},
-                  {"params": [p for p in model.head.parameters() if p.requires_grad],
-                   "lr_scale": self.lr_scale("head")}]
-        return {"shared": build_optimizer(groups, self.config.optim)}
 
     def forward_loss(self, batch) -> dict[str, torch.Tensor]:
         """The loss of step ``self.step`` (0-based: the step being taken) and the injection figures."""

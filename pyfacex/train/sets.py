@@ -5,7 +5,8 @@ LIT within each set, and the margin loss on every image embedding.
 contains B = b × T_tr images" (``data.sets_per_batch`` = b, ``data.set_size`` = T): the sets come from
 :class:`pyfacex.data.SetSampler`, dealt so that a batch's sets have distinct identities, sharded
 across ranks. The model (``lfenet_irse50`` ...) embeds a packed batch of sets, ``model(images,
-offsets)`` → (b·T, E), and the head of ``head`` (default ArcFace, as the paper) takes every image.
+offsets)`` → (b·T, E), and the head of ``head`` takes every image (default ArcFace; the paper's
+plain softmax, "we simply use the softmax function" (LFENet, Sec. IV-B), is ``head.kind: softmax``).
 """
 from __future__ import annotations
 

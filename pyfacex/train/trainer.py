@@ -30,12 +30,12 @@ from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .config import Config, config_to_dict
+from .config import Config, config_to_dict, validate_config
 from .data import (AugmentCollate, GlobalBatchSampler, ResumableBatches, build_augment, make_loader, mix_seed,
                    open_dataset)
 from .distributed import all_reduce_mean, barrier, init_distributed
 from .logger import RunLogger
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, check_lr_scales, scaled_groups
 
 __all__ = ["Trainer", "AMP_MODES"]
 
@@ -61,6 +61,7 @@ class Trainer:
     def __init__(self, config: Config):
         if not isinstance(config, Config):
             raise TypeError(f"config must be a pyfacex.train.Config, got {type(config).__name__}")
+        validate_config(config)  # a Config built in Python skips config_from_dict's check
         self.config = config
         self.context = init_distributed(config.device)
         self.device = self.context.device
@@ -117,19 +118,20 @@ class Trainer:
         return dict(self.modules)
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Default: one optimiser (``optim``) over the shared modules, one over the per-rank ones."""
-        optimizers = {}
-        for name, names in (("shared", [n for n in self.modules if n not in self.local_modules]),
-                            ("local", [n for n in self.modules if n in self.local_modules])):
-            groups = [{"params": [p for p in self.modules[n].parameters() if p.requires_grad],
-                       "lr_scale": self.lr_scale(n)} for n in names]
-            if any(g["params"] for g in groups):
-                optimizers[name] = build_optimizer(groups, self.config.optim)
-        return optimizers
+        """Default: one optimiser (``optim``) over the shared modules, one over the per-rank ones, each
+        with the groups of ``optim.lr_scales`` (:func:`~.optim.scaled_groups`)."""
+        parts = {"shared": self.named_parameters([n for n in self.modules if n not in self.local_modules]),
+                 "local": self.named_parameters([n for n in self.modules if n in self.local_modules])}
+        lr_scales = self.config.optim.lr_scales
+        check_lr_scales(lr_scales, parts["shared"] + parts["local"])
+        return {name: build_optimizer(scaled_groups(named, lr_scales), self.config.optim)
+                for name, named in parts.items() if any(p.requires_grad for _, p in named)}
 
-    def lr_scale(self, module_name: str) -> float:
-        """Learning-rate multiplier of a module's parameters (default: ``optim.head_lr_scale`` for "head")."""
-        return self.config.optim.head_lr_scale if module_name == "head" else 1.0
+    def named_parameters(self, names) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) of the modules ``names`` as ``optim.lr_scales`` names them: the ``model``'s
+        own names (``lit.value.weight``), another module's under its name (``head.weight``)."""
+        return [(key if name == "model" else f"{name}.{key}", p)
+                for name in names for key, p in self.modules[name].named_parameters()]
 
     def forward_loss(self, batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -229,6 +231,7 @@ class Trainer:
 
     @property
     def lr(self) -> float:
+        """The current rate of the first optimiser's first group (its unscaled one, if any)."""
         return next(iter(self.optimizers.values())).param_groups[0]["lr"]
 
     def fit(self, resume: str | Path | None = None) -> dict:
@@ -304,14 +307,17 @@ class Trainer:
 
     def metrics(self) -> tuple[dict[str, float], str]:
         """Rank 0's evaluation: ({name/metric: value}, the default key of the best checkpoint).
-        Default: every protocol of ``eval.protocols`` on :meth:`embedder`, the first one's headline metric."""
+        Default: every protocol of ``eval.protocols`` on :meth:`embedder`, the first one's headline metric;
+        template and set protocols pool with ``eval.set_function`` (the model's own set function, e.g.
+        LFENet's LIT across each IJB template, when it has one and the setting is ``auto`` or ``model``)."""
         from ..eval.protocols import evaluate_protocol
 
         embedder, metrics, primary = self.embedder(), {}, None
         for spec in self.config.eval.protocols:
             result = evaluate_protocol(spec, embedder, batch_size=self.config.eval.batch_size,
                                        flip=self.config.eval.flip, device=self.device,
-                                       image_size=self.config.data.image_size)
+                                       image_size=self.config.data.image_size, set_model=self.modules.get("model"),
+                                       set_function=self.config.eval.set_function)
             metrics.update({f"{result.name}/{k}": v for k, v in result.metrics.items()})
             primary = primary or f"{result.name}/{result.primary}"
         return metrics, primary

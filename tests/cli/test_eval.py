@@ -82,3 +82,92 @@ def test_eval_errors(files, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", str(model_file), str(lfw), "--batch-size", "0"])
     assert exit_info.value.code == 2 and "--batch-size" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------
+# set models: IJB-A with the model's own set function and the "Baseline (Avg.)"
+
+LFENET = {"backbone_kwargs": {"layers": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "num_features": 16,
+                              "input_size": 32}, "segment": 2, "scale": 30.0}
+
+
+@pytest.fixture(scope="module")
+def set_files(tmp_path_factory):
+    from pyfacex.data.synthetic.protocols import write_ijba_like
+    from pyfacex.models import create_model
+
+    base = tmp_path_factory.mktemp("eval_cli_sets")
+    torch.manual_seed(0)
+    model = create_model("lfenet_r50", **LFENET)
+    with torch.no_grad():                       # a LIT that is not the identity
+        torch.nn.init.normal_(model.lit.value.weight, std=2.0)
+    save_model(base / "lfenet.pt", model, name="lfenet_r50", kwargs=LFENET, image_size=32)
+    ijba = write_ijba_like(SyntheticFaceWorld(seed=0, size=32), base / "ijba", subjects=5, splits=2, test_subjects=3,
+                           stills=(1, 2), videos=(0, 1), frames_per_video=(2, 3), impostors_per_template=2,
+                           progress=False)
+    return base / "lfenet.pt", ijba
+
+
+def test_eval_ijba_runs_the_models_set_function_and_the_baseline(set_files, tmp_path, capsys):
+    from pyfacex.train.checkpoint import embedder_for, load_model
+
+    model_file, ijba = set_files
+    rows = {}
+    for choice in ("default", "mean"):
+        extra = [] if choice == "default" else ["--set-function", "mean"]
+        command = ["eval", str(model_file), f"ijba:{ijba}", "--no-flip", "--out", str(tmp_path / choice)]
+        assert main(command + extra) == 0
+        printed = capsys.readouterr().out
+        assert f"set function: {'model' if choice == 'default' else 'mean'}" in printed
+        assert "ijba TAR@FAR=1e-3 (interp.)" in printed and " ± " in printed
+        table = ResultsTable.from_json((tmp_path / choice / "results.json").read_text())
+        rows[choice] = table.to_dict()["rows"][0]["values"]
+    whole, _ = load_model(model_file)
+    for choice, set_function in (("default", "model"), ("mean", "mean")):
+        expected = evaluate_protocol(f"ijba:{ijba}", embedder_for(whole), set_model=whole, set_function=set_function,
+                                     flip=False, image_size=32)
+        for far in ("1e-3", "1e-2", "1e-1"):
+            key = f"TAR@FAR={far} (interp.)"
+            assert rows[choice][f"ijba {key}"] == [expected.metrics[key], expected.metrics[key + " std"]]
+    model_scores = evaluate_protocol(f"ijba:{ijba}", embedder_for(whole), set_model=whole, flip=False,
+                                     image_size=32).scores
+    mean_scores = evaluate_protocol(f"ijba:{ijba}", embedder_for(whole), set_model=whole, set_function="mean",
+                                    flip=False, image_size=32).scores
+    assert abs(model_scores - mean_scores).max() > 1e-4
+
+
+def test_eval_set_function_model_needs_a_set_model(files, set_files, capsys):
+    model_file, _ = files
+    _, ijba = set_files
+    assert main(["eval", str(model_file), f"ijba:{ijba}", "--set-function", "model"]) == 2
+    assert "--set-function: model needs a model with its own set function" in capsys.readouterr().err
+
+
+def test_eval_ytf_with_the_aggregator_and_the_blur_protocol(tmp_path, capsys):
+    """The Face Aggregation Network's "ours" (aggregate N frames, embed) from its model file, plain and
+    with motion blur on 9 of 10 frames (Tab. 4), against the "avg" baseline."""
+    from pyfacex.data.synthetic.protocols import write_ytf_like
+    from pyfacex.models import create_model
+    from pyfacex.train.checkpoint import embedder_for, load_model
+
+    kwargs = {"reconstruction": "average", "widths": [4, 4, 8, 8, 8], "discriminator_widths": [4, 4, 8, 8],
+              "input_size": 32, "embedding_size": 8,
+              "extractor": {"embedder_of": {"name": "iresnet18", "kwargs": KWARGS}}}
+    torch.manual_seed(0)
+    model = create_model("faceagg_unet", **{**kwargs, "extractor": iresnet18(**KWARGS)})
+    save_model(tmp_path / "faceagg.pt", model, name="faceagg_unet", kwargs=kwargs, image_size=32)
+    ytf = write_ytf_like(SyntheticFaceWorld(seed=0, size=32), tmp_path / "ytf", splits=2, pairs_per_split=2,
+                         identities_per_split=2, videos_per_identity=2, frames_per_video=(3, 4), progress=False)
+    rows = {}
+    for choice in ("model", "mean"):
+        out = tmp_path / choice
+        assert main(["eval", str(tmp_path / "faceagg.pt"), f"ytf={ytf}", f"{ytf}@blur9", "--set-function", choice,
+                     "--out", str(out)]) == 0
+        assert f"set function: {choice}" in capsys.readouterr().out
+        rows[choice] = ResultsTable.from_json((out / "results.json").read_text()).to_dict()["rows"][0]["values"]
+    whole, _ = load_model(tmp_path / "faceagg.pt")
+    for spec, name in ((f"ytf={ytf}", "ytf"), (f"{ytf}@blur9", "ytf@blur9")):
+        expected = evaluate_protocol(spec, embedder_for(whole), set_model=whole, set_function="model", image_size=32)
+        assert rows["model"][f"{name} AUC"] == expected.metrics["auc"]
+    avg = evaluate_protocol(f"ytf={ytf}", embedder_for(whole), set_model=whole, set_function="mean", image_size=32)
+    assert rows["mean"]["ytf AUC"] == avg.metrics["auc"]

@@ -1,4 +1,4 @@
-"""ImageFolderDataset: labels and order from sorted names, extension filter, errors."""
+"""ImageFolderDataset: labels and order from sorted names, extension filter, video folders, errors."""
 from __future__ import annotations
 
 import pytest
@@ -33,9 +33,9 @@ def test_labels_and_order_follow_sorted_names(tmp_path):
 
 def test_filters_extensions_hidden_entries_and_root_files(tmp_path):
     make_tree(tmp_path, {"a/1.png": 1, "a/.hidden.png": 2, "a/notes.txt": 3, "loose.png": 4,
-                         ".cache/1.png": 5, "b/sub/deep.png": 6, "b/2.webp": 7})
+                         ".cache/1.png": 5, "b/.thumbs/deep.png": 6, "b/2.webp": 7})
     dataset = ImageFolderDataset(tmp_path)
-    assert dataset.classes == ["a", "b"]
+    assert dataset.classes == ["a", "b"] and dataset.videos is None
     assert [p.name for p in dataset.samples] == ["1.png", "2.webp"]
     only_png = ImageFolderDataset(tmp_path, extensions=["png"])
     assert [p.name for p in only_png.samples] == ["1.png"] and only_png.num_classes == 2
@@ -59,3 +59,28 @@ def test_errors_name_the_path(tmp_path):
     (tmp_path / "a" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(DecodeError, match="broken.jpg: cannot decode"):
         ImageFolderDataset(tmp_path)[0]
+
+
+def test_video_folders_give_video_ids_unique_across_identities(tmp_path):
+    make_tree(tmp_path, {"bob/v2/0.png": 1, "bob/v1/1.png": 2, "bob/v1/0.png": 3, "amy/x/0.png": 4,
+                         "amy/x/notes.txt": 5, "amy/.hidden/0.png": 6, "bob/v3/.0.png": 7})
+    (tmp_path / "cat").mkdir()  # an identity without images keeps its label
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.classes == ["amy", "bob", "cat"]
+    assert [p.relative_to(tmp_path).as_posix() for p in dataset.samples] == [
+        "amy/x/0.png", "bob/v1/0.png", "bob/v1/1.png", "bob/v2/0.png"]
+    assert dataset.labels.tolist() == [0, 1, 1, 1]
+    # video folders numbered in sorted (identity, video) order; bob/v3 (no visible frame) still counts
+    assert dataset.videos.tolist() == [0, 1, 1, 2] and dataset.videos.dtype == torch.int64
+    assert [int(dataset[i][0][0, 0, 0]) for i in range(4)] == [4, 3, 2, 1]
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a/v/0.png": 1, "a/1.png": 2}, r"a holds images \(1.png\) beside its subfolder v"),
+    ({"a/v/0.png": 1, "b/1.png": 2}, r"b holds images \(1.png\) beside .*a's video folders"),
+    ({"a/v/0.png": 1, "a/v/deeper/0.png": 2}, r"video folder .*v holds a subfolder \(deeper\)"),
+])
+def test_mixed_depths_are_an_error(tmp_path, files, message):
+    make_tree(tmp_path, files)
+    with pytest.raises(ValueError, match=message):
+        ImageFolderDataset(tmp_path)

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from pyfacex.data.codec import DecodeError, encode_png
 from pyfacex.data.record_dataset import RecordDataset, write_record_dataset
-from pyfacex.data.recordio import (IRHeader, RecordIOError, RecordReader, RecordWriter, first_label, frame_record,
+from pyfacex.data.recordio import (IRHeader, RecordIOError, RecordReader, RecordWriter, frame_record, leading_labels,
                                    pack_record, read_index, unpack_record)
 
 # Written out here rather than imported: the tests check the module against the format, not itself.
@@ -92,7 +92,11 @@ def test_irheader_pack_unpack_single_and_multi_float_labels():
     assert struct.unpack_from("<IfQQ", record) == (3, 0.0, 9, 0)  # mxnet's layout: flag = label count
     header, image = unpack_record(record)
     assert header.flag == 3 and header.label.tolist() == [5.0, 0.25, -2.0] and bytes(image) == b"jpeg"
-    assert first_label(record[:28]) == 5.0
+    assert leading_labels(record[:28], 1) == (5.0,) and leading_labels(record[:36], 2) == (5.0, 0.25)
+    assert leading_labels(record, 5) == (5.0, 0.25, -2.0)  # fewer when the record holds fewer
+    assert leading_labels(pack_record(IRHeader(0, 7.0, 3, 4))[:24], 2) == (7.0,)
+    with pytest.raises(RecordIOError, match="x.rec: record of 30 bytes"):
+        leading_labels(record[:30], 2, "x.rec")
     with pytest.raises(RecordIOError, match="announces 3 float labels"):
         unpack_record(record[:30], "x.rec at byte 8")
 
@@ -337,3 +341,77 @@ def test_bad_arguments():
         RecordDataset(".", on_error="ignore")
     with pytest.raises(FileNotFoundError, match="root"):
         RecordDataset("nowhere.txt")
+
+
+# ---------------------------------------------------------------- video ids (the second float label)
+
+
+def test_video_ids_round_trip_as_the_second_float_label(tmp_path):
+    images, _ = images_and_labels(5, 1)
+    labels, videos = torch.tensor([1, 0, 1, 0, 1]), torch.tensor([7, 3, 8, 3, 7])
+    write_record_dataset(tmp_path, images, labels, videos=videos, encoding="png")
+    dataset = RecordDataset(tmp_path)
+    order = torch.argsort(labels, stable=True)
+    assert torch.equal(dataset.labels, labels[order])
+    assert dataset.videos.dtype == torch.int64 and torch.equal(dataset.videos, videos[order])
+    assert dataset.label_vector(0).tolist() == [0.0, 3.0]  # insightface's layout: flag 2, (class, video)
+    key = int(dataset.keys[0])
+    record = parse_rec((tmp_path / "train.rec").read_bytes())[key][1]
+    assert struct.unpack_from("<Iff", record[:4] + record[24:32]) == (2, 0.0, 3.0)
+    assert torch.equal(dataset[2][0], images[order[2]]) and dataset[2][1] == 1
+
+
+def test_video_ids_are_read_from_the_headers_without_the_images(tmp_path):
+    write_record_dataset(tmp_path, [b"not an image", b"nor this"], [0, 1], videos=[5, 2 ** 24 - 1], encoding="raw",
+                         image_size=(2, 2))
+    dataset = RecordDataset(tmp_path)
+    assert dataset.videos.tolist() == [5, 2 ** 24 - 1] and dataset.labels.tolist() == [0, 1]
+    with pytest.raises(DecodeError):
+        dataset[0]
+
+
+def test_no_video_ids_is_none_and_bad_ones_are_errors(packed, tmp_path):
+    assert RecordDataset(packed[0]).videos is None
+    image = encode_png(torch.zeros(3, 2, 2, dtype=torch.uint8))
+    with RecordWriter(tmp_path / "train.rec", tmp_path / "train.idx") as writer:  # no record 0
+        writer.write(0, pack_record(IRHeader(0, [0.0, 4.0], 0, 0), image))
+        writer.write(1, pack_record(IRHeader(0, 1.0, 1, 0), image))
+        writer.write(2, pack_record(IRHeader(0, [1.0, 0.5, 3.0], 2, 0), image))
+    (tmp_path / "property").write_text("2,2,2\n")
+    dataset = RecordDataset(tmp_path)
+    assert dataset.labels.tolist() == [0, 1, 1]  # the class labels read as ever
+    with pytest.raises(RecordIOError, match=r"\(key 1\): no video id .* \(key 0\) has one"):
+        dataset.videos
+    with RecordWriter(tmp_path / "train.rec", tmp_path / "train.idx") as writer:
+        writer.write(0, pack_record(IRHeader(0, [0.0, 4.0], 0, 0), image))
+        writer.write(1, pack_record(IRHeader(0, [1.0, 0.5, 3.0], 2, 0), image))
+    with pytest.raises(RecordIOError, match=r"\(key 1\): second float label 0.5 is not a video id"):
+        RecordDataset(tmp_path).videos
+
+
+def test_writer_rejects_bad_video_ids(tmp_path):
+    images, _ = images_and_labels(2, 1)
+    with pytest.raises(ValueError, match=r"video: expected a video id in \[0, 2\^24 = 16777216\) for image 1 .*, "
+                                         r"got 16777216"):
+        write_record_dataset(tmp_path, images, [0, 0], videos=[0, 2 ** 24])
+    with pytest.raises(ValueError, match="video: .* got -1"):
+        write_record_dataset(tmp_path, images, [0, 0], videos=[-1, 0])
+    with pytest.raises(TypeError, match="videos: expected integer labels"):
+        write_record_dataset(tmp_path, images, [0, 0], videos=[0.5, 1.0])
+    with pytest.raises(ValueError, match="videos: expected"):
+        write_record_dataset(tmp_path, images, [[0, 1.0], [0, 2.0]], videos=[0, 1])
+    with pytest.raises(ValueError, match="videos: expected"):
+        write_record_dataset(tmp_path, images, [0, 0], videos=[0])
+    assert not (tmp_path / "train.rec").exists()
+
+
+def test_folder_with_video_folders_keeps_its_video_ids(tmp_path):
+    images, _ = images_and_labels(4, 1)
+    for name, image in zip(["b/v/1.png", "a/x/1.png", "a/y/1.png", "a/y/2.png"], images):
+        (tmp_path / "faces" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "faces" / name).write_bytes(encode_png(image))
+    write_record_dataset(tmp_path / "rec", tmp_path / "faces", encoding="raw")
+    dataset = RecordDataset(tmp_path / "rec")
+    assert dataset.labels.tolist() == [0, 0, 0, 1] and dataset.videos.tolist() == [0, 1, 1, 2]
+    with pytest.raises(ValueError, match="videos: must be None when images is a folder"):
+        write_record_dataset(tmp_path / "rec2", tmp_path / "faces", videos=[0, 0, 0, 0])

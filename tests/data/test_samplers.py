@@ -1,4 +1,5 @@
-"""SetSampler invariants (shape of batches, coverage, determinism, sharding, layout) and collate_sets."""
+"""SetSampler invariants (shape of batches, coverage, determinism, sharding, layout, sets of one video)
+and collate_sets."""
 from __future__ import annotations
 
 import functools
@@ -9,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from pyfacex.data.samplers import SetSampler, collate_sets
+from pyfacex.data.samplers import SetSampler, collate_sets, group_by_video
 
 
 def _labels(counts):
@@ -110,6 +111,34 @@ def test_ranks_get_the_same_number_of_batches_when_uneven():
     assert len({tuple(shard[0]) for shard in shards}) == 3
 
 
+def test_with_videos_every_set_is_frames_of_one_video_and_identities_stay_apart():
+    # identity 0: videos 4 (5 frames) and 9 (2 frames); identity 1: video 4 (6 frames, the same id as
+    # identity 0's: ids need only be unique within an identity); identities 2..7: one video of 3.
+    labels = np.array([0] * 7 + [1] * 6 + [i for i in range(2, 8) for _ in range(3)])
+    videos = np.array([4, 9, 4, 4, 9, 4, 4] + [4] * 6 + [i for i in range(2, 8) for _ in range(3)])
+    order = np.random.default_rng(0).permutation(labels.size)  # items interleaved
+    labels, videos = labels[order], videos[order]
+    sampler = SetSampler(labels, 3, 3, seed=2, videos=torch.from_numpy(videos))
+    assert sampler.num_sets == 2 + 1 + 2 + 6  # ⌈5/3⌉ + ⌈2/3⌉ + ⌈6/3⌉ + 6·1, per video
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        seen = set()
+        for batch in batches:
+            runs, run_videos = _runs(batch, labels, 3), _runs(batch, videos, 3)
+            assert (runs == runs[:, :1]).all() and (run_videos == run_videos[:, :1]).all()
+            assert len(set(runs[:, 0].tolist())) == len(runs)  # distinct identities in a batch
+            seen.update(batch)
+        assert seen == set(range(labels.size))
+        sampler.set_epoch(epoch)
+        assert list(sampler) == batches  # a function of (seed, epoch)
+
+
+def test_group_by_video():
+    order, group, counts = group_by_video(np.array([1, 0, 1, 1, 0]), np.array([5, 2, 3, 5, 2]))
+    assert order.tolist() == [1, 4, 2, 0, 3] and group.tolist() == [2, 0, 1, 2, 0] and counts.tolist() == [2, 1, 2]
+
+
 @pytest.mark.parametrize("kwargs, name", [
     (dict(labels=[0, 1], sets_per_batch=0, set_size=2), "sets_per_batch"),
     (dict(labels=[0, 1], sets_per_batch=2, set_size=0), "set_size"),
@@ -121,6 +150,8 @@ def test_ranks_get_the_same_number_of_batches_when_uneven():
     (dict(labels=[0, 1], sets_per_batch=2, set_size=2, rank=-1), "rank"),
     (dict(labels=[0, 1], sets_per_batch=2, set_size=2, world_size=0), "world_size"),
     (dict(labels=[0, 1], sets_per_batch=2, set_size=2, seed=-3), "seed"),
+    (dict(labels=[0, 1], sets_per_batch=2, set_size=2, videos=[0]), "videos"),
+    (dict(labels=[0, 1], sets_per_batch=2, set_size=2, videos=[0.5, 1.0]), "videos"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name):

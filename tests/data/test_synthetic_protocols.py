@@ -12,8 +12,8 @@ import pytest
 
 from pyfacex.data.codec import decode_image
 from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld
-from pyfacex.data.synthetic.protocols import (GROUND_TRUTH, write_cfp_fp_like, write_ijb_like, write_lfw_like,
-                                              write_tinyface_like, write_ytf_like)
+from pyfacex.data.synthetic.protocols import (GROUND_TRUTH, write_cfp_fp_like, write_ijb_like, write_ijba_like,
+                                              write_lfw_like, write_tinyface_like, write_ytf_like)
 from pyfacex.data.verification_bin import read_verification_bin
 
 SIZE = 32  # a small world keeps rendering cheap; the formats do not depend on the size
@@ -30,6 +30,8 @@ TINY = {
                                  impostors_per_probe=1)),
     "ytf": (write_ytf_like, dict(splits=2, pairs_per_split=2, identities_per_split=2, videos_per_identity=2,
                                  frames_per_video=(2, 3))),
+    "ijba": (write_ijba_like, dict(subjects=5, splits=3, test_subjects=3, templates_per_subject=2, stills=(0, 2),
+                                   videos=(1, 1), frames_per_video=(2, 3), impostors_per_template=2)),
 }
 
 
@@ -341,6 +343,56 @@ def test_ytf_splits_videos_and_labels(written):
         assert all(len(b.split(",")) == 8 for b in boxes)
 
 
+# -------------------------------------------------------------------------------------------- IJB-A
+
+IJBA_HEADER = ["TEMPLATE_ID", "SUBJECT_ID", "FILE", "MEDIA_ID", "SIGHTING_ID", "FRAME", "FACE_X", "FACE_Y",
+               "FACE_WIDTH", "FACE_HEIGHT"]
+
+
+def test_ijba_splits_templates_and_comparisons(written):
+    root = written["ijba"]
+    gt = truth(root)
+    sets = root / "IJB-A_11_sets"
+    assert sorted(p.name for p in sets.iterdir()) == ["split1", "split2", "split3"]
+    template_rows = {}
+    for split in (1, 2, 3):
+        tables = {}
+        for part in ("train", "verify_metadata"):
+            lines = (sets / f"split{split}" / f"{part}_{split}.csv").read_text().splitlines()
+            header = lines[0].split(",")
+            assert header[:10] == IJBA_HEADER
+            tables[part] = [dict(zip(header, line.split(","))) for line in lines[1:]]
+        subjects = {part: {row["SUBJECT_ID"] for row in rows} for part, rows in tables.items()}
+        assert len(subjects["verify_metadata"]) == 3 and not subjects["train"] & subjects["verify_metadata"]
+        assert len(subjects["train"] | subjects["verify_metadata"]) == 5
+        assert sorted(int(s) for s in subjects["verify_metadata"]) == gt["splits"][str(split)]
+        subject_of, files = {}, defaultdict(list)
+        for row in tables["verify_metadata"] + tables["train"]:
+            files[row["TEMPLATE_ID"]].append(row["FILE"])
+            record = gt["images"][f"images/{row['FILE']}"]
+            assert gt["subjects"][row["SUBJECT_ID"]] == record["identity"]       # identity-pure templates
+            assert subject_of.setdefault(row["TEMPLATE_ID"], row["SUBJECT_ID"]) == row["SUBJECT_ID"]
+            # the box holds the face: the square around the landmarks, inside the stored image
+            x, y, w, h = (float(row[k]) for k in ("FACE_X", "FACE_Y", "FACE_WIDTH", "FACE_HEIGHT"))
+            assert w == h > 0 and -1 <= x and x + w <= SIZE + 1
+            if row["FILE"].startswith("frame/"):
+                assert row["FRAME"] == str(record["frame"]) and "video" in record
+            else:
+                assert row["FRAME"] == "" and "sample" in record
+        pairs = [tuple(line.split(",")) for line in
+                 (sets / f"split{split}" / f"verify_comparisons_{split}.csv").read_text().splitlines()]
+        assert len(set(pairs)) == len(pairs) and all(a < b for a, b in ((int(a), int(b)) for a, b in pairs))
+        test_templates = {row["TEMPLATE_ID"] for row in tables["verify_metadata"]}
+        assert all(a in test_templates and b in test_templates for a, b in pairs)
+        genuine = [(a, b) for a, b in pairs if subject_of[a] == subject_of[b]]
+        assert len(genuine) == 3          # every test subject's two templates
+        assert len(pairs) - len(genuine) >= 2 * 3 // 2   # 2 impostors drawn per template, a pair at most twice
+        for template, listed in files.items():   # a template is the same images in every split
+            assert template_rows.setdefault(template, listed) == listed
+            assert gt["templates"][template] == int(subject_of[template])
+    assert len(template_rows) == 5 * 2
+
+
 # ------------------------------------------------------------------------------------- determinism
 
 
@@ -372,6 +424,11 @@ def test_same_seed_same_files_other_seed_other_protocol(name, world, written, tm
     (write_ijb_like, dict(probe_stills=(0, 2), probe_videos=(0, 1)), "probe_videos"),
     (write_ytf_like, dict(videos_per_identity=1), "videos_per_identity"),
     (write_ytf_like, dict(splits=1), "splits"),
+    (write_ijba_like, dict(splits=11), "splits"),
+    (write_ijba_like, dict(subjects=5, test_subjects=5), "test_subjects"),
+    (write_ijba_like, dict(templates_per_subject=1), "templates_per_subject"),
+    (write_ijba_like, dict(stills=(0, 1), videos=(0, 1)), "videos"),
+    (write_ijba_like, dict(subjects=5, test_subjects=2, impostors_per_template=3), "impostors_per_template"),
 ])
 def test_bad_arguments_name_the_argument(writer, kwargs, argument, world, tmp_path):
     with pytest.raises((ValueError, TypeError), match=argument):

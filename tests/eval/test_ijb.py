@@ -96,6 +96,14 @@ def test_ijba_split(tmp_path):
     assert data.pairs.pairs.tolist() == [[187, 226], [187, 273], [226, 273]]
     assert data.pairs.labels.tolist() == [False, True, False]  # 187 and 273 are both subject 101
     assert len(data.train.files) == 1
+    # the face boxes (FACE_X, FACE_Y top-left, FACE_WIDTH, FACE_HEIGHT) in the real file's columns
+    torch.testing.assert_close(data.metadata.boxes[:2], torch.tensor([[477.3, 213, 1285, 1492.6],
+                                                                      [167.5, 36.5, 135.8, 192.2]]))
+    no_boxes = write(tmp_path / "plain.csv", "TEMPLATE_ID,SUBJECT_ID,FILE,MEDIA_ID,SIGHTING_ID\n1,2,a.jpg,3,4\n")
+    assert ijb.read_ijba_metadata(no_boxes).boxes is None
+    bad = write(tmp_path / "bad.csv", IJBA_HEADER + "\n" + rows[0].replace(",1285,", ",0,") + "\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:2: expected a face box .* positive width"):
+        ijb.read_ijba_metadata(bad)
     write(split / "verify_comparisons_3.csv", "187,226\n187,999\n")
     with pytest.raises(ValueError, match=r"verify_comparisons_3\.csv:2: template 999 is not in"):
         ijb.read_ijba_split(tmp_path / "IJB-A_11_sets", 3)

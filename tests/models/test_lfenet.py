@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pyfacex.backbones.iresnet import IRESNET_LAYERS, IResNet
-from pyfacex.models.lfenet import LFENet, lfenet_irse50, lfenet_r50, lfenet_r100, set_mean
+from pyfacex.models.lfenet import LFENet, lfenet_irse50, lfenet_r34, lfenet_r50, lfenet_r100, set_mean
 from pyfacex.nn import CosFace
 
 TINY = dict(widths=(8, 16, 32, 64), num_features=32, input_size=32)
@@ -163,8 +163,8 @@ def test_state_dict_round_trip_is_strict_and_keeps_iresnet_names():
     torch.testing.assert_close(clone(x, offsets(3)), model(x, offsets(3)))
 
 
-@pytest.mark.parametrize("entry, layers, se", [(lfenet_irse50, 50, True), (lfenet_r50, 50, False),
-                                               (lfenet_r100, 100, False)])
+@pytest.mark.parametrize("entry, layers, se", [(lfenet_irse50, 50, True), (lfenet_r34, 34, False),
+                                               (lfenet_r50, 50, False), (lfenet_r100, 100, False)])
 def test_entry_points_build_their_backbone(entry, layers, se):
     model = entry(backbone_kwargs=TINY, num_classes=2, segment=3)
     assert model.backbone.layers == IRESNET_LAYERS[layers]

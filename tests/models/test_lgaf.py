@@ -96,7 +96,13 @@ def test_lgf_rejects_unknown_switches():
     with pytest.raises(ValueError, match="quality must be one of"):
         LocalGlobalFusion(quality="norm")
     with pytest.raises(ValueError, match="fusion must be one of"):
+        LocalGlobalFusion(fusion="max")
+    with pytest.raises(ValueError, match='fusion="iaff" needs channels'):
         LocalGlobalFusion(fusion="iaff")
+    with pytest.raises(ValueError, match="reduction must be a positive int, got 0"):
+        LocalGlobalFusion(fusion="iaff", channels=E, iaff_reduction=0)
+    with pytest.raises(ValueError, match=r"x and y must be \(B, C\) of one shape"):
+        LocalGlobalFusion("none", fusion="iaff", channels=E)(torch.ones(2, E), torch.ones(2, E + 1))
     with pytest.raises(ValueError, match="no fusion weights"):
         LocalGlobalFusion("none").weights(torch.ones(2, 3), torch.ones(2, 3))
 
@@ -185,6 +191,55 @@ def test_cat_fusion_concatenates_the_weighted_features(images):
     out = model(images, torch.tensor([0, 1, 2, 0]), return_details=True)
     assert model.embedding_size == 2 * E and model.head.weight.shape == (3, 2 * E)
     assert torch.allclose(out.embedding, torch.cat([out.gamma[:, :1] * out.local, out.gamma[:, 1:] * out.global_], 1))
+
+
+def _saturate(attention, sign):
+    """Drive an MS-CAM's output to 1 (sign +1) or 0 (−1) through the bias of its last BatchNorms."""
+    with torch.no_grad():
+        for branch in (attention.local, attention.global_):
+            branch[-1].bias.fill_(sign * 50.0)
+
+
+def test_iaff_fusion_selects_between_the_weighted_features():
+    local, global_ = rows_with_norms([1.0, 2.0, 3.0, 4.0]), rows_with_norms([4.0, 4.5, 3.0, 1.0], seed=1)
+    torch.manual_seed(0)
+    lgf = LocalGlobalFusion(fusion="iaff", channels=E)
+    kappa, gamma = lgf(local, global_)
+    assert kappa.shape == (4, E) and torch.allclose(gamma, expected_gamma([1.0, 2.0, 3.0, 4.0], [4.0, 4.5, 3.0, 1.0]),
+                                                    atol=1e-5)
+    x, y = gamma[:, :1] * local, gamma[:, 1:] * global_  # LGF's quality weights stay (Tab. 4 reading)
+    lo, hi = torch.minimum(x, y), torch.maximum(x, y)
+    assert bool(((kappa >= lo - 1e-6) & (kappa <= hi + 1e-6)).all())  # a per-channel soft selection
+    assert not torch.allclose(kappa, x + y, atol=1e-3)  # not ADD
+    lgf.eval()  # the statistics stay: the same γ, and only M₂ decides the output
+    _saturate(lgf.iaff.attention2, +1.0)
+    torch.testing.assert_close(lgf(local, global_)[0], x)  # M₂ = 1: Z = X
+    _saturate(lgf.iaff.attention2, -1.0)
+    torch.testing.assert_close(lgf(local, global_)[0], y)  # M₂ = 0: Z = Y
+
+
+def test_iaff_first_stage_feeds_the_second():
+    # Z = M₂(X ⊎ Y)·X + (1 − M₂(X ⊎ Y))·Y with X ⊎ Y = M₁(X + Y)·X + (1 − M₁(X + Y))·Y, by hand.
+    torch.manual_seed(0)
+    lgf = LocalGlobalFusion(quality="none", fusion="iaff", channels=E, iaff_reduction=8).eval()
+    x, y = torch.randn(5, E), torch.randn(5, E)
+    iaff = lgf.iaff
+    m1 = torch.sigmoid(iaff.attention1.local(x + y) + iaff.attention1.global_(x + y))
+    initial = m1 * x + (1 - m1) * y
+    m2 = torch.sigmoid(iaff.attention2.local(initial) + iaff.attention2.global_(initial))
+    kappa, gamma = lgf(x, y)
+    assert gamma is None and iaff.attention1.local[0].out_features == E // 8
+    torch.testing.assert_close(kappa, m2 * x + (1 - m2) * y)
+
+
+def test_iaff_lgaf_trains_the_fusion(images):
+    model = tiny(fusion="iaff", num_classes=3)
+    out = model(images, torch.tensor([0, 1, 2, 0]), return_details=True)
+    assert model.embedding_size == E and out.embedding.shape == (4, E) and model.head.weight.shape == (3, E)
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.lgf.iaff.parameters())
+    assert model.mhms.heads[0].project[2].weight.grad.abs().sum() > 0  # the local branch learns through iAFF
+    assert model.backbone.fc.weight.grad.abs().sum() > 0  # and the global one
 
 
 def test_quality_switch_changes_the_weights(images):

@@ -116,7 +116,46 @@ def test_quality_weight_drops_unrecognisable_samples():
     images[0] *= 0.01  # a near-blank image: by far the smallest norm, ẑ < −τ
     out = model(images, torch.arange(4), 0, return_details=True)
     assert out.quality[0] == 0 and bool((out.quality[1:] > 0).all())
-    assert torch.equal(model.head.memory[0], torch.zeros(D)) and model.head.stamps[0] == 0
+    # f = 0 "would not affect the centers" (Sec. 3.4): no memory, and no stamp either
+    assert torch.equal(model.head.memory[0], torch.zeros(D)) and model.head.stamps.tolist()[:4] == [-1, 0, 0, 0]
+
+
+def test_unrecognisable_sample_keeps_what_a_recognisable_one_memorised():
+    model = make_model(tau=0.5).train()
+    images = torch.randn(4, 3, 32, 32)
+    first = model(images, torch.arange(4), 0, return_details=True)
+    assert first.quality[1] > 0 and model.head.stamps[1] == 0  # class 1 memorised at iteration 0
+    kept = model.head.memory[1].clone()
+    blank = images.clone()
+    blank[1] *= 0.01  # class 1 comes back unrecognisable (f = 0): its memory and stamp must stay
+    out = model(blank, torch.arange(4), 5, return_details=True)
+    assert out.quality[1] == 0
+    torch.testing.assert_close(model.head.memory[1], kept)
+    assert model.head.stamps[1] == 0
+    # in one batch, an f = 0 duplicate after a recognisable sample of its class changes nothing either
+    out = model(torch.cat([images[2:3], blank[1:2] * 0.01]), torch.tensor([2, 2]), 6, return_details=True)
+    assert out.quality[0] > 0 and out.quality[1] == 0
+    with torch.no_grad():
+        momentum = model.momentum_backbone(images[2:3])[0]
+    torch.testing.assert_close(model.head.memory[2], out.quality[0] * F.normalize(momentum, dim=0))
+    assert model.head.stamps[2] == 6
+
+
+@pytest.mark.parametrize("normalize_weight, invariant", [(True, True), (False, False)])
+def test_normalize_weight_makes_the_injection_independent_of_the_centres_scale(normalize_weight, invariant, backend):
+    torch.manual_seed(0)
+    head = MemoryInjectionHead(D, C, start_iteration=0, delta_t=5, s=8.0, normalize_weight=normalize_weight)
+    with torch.no_grad():
+        head.memory.copy_(0.5 * F.normalize(torch.randn(C, D)))
+        head.stamps.fill_(0)
+    embeddings, labels = torch.randn(8, D), torch.arange(8) % C
+    loss = head(embeddings, labels, 1)
+    expected = F.normalize(head.weight) + head.memory if normalize_weight else head.weight + head.memory
+    torch.testing.assert_close(loss, margin_cross_entropy(embeddings, expected, labels, s=8.0))
+    with torch.no_grad():
+        head.weight.mul_(10.0)  # what initialisation or weight decay change: the scale of W
+    scaled = head(embeddings, labels, 1)
+    assert torch.allclose(scaled, loss) == invariant
 
 
 def test_writes_only_in_training_within_delta_t_of_the_start():
@@ -282,6 +321,10 @@ def test_bad_input():
         make_model(delta_t=-1)
     with pytest.raises(ValueError, match="lam must be in"):
         make_model(mode="vpl", lam=1.5)
+    with pytest.raises(ValueError, match="normalize_weight applies to mode='qaface'"):
+        make_model(mode="vpl", normalize_weight=True)
+    with pytest.raises(TypeError, match="normalize_weight must be a bool"):
+        make_model(normalize_weight="yes")
     with pytest.raises(ValueError, match="iteration must be an int >= 0"):
         make_model()(*batch(), -1)
     with pytest.raises(ValueError, match="configure the default iResNet"):

@@ -137,3 +137,34 @@ def test_head_bad_input():
         pfc(torch.randn(2, 6), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="sample_rate"):
         pnn.PartialFC(8, 10, sample_rate=0.0)
+
+
+def test_softmax_head_is_biased_linear_cross_entropy_ignoring_minus_one():
+    # LFENet, Sec. IV-B: "we simply use the softmax function": no normalisation, scale or margin.
+    emb, labels = _batch(rows=6, d=16, classes=20)
+    labels[2] = -1
+    head = pnn.SoftmaxHead(16, 20)
+    assert head.weight.shape == (20, 16) and head.bias.shape == (20,)
+    with torch.no_grad():
+        head.bias.normal_()
+    loss = head(emb, labels)
+    keep = labels >= 0
+    expected = F.cross_entropy(emb[keep] @ head.weight.t() + head.bias, labels[keep])
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert head.bias.grad.abs().sum() > 0 and head.weight.grad.abs().sum() > 0
+    assert pnn.SoftmaxHead(16, 20, label_smoothing=0.1)(emb, labels) != pnn.SoftmaxHead(16, 20)(emb, labels)
+
+
+def test_softmax_head_bad_input():
+    head = pnn.SoftmaxHead(8, 10)
+    with pytest.raises(ValueError, match=r"embeddings must be \(B, 8\) \(the head's dim\), got \(2, 6\)"):
+        head(torch.randn(2, 6), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="labels must be in"):
+        head(torch.randn(2, 8), torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="labels must have B = 2 entries"):
+        head(torch.randn(2, 8), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="every label is -1"):
+        head(torch.randn(2, 8), torch.tensor([-1, -1]))
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+        pnn.SoftmaxHead(8, 10, label_smoothing=1.0)

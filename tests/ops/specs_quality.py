@@ -120,6 +120,17 @@ def _write_samples(dtype, device):
         scale = torch.rand(batch, generator=gen).to(device)
         samples.append(Sample(f"C{classes}-labels{labels}", (memory, _stamps(classes, device), features,
                                                              torch.tensor(labels, dtype=torch.int64, device=device), scale, 12)))
+    # f = 0 samples write nothing (QAFace, Sec. 3.4): class 2 f>0 then f=0 (the first stays), class 5
+    # f=0 then f>0 (the second), class 7 two f>0 (the last), class 4 f=0 alone (untouched, its stamp
+    # too), class 1 f=0 between two f>0 and a −1 in between (the third).
+    labels = [2, 2, 5, 5, 7, 7, 4, 1, 1, -1, 1]
+    scale = torch.tensor([0.7, 0.0, 0.0, 0.4, 0.3, 0.9, 0.0, 0.5, 0.0, 0.8, 0.6], device=device)
+    samples.append(Sample("f0-duplicates", (_rows(gen, 9, d, dtype, device), _stamps(9, device),
+                                            _rows(gen, len(labels), d, dtype, device, 5.0),
+                                            torch.tensor(labels, dtype=torch.int64, device=device), scale, 12)))
+    # every sample f = 0: nothing changes.
+    samples.append(Sample("all-f0", (_rows(gen, 9, d, dtype, device), _stamps(9, device), _rows(gen, 3, d, dtype, device),
+                                     torch.tensor([0, 3, 0], device=device), torch.zeros(3, device=device), 12)))
     return samples
 
 
@@ -142,6 +153,8 @@ def _write_bad(device):
         BadInput("features-width", (m, s, f[:, :3], y, None, 1), ValueError, "features must have d = 4 columns"),
         BadInput("features-nan", (m, s, torch.full_like(f, float("nan")), y, None, 1), ValueError, "features has non-finite"),
         BadInput("scale-length", (m, s, f, y, torch.ones(2), 1), ValueError, "scale must have B = 3 entries"),
+        BadInput("scale-negative", (m, s, f, y, torch.tensor([1.0, -0.5, 0.0], device=device), 1), ValueError,
+                 "scale must be >= 0"),
         BadInput("memory-noncontiguous", (m.t().contiguous().t(), s, f, y, None, 1), ValueError, "must be contiguous"),
         BadInput("stamps-length", (m, s[:4], f, y, None, 1), ValueError, "stamps must have C = 6 entries"),
     ]
@@ -150,7 +163,8 @@ def _write_bad(device):
 def _write_native(dtype, device):
     m, s = torch.randn(6, 8, dtype=dtype, device=device), _stamps(6, device)
     f = torch.randn(4, 8, dtype=dtype, device=device)
-    return [(torch.ops.pyfacex.memory_write_.default, (m, s, f, torch.tensor([5, -1, 5, 0], device=device), torch.rand(4, device=device), 3))]
+    scale = torch.tensor([0.5, 0.7, 0.0, 0.9], device=device)  # the second sample of class 5 has f = 0
+    return [(torch.ops.pyfacex.memory_write_.default, (m, s, f, torch.tensor([5, -1, 5, 0], device=device), scale, 3))]
 
 
 SPECS = [

@@ -111,9 +111,26 @@ def test_module_bad_input():
     lit = pnn.LocalInformationTransfer(8).double()
     with pytest.raises(ValueError, match=r"offsets\[-1\] must equal x.shape\[0\] = 5"):
         lit(x, torch.tensor([0, 2, 4]))
-    with pytest.raises(ValueError, match="must have d = 8|w_v must be"):
+    with pytest.raises(ValueError, match=r"x must have d = 8 channels \(this module's dim\), got 6"):
         lit(x[:, :6], offsets)
+    with pytest.raises(ValueError, match=r"x must have d = 4 channels \(this module's dim\), got 5"):
+        pnn.LocalInformationTransfer(4)(torch.randn(3, 5, 2, 2), torch.tensor([0, 3]))  # issue 14's example
+    with pytest.raises(ValueError, match="must have d = 8 channels"):
+        lit.attention_map(x[:, :6], offsets, 0, 0, 0)
     with pytest.raises(ValueError, match=r"query_region must be in \[0, h·w = 6\)"):
         lit.attention_map(x, offsets, 0, 0, 6)
     with pytest.raises(ValueError, match="query_image must be in"):
         lit.attention_map(x, offsets, 0, 2, 0)
+
+
+@pytest.mark.parametrize("relation", ops.RELATIONS)
+def test_compiled_lit_honours_theta(relation):
+    # Under torch.compile the offsets' values are not seen while tracing; θ segmentation must still
+    # apply (it was silently dropped: the compiled module attended across whole sets).
+    x, offsets = _sets([5, 2, 4])
+    lit = _lit(relation, segment=2)
+    eager = lit(x, offsets)
+    compiled = torch.compile(lit, backend="eager", fullgraph=False)
+    torch.testing.assert_close(compiled(x, offsets), eager)
+    lit.segment = None
+    assert (lit(x, offsets) - eager).abs().max() > 1e-3  # θ = 2 changes these sets' outputs

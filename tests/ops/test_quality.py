@@ -76,6 +76,21 @@ def test_write_keeps_the_last_sample_of_a_class_and_skips_minus_one(backend):
     assert stamps.tolist() == [7, 7, -1]
 
 
+def test_write_f0_samples_write_nothing(backend):
+    # "samples with ‖x‖ lower than −τ would not affect the centers" (QAFace, Sec. 3.4): f = 0 writes
+    # neither the memory row nor the stamp, alone or as a duplicate of a class in the batch.
+    memory = torch.tensor([[0.0, 9.0], [9.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    stamps = torch.tensor([3, 3, -1, -1])
+    features = torch.tensor([[5.0, 0.0], [1.0, 0.0], [0.0, 1.0], [3.0, 4.0], [0.0, 2.0], [2.0, 0.0]])
+    labels = torch.tensor([0, 1, 1, 2, 2, 3])
+    scale = torch.tensor([0.0, 2.0, 0.0, 0.0, 3.0, 0.0])
+    ops.memory_write_(memory, stamps, features, labels, scale, iteration=7)
+    # Class 0: f = 0 alone, the earlier memory and stamp stay. Class 1: f > 0 then f = 0, the first
+    # stays (2·(1, 0)). Class 2: f = 0 then f > 0, the second (3·(0, 1)). Class 3: never written.
+    torch.testing.assert_close(memory, torch.tensor([[0.0, 9.0], [2.0, 0.0], [0.0, 3.0], [0.0, 0.0]]))
+    assert stamps.tolist() == [3, 7, 7, -1]
+
+
 def test_memory_step_injects_before_writing(backend):
     weight = torch.eye(2)
     memory = torch.zeros(2, 2)

@@ -29,7 +29,8 @@ def _write(path: Path, text: str) -> Path:
 
 def test_recipes_exist():
     names = {p.name for p in RECIPES}
-    for expected in ("lgaf_r100_ms1mv2.yaml", "lfenet_irse50_vggface2.yaml", "fanface_r34_vggface2.yaml",
+    for expected in ("lgaf_r100_ms1mv2.yaml", "lfenet_irse50_vggface2.yaml", "lfenet_r34_vggface2.yaml",
+                     "fanface_r34_vggface2.yaml",
                      "faceagg_voxceleb2.yaml", "qaface_r100_webface4m.yaml", "vpl_r100_webface4m.yaml",
                      "synthetic_arcface.yaml", "synthetic_lgaf.yaml", "synthetic_lfenet.yaml",
                      "synthetic_qaface.yaml", "synthetic_landmarks.yaml", "synthetic_fanface.yaml",
@@ -103,6 +104,13 @@ def test_paper_recipe_values():
     assert (agg.data.sets_per_batch, agg.data.set_size) == (6, 10)
     lfe = load_config(CONFIGS / "lfenet_irse50_vggface2.yaml")
     assert lfe.data.set_size == 3 and (lfe.data.sets_per_batch * lfe.data.set_size) % lfe.data.set_size == 0
+    # Sec. IV-B: backbone from 1e-4, the LIT from 0.01, ÷10 every epoch; "simply ... the softmax function"
+    assert (lfe.optim.lr, lfe.optim.lr * lfe.optim.lr_scales["lit"]) == (1e-4, pytest.approx(0.01))
+    assert (lfe.schedule.kind, lfe.schedule.milestones, lfe.head.kind) == ("step", [1.0, 2.0], "softmax")
+    r34 = load_config(CONFIGS / "lfenet_r34_vggface2.yaml")  # ResNet-34: 0.001 / LIT 0.05, ÷10 every 3 epochs
+    assert (r34.model.name, r34.optim.lr, r34.optim.lr * r34.optim.lr_scales["lit"]) == ("lfenet_r34", 1e-3,
+                                                                                         pytest.approx(0.05))
+    assert (r34.schedule.milestones, r34.schedule.gamma, r34.trainer, r34.data.set_size) == ([3.0, 6.0], 0.1, "sets", 3)
 
 
 # ------------------------------------------------------------------ base: inheritance
@@ -304,3 +312,56 @@ def test_defaults_are_not_shared_between_configs():
     a.data.augment.append("low_quality")
     assert b.data.augment == ["flip"]
     assert re.fullmatch(r"runs/\w+", Config().output)
+
+
+# ------------------------------------------------------------------ ranges
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=-4", "data.batch_size: expected an int > 0, got -4"),
+    ("data.batch_size=0", "data.batch_size: expected an int > 0, got 0"),
+    ("data.num_workers=-1", "data.num_workers: expected an int >= 0, got -1"),
+    ("data.set_size=0", "data.set_size: expected an int > 0, got 0"),
+    ("grad_accum=0", "grad_accum: expected an int > 0, got 0"),
+    ("epochs=-1", "epochs: expected an int >= 0, got -1"),
+    ("optim.lr=-0.1", "optim.lr: expected a number >= 0, got -0.1"),
+    ("optim.momentum=1.5", "optim.momentum: expected a number in [0, 1], got 1.5"),
+    ("optim.betas=[0.9, 2]", "optim.betas[1]: expected a number in [0, 1], got 2.0"),
+    ("optim.lr_scales={lit: -1}", "optim.lr_scales.lit: expected a number >= 0, got -1.0"),
+    ("head.sample_rate=0", "head.sample_rate: expected a number in (0, 1], got 0.0"),
+    ("head.label_smoothing=1.5", "head.label_smoothing: expected a number in [0, 1], got 1.5"),
+    ("qaface.lam=-0.1", "qaface.lam: expected a number in [0, 1], got -0.1"),
+    ("qaface.momentum=2", "qaface.momentum: expected a number in [0, 1], got 2.0"),
+    ("schedule.milestones=[1, -2]", "schedule.milestones[1]: expected a number >= 0, got -2.0"),
+    ("gan.d_steps=-1", "gan.d_steps: expected an int >= 0, got -1"),
+    ("landmarks.sigma=0", "landmarks.sigma: expected a number > 0, got 0.0"),
+    ("eval.batch_size=0", "eval.batch_size: expected an int > 0, got 0"),
+    ("head.kind=sigmoid", "head.kind: expected one of arcface, cosface, sphereface, combined, adaface, "
+                          "partial_fc, softmax, got 'sigmoid'"),
+    ("optim.name=lamb", "optim.name: expected one of sgd, adamw, adam, got 'lamb'"),
+    ("schedule.kind=linear", "schedule.kind: expected one of constant, step, poly, cosine, got 'linear'"),
+    ("amp=fp8", "amp: expected one of none, auto, fp16, bf16, got 'fp8'"),
+    ("qaface.mode=x", "qaface.mode: expected one of qaface, vpl, got 'x'"),
+    ("head.grad=none", "head.grad: expected one of exact, straight_through, got 'none'"),
+])
+def test_values_out_of_range_name_their_key(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert str(info.value) == message
+
+
+def test_ranges_hold_for_list_items_python_configs_and_the_bounds():
+    with pytest.raises(ConfigError, match=r"data.augment\[1\]: expected one of flip, .*, got 'blur'"):
+        load_config(None, ["data.augment=[flip, blur]"])
+    with pytest.raises(ConfigError, match=r"trainer: expected one of classification, sets, .*, got 'nope'"):
+        config_from_dict({"trainer": "nope"})
+    with pytest.raises(ConfigError, match="data.batch_size: expected an int > 0, got -4"):  # a section object
+        config_from_dict({"data": dataclasses.replace(Config().data, batch_size=-4)})
+    bounds = load_config(None, ["data.num_workers=0", "optim.momentum=1", "head.sample_rate=1", "qaface.momentum=null",
+                                "optim.lr_scales={lit: 0, head: 100}", "data.augment=[]"])
+    assert bounds.optim.lr_scales == {"lit": 0.0, "head": 100.0} and bounds.data.augment == []
+
+
+def test_lr_scales_values_are_typed():
+    with pytest.raises(ConfigError, match=r"optim.lr_scales.lit: expected float, got str 'fast'"):
+        load_config(None, ["optim.lr_scales={lit: fast}"])
+    assert load_config(None, ["optim.lr_scales={lit: 100}"]).optim.lr_scales == {"lit": 100.0}

@@ -113,3 +113,22 @@ def test_fan_stacks_keeps_the_first_hourglasses_of_a_face_alignment_checkpoint(t
     with torch.no_grad():
         assert torch.equal(cut(x)[1], fan.eval()(x)[1])
     assert trainer.export()[1]["fan_kwargs"]["num_stacks"] == 2 and "fan_stacks" not in trainer.export()[1]
+
+
+def test_the_multitask_baseline_trains_arcface_plus_a_tenth_of_the_heatmap_l2(tmp_path, faces, fan_file):
+    kwargs = {"frn_kwargs": FRN, "fan_size": 64, "fan_weights": str(fan_file), "heatmap_head_channels": 8}
+    trainer = create_trainer(fanface_config(tmp_path / "run", faces, model={"name": "fanface_r34_multitask",
+                                                                            "kwargs": kwargs}))
+    model, head = trainer.modules["model"], trainer.modules["head"]
+    assert model.config.multitask and model.heatmap_loss_weight == 0.1
+    images, labels = torch.rand(4, 3, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 3])
+    losses = trainer.forward_loss((images, labels))
+    embedding, heatmap_loss = model(images, return_heatmap_loss=True)
+    torch.testing.assert_close(losses["heatmap_loss"], heatmap_loss)
+    torch.testing.assert_close(losses["loss"], head(embedding, labels) + 0.1 * heatmap_loss)
+    head_before = {k: v.clone() for k, v in model.heatmap_head.state_dict().items()}
+    trainer.fit()
+    assert not torch.equal(model.heatmap_head.state_dict()["layers.0.weight"], head_before["layers.0.weight"])
+    loaded, _ = load_model(tmp_path / "run" / "model.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model.eval()(images))

@@ -1,7 +1,9 @@
-"""The GAN trainer of the Face Aggregation Network: set batches, frozen extractor, alternating G/D
-steps, schedules of both optimisers, exact resume, export."""
+"""The GAN trainer of the Face Aggregation Network: set batches (sets of one video, P from another),
+frozen extractor, alternating G/D steps, schedules of both optimisers, exact resume, export, recipes."""
 import os
 import socket
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pyfacex.backbones.iresnet import iresnet18
-from pyfacex.train import config_from_dict, load_model, save_model
+from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld
+from pyfacex.data.synthetic.export import write_training_set
+from pyfacex.train import config_from_dict, load_config, load_model, save_model
 from pyfacex.train.checkpoint import safe_load
 from pyfacex.train.data import open_dataset
 from pyfacex.train.gan import MISSING_EXTRACTOR, GANTrainer
@@ -21,6 +25,14 @@ from .conftest import TINY_IRESNET
 
 TINY_AGG = {"widths": [4, 4, 8, 8, 8], "discriminator_widths": [4, 4, 8, 8]}
 SET_SIZE, SETS = 3, 2
+
+
+@pytest.fixture(scope="module")
+def tiny_videos(tmp_path_factory):
+    """A RecordIO set of 8 identities × 2 videos of 4 frames at 32×32, video ids stored."""
+    world = SyntheticFaceWorld(seed=0, size=32, nuisance=Nuisance(difficulty=0.2))
+    return write_training_set(world, tmp_path_factory.mktemp("videos"), 8, 8, frames_per_video=4,
+                              formats=("record",), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +104,52 @@ def test_sampler_sets_positives_negatives():
         SetTripletSampler([0, 0, 1, 1], sets_per_batch=1, set_size=2)
     with pytest.raises(ValueError, match="at least 2 identities"):
         SetTripletSampler([0, 0, 0, 0], sets_per_batch=1, set_size=2)
+
+
+def test_sampler_with_videos_sets_of_one_video_positive_from_another():
+    # identity 0: videos 0, 1, 2 (4, 3, 5 frames); 1: videos 7, 8 (3, 4); 2: one video (never a set, no P
+    # from another video); 3: videos 0, 1 (2, 4). Frames interleaved in the dataset.
+    spec = [(0, 0, 4), (0, 1, 3), (0, 2, 5), (1, 7, 3), (1, 8, 4), (2, 0, 6), (3, 0, 2), (3, 1, 4)]
+    labels = np.concatenate([[i] * n for i, _, n in spec])
+    videos = np.concatenate([[v] * n for _, v, n in spec])
+    order = np.random.default_rng(1).permutation(labels.size)
+    labels, videos = labels[order], videos[order]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no video ids" warning
+        sampler = SetTripletSampler(labels, sets_per_batch=2, set_size=3, seed=4, videos=videos)
+    positive_videos = set()
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) > 0
+        for batch in batches:
+            sets, positives, negatives = np.reshape(batch[:6], (2, 3)), batch[6:8], batch[8:]
+            for members, p, n in zip(sets, positives, negatives):
+                identity, video = labels[members[0]], videos[members[0]]
+                assert (labels[members] == identity).all() and (videos[members] == video).all()
+                assert identity != 2
+                assert labels[p] == identity and videos[p] != video  # same identity, another video
+                assert labels[n] != identity
+                if identity == 0:
+                    positive_videos.add((int(video), int(videos[p])))
+        sampler.set_epoch(epoch)
+        assert list(sampler) == batches  # a function of (seed, epoch)
+    assert {v for _, v in positive_videos} == {0, 1, 2}  # P drawn from every other video
+    with pytest.raises(ValueError, match="videos: no identity has images from two videos"):
+        SetTripletSampler([0, 0, 1, 1], sets_per_batch=1, set_size=2, videos=[3, 3, 3, 3])
+    with pytest.raises(ValueError, match="videos: expected one video id per label"):
+        SetTripletSampler([0, 0, 1, 1], sets_per_batch=1, set_size=2, videos=[3, 3, 3])
+
+
+def test_sampler_without_videos_warns_once():
+    labels = np.repeat(np.arange(4), 5)
+    with pytest.warns(UserWarning, match="no video ids, so P is an image of the set's identity outside the set") \
+            as warned:
+        sampler = SetTripletSampler(labels, sets_per_batch=2, set_size=3, seed=0)
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            list(sampler)
+    assert len(warned) == 1
 
 
 def test_sampler_ranks_split_batches():
@@ -195,11 +253,13 @@ def test_d_steps_follow_their_own_schedule(tiny_faces, extractor_file, tmp_path)
     assert trainer.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-3 * 0.25)
 
 
-def test_exact_resume(tiny_faces, extractor_file, tmp_path):
+@pytest.mark.parametrize("videos", [False, True], ids=["stills", "videos"])
+def test_exact_resume(tiny_faces, tiny_videos, extractor_file, tmp_path, videos):
+    data = tiny_videos if videos else tiny_faces
     overrides = {"max_steps": 4, "checkpoint_every": 1, "keep_checkpoints": 10, "gan.d_steps": 2}
-    a = GANTrainer(make_config(tiny_faces, tmp_path / "a", extractor_file, **overrides))
+    a = GANTrainer(make_config(data, tmp_path / "a", extractor_file, **overrides))
     a.fit()
-    b = GANTrainer(make_config(tiny_faces, tmp_path / "b", extractor_file, **overrides))
+    b = GANTrainer(make_config(data, tmp_path / "b", extractor_file, **overrides))
     b.fit(resume=tmp_path / "a" / "checkpoints" / "step_00000002")
     state_a, state_b = a.modules["model"].state_dict(), b.modules["model"].state_dict()
     assert state_a.keys() == state_b.keys()
@@ -227,6 +287,25 @@ def test_model_file_holds_the_whole_network(tiny_faces, extractor_file, tmp_path
                                    **{"model.weights": str(tmp_path / "run" / "model.pt")}))
     for key, value in again.modules["model"].state_dict().items():
         assert torch.equal(document["state_dict"][key], value), key
+
+def test_trainer_draws_sets_of_one_video_from_a_video_set(tiny_videos, extractor_file, tmp_path):
+    trainer = GANTrainer(make_config(tiny_videos, tmp_path / "run", extractor_file))
+    videos, labels = trainer.dataset.videos.numpy(), trainer.dataset.labels.numpy()
+    trainer.batches.set_position(0)
+    for batch in trainer.batches:
+        indices = np.array([i for i, _ in batch])
+        sets = indices[:SETS * SET_SIZE].reshape(SETS, SET_SIZE)
+        positives = indices[SETS * SET_SIZE:SETS * (SET_SIZE + 1)]
+        assert (videos[sets] == videos[sets[:, :1]]).all()
+        assert (labels[positives] == labels[sets[:, 0]]).all() and (videos[positives] != videos[sets[:, 0]]).all()
+
+
+def test_recipes_augment_as_the_paper():
+    """Sec. 4.1: flips, random contrast, brightness and saturation, motion blur."""
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    for name in ("faceagg_voxceleb2.yaml", "synthetic_faceagg.yaml"):
+        assert load_config(configs / name).data.augment == ["flip", "photometric", "motion_blur"], name
+
 
 def test_config_errors(tiny_faces, extractor_file, tmp_path):
     with pytest.raises(ValueError, match="needs a pretrained feature extractor"):

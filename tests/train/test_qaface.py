@@ -63,15 +63,15 @@ def test_memory_written_and_injected_from_the_start(tiny_faces, tmp_path, mode):
         if iteration < START:
             assert active is None
         else:
-            expected = torch.zeros(trainer.num_classes, dtype=torch.bool)
-            expected[calls[iteration - 1][1]] = True
-            assert torch.equal(active, expected)
+            assert torch.equal(active, stamps == iteration - 1)  # the classes written at k − 1
         writes = iteration >= START - 1
         assert (quality is not None) == (writes and mode == "qaface")
         if writes:
-            for i, label in enumerate(labels.tolist()):  # the last sample of a class is kept
-                stamps[label] = iteration
-                norms[label] = 1.0 if quality is None else quality[i]
+            for i, label in enumerate(labels.tolist()):  # the last sample with f > 0 of a class is kept
+                f = 1.0 if quality is None else float(quality[i])
+                if f > 0:  # f = 0 writes nothing (QAFace, Sec. 3.4)
+                    stamps[label] = iteration
+                    norms[label] = f
     assert torch.equal(head.stamps, stamps)
     assert (stamps >= 0).sum() >= 4  # several classes written
     torch.testing.assert_close(head.memory.norm(dim=1), norms, atol=1e-5, rtol=1e-5)  # eq. 7: f(ẑ)·x/‖x‖
@@ -138,11 +138,13 @@ def test_exported_model_is_the_online_backbone(tiny_faces, tmp_path):
 
 def test_config_maps_to_the_model(tiny_faces, tmp_path):
     trainer = create_trainer(make_config(tiny_faces, tmp_path, "qaface", delta_t=7, qaface__tau=1.5,
-                                         qaface__start_epoch=4.0, head__kind="cosface", head__s=32.0,
-                                         optim__head_lr_scale=2.0))
+                                         qaface__start_epoch=4.0, qaface__normalize_weight=True,
+                                         head__kind="cosface", head__s=32.0,
+                                         optim__lr_scales={"head": 2.0}))
     model = trainer.modules["model"]
     head = model.head
     assert (head.start_iteration, head.delta_t, head.tau, model.momentum) == (4 * STEPS, 7, 1.5, 0.9)
+    assert head.normalize_weight
     assert (head.s, head.m1, head.m2, head.m3) == (32.0, 1.0, 0.0, 0.4)
     assert head.weight.shape == (trainer.num_classes, 16)
     groups = trainer.optimizers["shared"].param_groups
@@ -158,6 +160,9 @@ def test_config_maps_to_the_model(tiny_faces, tmp_path):
     ({"model__name": "iresnet50"}, "model.name"),
     ({"head__kind": "adaface"}, "head.kind"),
     ({"qaface__start_epoch": -1.0}, "qaface.start_epoch"),
+    ({"model__name": "vpl_r100", "qaface__mode": "vpl", "qaface__momentum": None, "qaface__normalize_weight": True},
+     "qaface.normalize_weight"),
+    ({"model__kwargs": dict(TINY, normalize_weight=True)}, "qaface.*"),
 ])
 def test_config_errors_name_the_key(tiny_faces, tmp_path, change, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("*", r"\*")):

@@ -13,7 +13,8 @@ from torch import nn
 
 from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld
 from pyfacex.data.synthetic.protocols import write_lfw_like
-from pyfacex.train import config_from_dict, create_trainer, load_embedder
+from pyfacex.nn import SoftmaxHead
+from pyfacex.train import ConfigError, config_from_dict, create_trainer, load_embedder
 from pyfacex.train.classification import ClassificationTrainer, init_class_weights
 from pyfacex.train.config import ScheduleConfig
 from pyfacex.train.data import GlobalBatchSampler
@@ -183,8 +184,8 @@ def test_set_trainer_feeds_lfenet_sets_of_one_identity(tiny_faces, tmp_path):
 def test_bad_inputs(tiny_faces, tmp_path):
     with pytest.raises(FileNotFoundError, match="data.train"):
         create_trainer(make_config(tmp_path / "missing", tmp_path))
-    with pytest.raises(ValueError, match="head.kind"):
-        create_trainer(make_config(tiny_faces, tmp_path, **{"head.kind": "softmax"}))
+    with pytest.raises(ValueError, match="head.kind: expected one of .*softmax"):
+        create_trainer(make_config(tiny_faces, tmp_path, **{"head.kind": "sigmoid"}))
     with pytest.raises(ValueError, match="remove num_classes"):
         create_trainer(make_config(tiny_faces, tmp_path, **{"model.name": "lgaf_r50",
                                                             "model.kwargs": {"num_classes": 8}}))
@@ -192,8 +193,20 @@ def test_bad_inputs(tiny_faces, tmp_path):
         create_trainer(make_config(tiny_faces, tmp_path, **{"data.batch_size": 64}))
     with pytest.raises(ValueError, match="trainer: expected one of"):
         create_trainer(make_config(tiny_faces, tmp_path, trainer="nope"))
-    with pytest.raises(ValueError, match="data.augment: unknown 'blur'"):
+    with pytest.raises(ValueError, match=r"data.augment\[0\]: expected one of .*, got 'blur'"):
         create_trainer(make_config(tiny_faces, tmp_path, **{"data.augment": ["blur"]}))
+    edited = make_config(tiny_faces, tmp_path)
+    edited.data.batch_size = -4  # a Config edited in Python is checked by the trainer
+    with pytest.raises(ConfigError, match="data.batch_size: expected an int > 0, got -4"):
+        create_trainer(edited)
+
+
+def test_plain_softmax_head_trains_in_the_classification_trainer(tiny_faces, tmp_path):
+    trainer = create_trainer(make_config(tiny_faces, tmp_path, max_steps=2, **{"head.kind": "softmax"}))
+    head = trainer.modules["head"]
+    assert isinstance(head, SoftmaxHead) and head.weight.shape == (trainer.num_classes, 16)
+    bias = head.bias.detach().clone()
+    assert math.isfinite(trainer.fit()["loss"]) and not torch.equal(head.bias, bias)
 
 
 def test_class_weights_do_not_depend_on_the_sharding():

@@ -45,6 +45,13 @@ C10_HOST_DEVICE inline bool memory_active(int64_t stamp, int64_t iteration, int6
   return stamp >= 0 && iteration - stamp <= delta_t;
 }
 
+// Whether sample i of a batch writes the memory: its class is on this shard (label >= 0; −1 is
+// "another shard's class") and its quality weight is positive. f(ẑ) = 0 marks an unrecognisable
+// sample, which "would not affect the centers" (QAFace, Sec. 3.4): it writes neither memory nor stamp.
+C10_HOST_DEVICE inline bool memory_writes(int64_t label, double scale) {
+  return label >= 0 && scale > 0.0;
+}
+
 // An injected weight element of a class whose memory is active is weight·W + memory·M (inactive
 // classes keep W). QAFace (qaface.md eq. 12): W + M; VPL: (1 − λ)·W/‖W‖ + λ·M.
 template <typename acc_t>

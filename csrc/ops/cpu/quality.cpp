@@ -181,9 +181,9 @@ void memory_write_cpu(at::Tensor& memory, at::Tensor& stamps, const at::Tensor& 
     const scalar_t* fp = features.const_data_ptr<scalar_t>();
     const double* cp = scale.const_data_ptr<double>();
     scalar_t* mp = memory.mutable_data_ptr<scalar_t>();
-    // B rows only, in batch order: of several samples of one class the last one stays written.
+    // B rows only, in batch order: of several writers of one class the last one stays written.
     for (int64_t i = 0; i < batch; ++i) {
-      if (lp[i] < 0) continue;  // −1: the class lives on another shard
+      if (!memory_writes(lp[i], cp[i])) continue;  // another shard's class, or f = 0
       const scalar_t* f = fp + i * d;
       scale_row(static_cast<acc_t>(cp[i]) / safe_norm(dot(f, f, d)), f, mp + lp[i] * d, d);
       sp[lp[i]] = iteration;

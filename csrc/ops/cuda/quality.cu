@@ -127,10 +127,16 @@ __global__ void memory_write_kernel(T* memory, int64_t* stamps, const T* feature
                                     const double* scale, int64_t iteration, int64_t batch, int64_t classes, int64_t d) {
   for_each_row(batch, [&](int64_t i) {
     const int64_t label = labels[i];
-    if (label < 0 || label >= classes) return;  // −1: another shard's class (range checked by the caller)
-    // Of several samples of one class, the last in batch order writes: deterministic, no atomics.
+    // Another shard's class (−1), or f = 0 (writes nothing); the label range is checked by the caller.
+    if (!memory_writes(label, scale[i]) || label >= classes) return;
+    // Of several writers of one class, the last in batch order writes: each writer looks for a later
+    // writer of its class (a later f = 0 sample does not count), so exactly one warp writes a class,
+    // whatever the scheduling; deterministic, no atomics. The condition is uniform over the warp's
+    // lanes, so the whole warp returns or none of it (the shuffles below need all 32 lanes).
     bool later = false;
-    for (int64_t k = i + 1 + threadIdx.x % kWarp; k < batch; k += kWarp) later |= labels[k] == label;
+    for (int64_t k = i + 1 + threadIdx.x % kWarp; k < batch; k += kWarp) {
+      later |= labels[k] == label && memory_writes(labels[k], scale[k]);
+    }
     if (__any_sync(0xffffffffu, later)) return;
     const T* f = features + i * d;
     row_scale(static_cast<acc_t<T>>(scale[i]) / safe_norm(row_dot(f, f, d)), f, memory + label * d, d);

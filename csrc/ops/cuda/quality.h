@@ -26,7 +26,8 @@ cudaError_t launch_memory_inject_backward_vpl(const void* grad, const void* weig
                                               void* grad_weight, int64_t rows, int64_t d, DTypeCode dtype,
                                               cudaStream_t stream);
 // memory (classes, d) and stamps (classes,) in place from features (batch, d) of memory's dtype,
-// labels (batch,), scale (batch,) double.
+// labels (batch,), scale (batch,) double. Samples with label −1 or scale 0 write nothing; of several
+// writers of one class the last in batch order wins.
 cudaError_t launch_memory_write(void* memory, int64_t* stamps, const void* features, const int64_t* labels,
                                 const double* scale, int64_t iteration, int64_t batch, int64_t classes, int64_t d,
                                 DTypeCode dtype, cudaStream_t stream);

@@ -1,19 +1,27 @@
 """Synthetic training sets on disk: an image folder, insightface RecordIO, and the ground truth.
 
-``write_training_set`` renders identity by identity (so memory stays flat however large the set)
-and writes any of:
+``write_training_set`` renders identity by identity (so memory stays flat however large the set),
+as still images or, with ``frames_per_video``, as videos (:meth:`.world.SyntheticFaceWorld.video`:
+the training data of the Face Aggregation Network, whose sets are frames of one video), and writes
+any of:
 
-- ``images/<identity>/<sample>.jpg``: one folder per identity (:class:`~pyfacex.data.ImageFolderDataset`);
+- ``images/<identity>/<sample>.jpg``, or for videos ``images/<identity>/<video>/<frame>.jpg``: one
+  folder per identity (:class:`~pyfacex.data.ImageFolderDataset`, which reads the video ids of the
+  second layout);
 - ``train.rec``, ``train.idx``, ``property``: insightface's layout (:class:`~pyfacex.data.RecordDataset`,
-  insightface's ``MXFaceDataset``), class c = the c-th identity;
-- ``ground_truth.npz``: per image, in class-then-sample order, ``identity`` (world ids), ``sample``,
-  ``landmarks`` (N, 68, 2) pixel x, y, ``visible`` (N, 68), ``pose`` (N, 3) yaw/pitch/roll degrees and
-  one array per nuisance factor, ``nuisance_<name>`` (N,), for landmark training and for analysis.
+  insightface's ``MXFaceDataset``), class c = the c-th identity; for videos the second float label
+  is the video id c·V + v of the v-th of the V videos per identity (as the folder numbers them);
+- ``ground_truth.npz``: per image, in class-then-sample order, ``identity`` (world ids), ``sample``
+  (the frame index in a video), for videos ``video`` (the world's video index v of the identity,
+  what :meth:`~.world.SyntheticFaceWorld.video` takes) and ``video_id`` (the stored id c·V + v),
+  ``landmarks`` (N, 68, 2) pixel x, y, ``visible`` (N, 68), ``pose`` (N, 3) yaw/pitch/roll degrees
+  and one array per nuisance factor, ``nuisance_<name>`` (N,), for landmark training and for analysis.
 """
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +31,7 @@ from tqdm import tqdm
 from .._args import check_int
 from ..codec import encode_jpeg
 from ..record_dataset import RecordDatasetWriter
-from .world import SyntheticFaceWorld
+from .world import FaceBatch, SyntheticFaceWorld
 
 __all__ = ["FORMATS", "write_training_set"]
 
@@ -31,14 +39,17 @@ FORMATS = ("folder", "record")
 
 
 def write_training_set(world: SyntheticFaceWorld, out_dir: str | os.PathLike, num_identities: int,
-                       per_identity: int, *, split: str = "train", formats=FORMATS, quality: int = 95,
-                       overwrite: bool = False, progress: bool = True) -> Path:
+                       per_identity: int, *, frames_per_video: int | None = None, split: str = "train",
+                       formats=FORMATS, quality: int = 95, overwrite: bool = False, progress: bool = True) -> Path:
     """Render ``num_identities`` × ``per_identity`` images of a split and write them.
 
     Args:
         world: the synthetic world (its seed, size and nuisance knobs decide every image).
         out_dir: the folder to write (created if missing).
         num_identities: identities, the first ones of ``split``; per_identity: images each.
+        frames_per_video: None for still images; else every identity's ``per_identity`` images are
+            per_identity / frames_per_video videos (videos 0, 1, ... of the world) of that many frames
+            each (it must divide ``per_identity``), and the video ids are stored (see the module docstring).
         split: "train" or "test" (disjoint identities).
         formats: any of "folder", "record".
         quality: JPEG quality of the stored images.
@@ -49,6 +60,11 @@ def write_training_set(world: SyntheticFaceWorld, out_dir: str | os.PathLike, nu
     """
     check_int("num_identities", num_identities, 1)
     check_int("per_identity", per_identity, 1)
+    if frames_per_video is not None:
+        check_int("frames_per_video", frames_per_video, 1)
+        if per_identity % frames_per_video:
+            raise ValueError(f"frames_per_video: expected a divisor of per_identity = {per_identity} (whole videos "
+                             f"per identity), got {frames_per_video}")
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
@@ -65,24 +81,23 @@ def write_training_set(world: SyntheticFaceWorld, out_dir: str | os.PathLike, nu
     record = RecordDatasetWriter(out, total, num_identities, (world.size, world.size), overwrite=True) \
         if "record" in formats else None
     truth: dict[str, list] = {}
-    # Whole identities per render call, about world.chunk images each.
-    group = max(1, world.chunk // per_identity)
+    batches = _stills(world, identities, per_identity) if frames_per_video is None else \
+        _videos(world, identities, per_identity // frames_per_video, frames_per_video)
     try:
         with tqdm(total=total, desc="synthetic faces", unit="img", disable=not progress) as bar:
-            for start in range(0, num_identities, group):
-                classes = torch.arange(start, min(start + group, num_identities))
-                batch = world.render(identities[classes].repeat_interleave(per_identity),
-                                     torch.arange(per_identity).repeat(len(classes)))
-                labels = classes.repeat_interleave(per_identity)
+            for labels, videos, batch in batches:
                 for i in range(len(batch)):
                     payload = encode_jpeg(batch.images[i], quality)
                     if "folder" in formats:
-                        path = out / "images" / f"{int(batch.identity[i]):07d}" / f"{int(batch.sample[i]):04d}.jpg"
+                        folder = out / "images" / f"{int(batch.identity[i]):07d}"
+                        if videos:
+                            folder = folder / f"{int(videos['video'][i]):04d}"
+                        path = folder / f"{int(batch.sample[i]):04d}.jpg"
                         path.parent.mkdir(parents=True, exist_ok=True)
                         path.write_bytes(payload)
                     if record is not None:
-                        record.add(payload, int(labels[i]))
-                _collect(truth, batch)
+                        record.add(payload, int(labels[i]), video=int(videos["video_id"][i]) if videos else None)
+                _collect(truth, batch, videos)
                 bar.update(len(batch))
     except BaseException:
         if record is not None:
@@ -92,14 +107,37 @@ def write_training_set(world: SyntheticFaceWorld, out_dir: str | os.PathLike, nu
         record.close()
     np.savez_compressed(out / "ground_truth.npz", **{k: torch.cat(v).numpy() for k, v in truth.items()})
     info = {"seed": world.seed, "size": world.size, "nuisance": vars(world.nuisance), "split": split,
-            "num_identities": num_identities, "per_identity": per_identity, "formats": list(formats),
-            "quality": quality, "identities": [int(identities[0]), int(identities[-1])]}
+            "num_identities": num_identities, "per_identity": per_identity, "frames_per_video": frames_per_video,
+            "formats": list(formats), "quality": quality, "identities": [int(identities[0]), int(identities[-1])]}
     (out / "info.json").write_text(json.dumps(info, indent=2) + "\n")
     return out
 
 
-def _collect(truth: dict, batch) -> None:
-    columns = {"identity": batch.identity, "sample": batch.sample, "landmarks": batch.landmarks,
+def _stills(world: SyntheticFaceWorld, identities: torch.Tensor, per_identity: int
+            ) -> Iterator[tuple[torch.Tensor, dict, FaceBatch]]:
+    """(class labels, {}, batch) of whole identities' stills, about ``world.chunk`` images per batch."""
+    group = max(1, world.chunk // per_identity)
+    for start in range(0, len(identities), group):
+        classes = torch.arange(start, min(start + group, len(identities)))
+        batch = world.render(identities[classes].repeat_interleave(per_identity),
+                             torch.arange(per_identity).repeat(len(classes)))
+        yield classes.repeat_interleave(per_identity), {}, batch
+
+
+def _videos(world: SyntheticFaceWorld, identities: torch.Tensor, videos: int, frames: int
+            ) -> Iterator[tuple[torch.Tensor, dict, FaceBatch]]:
+    """(class labels, {"video": v, "video_id": c·V + v} per frame, batch) of one video per batch,
+    identity by identity (class c, V = ``videos``)."""
+    for label, identity in enumerate(identities.tolist()):
+        for video in range(videos):
+            ids = {"video": video, "video_id": label * videos + video}
+            yield (torch.full((frames,), label, dtype=torch.int64),
+                   {k: torch.full((frames,), v, dtype=torch.int64) for k, v in ids.items()},
+                   world.video(identity, video, frames))
+
+
+def _collect(truth: dict, batch: FaceBatch, videos: dict) -> None:
+    columns = {"identity": batch.identity, "sample": batch.sample, **videos, "landmarks": batch.landmarks,
                "visible": batch.visible, "pose": batch.pose,
                **{f"nuisance_{k}": v for k, v in batch.nuisance.items()}}
     for name, value in columns.items():

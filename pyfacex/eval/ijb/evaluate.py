@@ -16,14 +16,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ...data import RaggedSetDataset
 from ...data._args import check_int
 from ...data.codec import decode_image
 from ...data.transforms import hflip
+from ..sets import SetFn, embed_sets
 from .protocols import FARS, OpenSetResult, TemplateVerificationResult, identify_templates, verify_templates
 from .readers import read_face_tid_mid, read_name_5pts_score, read_template_pairs, read_template_subjects
 from .templates import template_features
 
-__all__ = ["IJBResult", "evaluate_ijb"]
+__all__ = ["IJBResult", "evaluate_ijb", "template_set_features"]
 
 _GALLERIES = {"IJBC": ("G1", "G2"), "IJBB": ("S1", "S2")}
 
@@ -66,6 +68,10 @@ class _Crops(Dataset):
         return len(self.names)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        return index, self.image(index)
+
+    def image(self, index: int) -> torch.Tensor:
+        """Crop ``index`` as uint8 (3, H, W) (a member loader of :func:`template_set_features`)."""
         path = self.folder / self.names[index]
         try:
             data = path.read_bytes()
@@ -76,7 +82,7 @@ class _Crops(Dataset):
             resized = F.interpolate(image.unsqueeze(0).float(), size=self.size, mode="bilinear", antialias=True,
                                     align_corners=False)
             image = resized.round_().clamp_(0, 255).to(torch.uint8).squeeze(0)
-        return index, image
+        return image
 
 
 def _collate(folder: Path, names: list[str]):
@@ -118,11 +124,37 @@ def _extract(features_fn: Callable, crops: _Crops, flip: bool, batch_size: int, 
     return out, out_flip
 
 
-def evaluate_ijb(root: str | os.PathLike, features: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor, *,
+def template_set_features(set_fn: SetFn, template_ids: torch.Tensor, load: Callable[[int], torch.Tensor], *,
+                          max_images: int = 256, num_workers: int = 0,
+                          progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Template features by a set function: each template's images form one set (LFENet, Sec. IV-A:
+    "we regard the template as an unordered image set").
+
+    Args:
+        set_fn: :data:`pyfacex.eval.sets.SetFn` on uint8 images, e.g. a model's own
+            (:func:`pyfacex.eval.sets.model_set_fn`) or :func:`pyfacex.eval.sets.mean_pooling`.
+        template_ids: (N,) int template of each image.
+        load: image index -> uint8 (3, H, W); the images of one template must share a size.
+        max_images, num_workers, progress: as :func:`pyfacex.eval.sets.embed_sets`.
+    Returns:
+        (template ids (T,) int64 ascending, features (T, d) as ``set_fn`` returns them, not normalised).
+    """
+    ids = torch.as_tensor(template_ids, dtype=torch.int64).reshape(-1)
+    templates, inverse = torch.unique(ids, return_inverse=True)
+    order = torch.argsort(inverse, stable=True)   # a template's images in file order
+    members = order.split(torch.bincount(inverse, minlength=len(templates)).tolist())
+    sets = [m.tolist() for m in members]
+    features = embed_sets(set_fn, RaggedSetDataset(sets, load), max_images=max_images, num_workers=num_workers,
+                          progress=progress, desc="IJB templates")
+    return templates, features
+
+
+def evaluate_ijb(root: str | os.PathLike, features: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor | None, *,
                  target: str = "IJBC", flip: bool = True, detector_score: bool = True,
                  image_size: tuple[int, int] | None = (112, 112), batch_size: int = 128, num_workers: int = 0,
                  fars: Sequence[float] = FARS, one_to_n: bool = True, ranks: Sequence[int] = (1, 5, 10, 20),
-                 fpirs: Sequence[float] = (1e-2, 1e-1), chunk: int = 8192, progress: bool = True) -> IJBResult:
+                 fpirs: Sequence[float] = (1e-2, 1e-1), chunk: int = 8192, progress: bool = True,
+                 set_fn: SetFn | None = None, max_images: int = 256) -> IJBResult:
     """Evaluate face features on IJB-B or IJB-C (the real release or ``write_ijb_like`` output).
 
     Steps (insightface's ``ijb_11.py`` / ``ijb_1n.py`` with its defaults F2, D1, N1): the images of
@@ -130,6 +162,11 @@ def evaluate_ijb(root: str | os.PathLike, features: Callable[[torch.Tensor], tor
     image's feature multiplied by its detector score from ``*_name_5pts_score.txt``, pooled into
     templates (:func:`template_features`), then 1:1 verification of ``*_template_pair_label.txt``
     (:func:`verify_templates`) and 1:N identification in each gallery (:func:`identify_templates`).
+
+    With ``set_fn`` (and ``features=None``) each template is one set instead: its images go through
+    ``set_fn`` together (:func:`template_set_features`; e.g. LFENet's LIT across the template, Sec.
+    IV-B), which gives the template feature; no media pooling, detector score or flip of this
+    function applies (the set function does its own flip).
 
     Alignment is out of scope: the crops are only resized to ``image_size`` (bilinear, antialiased),
     not aligned by their five landmarks as insightface's ``Embedding.get`` does, so a model trained on
@@ -149,6 +186,8 @@ def evaluate_ijb(root: str | os.PathLike, features: Callable[[torch.Tensor], tor
         batch_size, num_workers: of the image DataLoader.
         fars: 1:1 target FARs. one_to_n: also run 1:N. ranks, fpirs: 1:N figures.
         chunk: 1:1 pairs scored at once. progress: tqdm bars.
+        set_fn: a set function on each template's uint8 images (see above), or None.
+        max_images: bound on the images of one ``set_fn`` batch (a larger template goes alone).
     Returns:
         :class:`IJBResult`.
     Raises:
@@ -164,6 +203,19 @@ def evaluate_ijb(root: str | os.PathLike, features: Callable[[torch.Tensor], tor
     if not meta.is_dir():
         raise FileNotFoundError(f"{root}: expected the meta directory {root / target / 'meta'} (or {root / 'meta'})")
     listing = read_face_tid_mid(meta / f"{prefix}_face_tid_mid.txt")
+    if set_fn is not None:
+        if features is not None:
+            raise ValueError("features: expected None with set_fn (the set function embeds the templates)")
+        size = None if image_size is None else tuple(check_int("image_size", v, 1) for v in image_size)
+        crops = _Crops(base / "loose_crop", listing.images, size)
+        template_ids, template_feats = template_set_features(set_fn, listing.template_ids, crops.image,
+                                                             max_images=max_images, num_workers=num_workers,
+                                                             progress=progress)
+        template_feats = template_feats / template_feats.norm(dim=1, keepdim=True)   # zero: NaN, refused below
+        return _compare(template_ids, template_feats, meta, prefix, target, fars, one_to_n, ranks, fpirs, chunk,
+                        progress)
+    if features is None:
+        raise ValueError("features: expected a callable or (N, d) features (or set_fn=), got None")
     scores = None
     if detector_score:
         points = read_name_5pts_score(meta / f"{prefix}_name_5pts_score.txt")
@@ -187,6 +239,12 @@ def evaluate_ijb(root: str | os.PathLike, features: Callable[[torch.Tensor], tor
                              f"{listing.source}, got shape {tuple(image_feats.shape)}")
     template_ids, template_feats = template_features(image_feats, listing.template_ids, listing.media_ids,
                                                      scores=scores, flip_features=flip_feats)
+    return _compare(template_ids, template_feats, meta, prefix, target, fars, one_to_n, ranks, fpirs, chunk, progress)
+
+
+def _compare(template_ids, template_feats, meta: Path, prefix: str, target: str, fars, one_to_n: bool, ranks, fpirs,
+             chunk: int, progress: bool) -> IJBResult:
+    """1:1 verification of the meta pairs and (``one_to_n``) 1:N in each gallery, on template features."""
     verification = verify_templates(template_ids, template_feats,
                                     read_template_pairs(meta / f"{prefix}_template_pair_label.txt"), fars=fars,
                                     chunk=chunk, progress=progress)

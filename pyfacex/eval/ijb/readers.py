@@ -102,8 +102,10 @@ class TemplateSubjects:
 @dataclass
 class IJBAMetadata:
     """An IJB-A protocol CSV, one row per image: files (N names, e.g. ``img/533.JPG``,
-    ``frame/28337_00300.png``), template_ids, subject_ids, media_ids, sighting_ids: (N,) int64, and
-    lines (N,) int64, each row's line in ``source``."""
+    ``frame/28337_00300.png``), template_ids, subject_ids, media_ids, sighting_ids: (N,) int64,
+    lines (N,) int64, each row's line in ``source``, and boxes: (N, 4) float32 face boxes FACE_X,
+    FACE_Y (top-left corner), FACE_WIDTH, FACE_HEIGHT in the image's pixels, or None when the
+    file has no such columns."""
 
     files: list[str]
     template_ids: torch.Tensor
@@ -112,6 +114,7 @@ class IJBAMetadata:
     sighting_ids: torch.Tensor
     lines: torch.Tensor
     source: Path
+    boxes: torch.Tensor | None = None
 
     def subjects(self) -> TemplateSubjects:
         """The subject of each template (ascending template ids).
@@ -319,10 +322,12 @@ def read_template_subjects(path: str | os.PathLike) -> TemplateSubjects:
 def read_ijba_metadata(path: str | os.PathLike) -> IJBAMetadata:
     """Read an IJB-A protocol CSV (``train_{n}.csv``, ``verify_metadata_{n}.csv``,
     ``search_gallery_{n}.csv``, ``search_probe_{n}.csv``): columns TEMPLATE_ID, SUBJECT_ID, FILE,
-    MEDIA_ID, SIGHTING_ID by their header names (the other columns are not read).
+    MEDIA_ID, SIGHTING_ID by their header names, and the face box FACE_X, FACE_Y, FACE_WIDTH,
+    FACE_HEIGHT when the header has all four (the other columns are not read).
 
     Raises:
-        FileNotFoundError; ValueError naming the file and line: a missing column, a non-integer id.
+        FileNotFoundError; ValueError naming the file and line: a missing column, a non-integer id,
+        a box value that is not a finite number or a width or height that is not positive.
     """
     path = _path(path)
     names = ("TEMPLATE_ID", "SUBJECT_ID", "FILE", "MEDIA_ID", "SIGHTING_ID")
@@ -334,7 +339,31 @@ def read_ijba_metadata(path: str | os.PathLike) -> IJBAMetadata:
             columns[name].append(value if name == "FILE" else _int(value, path, number, name))
     ids = {name: torch.tensor(columns[name], dtype=torch.int64) for name in names if name != "FILE"}
     return IJBAMetadata(columns["FILE"], ids["TEMPLATE_ID"], ids["SUBJECT_ID"], ids["MEDIA_ID"], ids["SIGHTING_ID"],
-                        torch.tensor([number for number, _ in body], dtype=torch.int64), path)
+                        torch.tensor([number for number, _ in body], dtype=torch.int64), path, _ijba_boxes(path))
+
+
+_BOX_COLUMNS = ("FACE_X", "FACE_Y", "FACE_WIDTH", "FACE_HEIGHT")
+
+
+def _ijba_boxes(path: Path) -> torch.Tensor | None:
+    """(N, 4) float32 boxes of an IJB-A CSV, or None when its header lacks a box column."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader(f), [])
+    if not set(_BOX_COLUMNS) <= {name.strip().upper() for name in header}:
+        return None
+    columns, body = _csv_rows(path, _BOX_COLUMNS)
+    boxes = []
+    for number, fields in body:
+        try:
+            box = [float(fields[i]) for i in columns]
+        except ValueError:
+            box = []
+        if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+            raise ValueError(f"{path}:{number}: expected a face box FACE_X, FACE_Y, FACE_WIDTH, FACE_HEIGHT of "
+                             f"finite numbers with a positive width and height, got "
+                             f"{[fields[i].strip() for i in columns]}")
+        boxes.append(box)
+    return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
 
 
 def read_ijba_comparisons(path: str | os.PathLike, metadata: IJBAMetadata) -> TemplatePairs:

@@ -8,7 +8,7 @@ before summing; here they are summed in float32 (the difference is a rounding of
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -39,7 +39,8 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 
 def embed(model: torch.nn.Module, images: torch.Tensor | Iterable[torch.Tensor], batch_size: int = 64,
-          flip: bool = True, device: str | torch.device | None = None, progress: bool = False) -> torch.Tensor:
+          flip: bool = True, device: str | torch.device | None = None, progress: bool = False,
+          transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Embed face images: ``model(normalize(x)) + model(normalize(hflip(x)))`` (flip) or the first term.
 
     Args:
@@ -51,6 +52,8 @@ def embed(model: torch.nn.Module, images: torch.Tensor | Iterable[torch.Tensor],
         flip: add the embedding of the mirrored image (insightface's "Accuracy-Flip").
         device: where the model runs (default: the device of its parameters, CPU without any).
         progress: show a tqdm bar.
+        transform: applied to every uint8 batch (B, 3, H, W) on ``device`` before it is normalised
+            (and mirrored), e.g. an evaluation-time degradation; must return uint8 (B, 3, H', W').
     Returns:
         float32 (N, d) on the CPU, not normalised. With no images: (0, 0).
     """
@@ -71,6 +74,8 @@ def embed(model: torch.nn.Module, images: torch.Tensor | Iterable[torch.Tensor],
                 if batch.shape[0] == 0:          # models need not accept empty batches
                     continue
                 x = batch.to(device)
+                if transform is not None:
+                    x = transform(x)
                 out = model(normalize(x))
                 if flip:
                     out = out + model(normalize(hflip(x)))
@@ -87,14 +92,16 @@ def embed(model: torch.nn.Module, images: torch.Tensor | Iterable[torch.Tensor],
 
 def embed_bin(model: torch.nn.Module, path: str | os.PathLike, *, batch_size: int = 64, flip: bool = True,
               device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
-              progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              progress: bool = False, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The embeddings of both sides of an insightface ``.bin``'s pairs: (P, d), (P, d) and issame (P,).
 
-    Images ``2p`` and ``2p + 1`` are pair ``p``. Args as :func:`embed`; ``image_size`` (H, W) resizes
-    images of another size (see :func:`~pyfacex.data.read_verification_bin`).
+    Images ``2p`` and ``2p + 1`` are pair ``p``. Args as :func:`embed` (``transform`` included);
+    ``image_size`` (H, W) resizes images of another size (see :func:`~pyfacex.data.read_verification_bin`).
     """
     images, issame = read_verification_bin(path, image_size=image_size)
-    features = embed(model, images, batch_size=batch_size, flip=flip, device=device, progress=progress)
+    features = embed(model, images, batch_size=batch_size, flip=flip, device=device, progress=progress,
+                     transform=transform)
     if features.shape[0] == 0:
         raise ValueError(f"path: {path} holds no pairs")
     return features[0::2], features[1::2], issame
@@ -130,12 +137,13 @@ def _load(paths: Sequence[Path], batch_size: int, size: tuple[int, int] | None) 
 
 def embed_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: int = 64, flip: bool = True,
                     device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
-                    progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                    progress: bool = False, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """The embeddings (P, d), (P, d) of both sides of a :class:`~.pair_lists.PairList`'s pairs.
 
     Each distinct image is decoded and embedded once (in batches, never all in memory as pixels).
-    Args as :func:`embed_bin`; the images must already be aligned face crops (``image_size`` only
-    resizes).
+    Args as :func:`embed_bin` (``transform`` included); the images must already be aligned face crops
+    (``image_size`` only resizes).
     """
     index: dict[Path, int] = {}
     for path in (*pair_list.paths_a, *pair_list.paths_b):
@@ -144,7 +152,7 @@ def embed_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: 
         raise ValueError("pair_list: no pairs")
     size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
     features = embed(model, _load(list(index), check_int("batch_size", batch_size, 1), size), flip=flip,
-                     device=device, progress=progress)
+                     device=device, progress=progress, transform=transform)
     rows_a = torch.tensor([index[Path(p)] for p in pair_list.paths_a], dtype=torch.int64)
     rows_b = torch.tensor([index[Path(p)] for p in pair_list.paths_b], dtype=torch.int64)
     return features[rows_a], features[rows_b]
