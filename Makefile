@@ -4,6 +4,8 @@
 # make demo      : a fresh machine -> the embedded demo: synthetic faces, LGAF vs ArcFace trained on CPU,
 #                  LFW/CFP-FP/TinyFace-like results (the CPU-only torch: the demo runs on CPU, and that
 #                  build installs and compiles in a fraction of the CUDA one's time)
+# make reproduce : every registered paper spec in quick mode (pyfacex reproduce PAPER --quick), results under
+#                  runs/reproduce/PAPER-quick
 PYTHON ?= python3
 TORCH ?= 2.14.1
 VENV ?= .venv
@@ -11,7 +13,7 @@ PIP := $(VENV)/bin/pip
 # nvcc builds for every architecture it knows unless told: keep it to what we ship.
 export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 
-.PHONY: install test test-cpu bench demo clean
+.PHONY: install test test-cpu bench demo reproduce clean
 
 DEMO_TORCH ?= 2.13.0
 DEMO_VENV ?= .venv-cpu
@@ -41,6 +43,11 @@ bench: install
 demo:
 	$(MAKE) install TORCH=$(DEMO_TORCH) VENV=$(DEMO_VENV)
 	$(DEMO_VENV)/bin/pyfacex demo
+
+reproduce: install
+	@papers="$$($(VENV)/bin/pyfacex reproduce --list)" || exit 1; papers="$$(printf '%s\n' "$$papers" | cut -f1)"; \
+	if [ -z "$$papers" ]; then echo "make reproduce: no paper specs are registered yet, nothing to run"; fi; \
+	for paper in $$papers; do $(VENV)/bin/pyfacex reproduce $$paper --quick || exit 1; done
 
 clean:
 	rm -rf build .venv .venv-cpu bench/results runs

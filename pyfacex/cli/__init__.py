@@ -6,6 +6,7 @@
     pyfacex info [--json]                                   versions and the backends this installation runs
     pyfacex demo [--out runs/demo]                           synthetic faces -> LGAF vs ArcFace -> results, on CPU
     pyfacex bench [-k EXPR] [--bench-dir DIR] [--json FILE] the benchmarks and their ratio tables
+    pyfacex reproduce PAPER [--quick] [--seeds N] [--out DIR] a paper's table on synthetic faces, CIs, verdicts
 """
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import bench, data, demo, eval, info, train
+from . import bench, data, demo, eval, info, reproduce, train
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (train, eval, data, demo, bench, info)
+_COMMANDS = (train, eval, data, demo, reproduce, bench, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,8 @@ import torch
 
 from . import metrics
 
-__all__ = ["CONVENTION_LABELS", "tar_column", "score_metrics", "ResultsTable", "save_roc_png", "save_cmc_png"]
+__all__ = ["CONVENTION_LABELS", "tar_column", "score_metrics", "ResultsTable", "save_roc_png", "save_cmc_png",
+           "save_bar_png"]
 
 CONVENTION_LABELS = {"interpolated": "interp.", "nearest": "nearest", "at_most": "at most"}
 """How a column name spells each TAR@FAR convention of :mod:`pyfacex.eval.metrics`."""
@@ -291,3 +292,30 @@ def save_cmc_png(curves: Mapping[str, object], path: str | os.PathLike, *, title
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(True, alpha=0.3)
     return _finish(figure, axes, path, "Rank", "Identification rate", bool(curves), title)
+
+
+def save_bar_png(bars: Mapping[str, tuple[float, float | None, Sequence[float]]], path: str | os.PathLike, *,
+                 title: str | None = None, ylabel: str = "") -> Path:
+    """Plot one bar per label with its error bar and the individual values as dots into a PNG.
+
+    Args:
+        bars: label -> (height, error half-width or None, the values it summarises (drawn as dots)),
+            in drawing order (e.g. a metric's mean over seeds, its 95 % CI half-width, the seeds' values).
+        path: the PNG file. title, ylabel: optional.
+    Returns:
+        ``Path(path)``.
+    Raises:
+        ImportError telling how to install matplotlib when it is missing.
+    """
+    figure = _figure("save_bar_png")
+    axes = figure.add_subplot()
+    for k, (label, (height, error, values)) in enumerate(bars.items()):
+        axes.bar(k, height, width=0.6, yerr=None if error is None else [[error], [error]], capsize=6,
+                 color=f"C{k % 10}", alpha=0.75)
+        axes.plot([k] * len(values), list(values), "k.", markersize=5)
+    axes.set_xticks(range(len(bars)), [str(label) for label in bars], rotation=20, ha="right")
+    axes.set_ylabel(ylabel)
+    axes.grid(True, axis="y", alpha=0.3)
+    if title:
+        axes.set_title(title)
+    return _save(figure, path)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["atomic_save", "safe_load", "build_model", "build_trained_model", "save_model", "load_model", "load_embedder", "embedder_for",
+__all__ = ["atomic_save", "atomic_write", "safe_load", "build_model", "build_trained_model", "save_model", "load_model", "load_embedder", "embedder_for",
            "load_state_dict_checked", "load_weights", "load_model_weights", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "mark_latest", "rng_state",
            "set_rng_state"]
 
@@ -35,12 +35,18 @@ CHECKPOINT_PREFIX = "step_"
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` through a temporary file in its folder, fsync'ed and renamed."""
+    return atomic_write(path, lambda file: torch.save(obj, file))
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """``write(file)`` (a binary file object) into ``path`` through a temporary file in its folder,
+    fsync'ed and renamed: readers see the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -8,18 +8,13 @@ recipes are written as ``OUT/<model>.yaml`` so ``pyfacex train OUT/lgaf.yaml`` r
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..data.synthetic import Nuisance, SyntheticFaceWorld
-from ..data.synthetic import protocols as P
-from ..data.synthetic.export import write_training_set
+from ..data.synthetic.rendered_data import render_data
 from ..eval import ResultsTable, evaluate_protocol
 from ..eval.summary import save_summary, summarize
 from .checkpoint import load_embedder
@@ -56,17 +51,19 @@ class DemoSettings:
 
 
 def _protocol_writers(settings: DemoSettings) -> dict:
-    """Protocol name -> (writer, keyword arguments): the real protocols' layouts and fold structure
-    (10 folds), scaled to ``test_identities`` people per protocol."""
+    """Protocol name -> [writer name, keyword arguments] (:mod:`pyfacex.data.synthetic.rendered_data`):
+    the real protocols' layouts and fold structure (10 folds), scaled to ``test_identities`` people
+    per protocol."""
     n = settings.test_identities
     per_fold = max(2, n // 10)
     return {
-        "lfw": (P.write_lfw_like, dict(folds=10, identities_per_fold=per_fold, pairs_per_fold=3 * per_fold,
-                                       images_per_identity=4)),
-        "cfp-fp": (P.write_cfp_fp_like, dict(folds=10, identities_per_fold=per_fold, pairs_per_fold=3 * per_fold,
-                                             frontal_per_identity=4, profile_per_identity=2)),
-        "tinyface": (P.write_tinyface_like, dict(identities=n, probes_per_identity=2, gallery_per_identity=2,
-                                                 distractor_identities=n, distractors_per_identity=3)),
+        "lfw": ["write_lfw_like", dict(folds=10, identities_per_fold=per_fold, pairs_per_fold=3 * per_fold,
+                                       images_per_identity=4, seed=settings.seed)],
+        "cfp-fp": ["write_cfp_fp_like", dict(folds=10, identities_per_fold=per_fold, pairs_per_fold=3 * per_fold,
+                                             frontal_per_identity=4, profile_per_identity=2, seed=settings.seed)],
+        "tinyface": ["write_tinyface_like", dict(identities=n, probes_per_identity=2, gallery_per_identity=2,
+                                                 distractor_identities=n, distractors_per_identity=3,
+                                                 seed=settings.seed)],
     }
 
 
@@ -76,20 +73,11 @@ PROTOCOL_FILES = {"lfw": "lfw/lfw.bin", "cfp-fp": "cfp-fp/cfp_fp.bin", "tinyface
 
 def prepare_data(root: Path, settings: DemoSettings, progress: bool = True) -> Path:
     """Render the training set and the three protocols into ``root`` (skipped when ``root`` holds
-    the data of the same settings); returns ``root``."""
-    stamp = root / "demo_settings.json"
-    wanted = json.dumps(dataclasses.asdict(settings), sort_keys=True)
-    if stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted:
-        return root
-    if root.exists():
-        shutil.rmtree(root)
-    world = SyntheticFaceWorld(seed=settings.seed, size=112, nuisance=Nuisance(difficulty=settings.difficulty))
-    write_training_set(world, root / "train", settings.identities, settings.per_identity, formats=("record",),
-                       progress=progress)
-    for name, (writer, kwargs) in _protocol_writers(settings).items():
-        writer(world, root / "protocols" / name, seed=settings.seed, progress=progress, **kwargs)
-    stamp.write_text(wanted, encoding="utf-8")
-    return root
+    the data of the same settings, :func:`~pyfacex.data.synthetic.rendered_data.render_data`); returns ``root``."""
+    return render_data(root, {
+        "world": {"seed": settings.seed, "size": 112, "nuisance": {"difficulty": settings.difficulty}},
+        "train": {"num_identities": settings.identities, "per_identity": settings.per_identity},
+        "protocols": _protocol_writers(settings)}, progress)
 
 
 def demo_configs(data: Path, out: Path, settings: DemoSettings) -> dict[str, Config]:

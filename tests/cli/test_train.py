@@ -73,9 +73,9 @@ def test_demo_on_tiny_settings(tmp_path, capsys):
     assert all(0.0 <= values["lfw AUC"] <= 1.0 for values in rows.values())
     assert {p.name for p in out.glob("roc_*.png")} == {"roc_lfw.png", "roc_cfp-fp.png"}
     assert yaml.safe_load((out / "lgaf.yaml").read_text())["model"]["name"] == "lgaf_r50"
-    stamp = (out / "data" / "demo_settings.json").stat().st_mtime_ns
+    stamp = (out / "data" / "settings.json").stat().st_mtime_ns
     assert main(args) == 0  # the rendered data of the same settings is reused
-    assert (out / "data" / "demo_settings.json").stat().st_mtime_ns == stamp
+    assert (out / "data" / "settings.json").stat().st_mtime_ns == stamp
 
 
 def test_set_takes_several_overrides_at_once(recipe, capsys):

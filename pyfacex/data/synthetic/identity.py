@@ -2,7 +2,13 @@
 
 Head frame (units of about half a face width): x to the image's right in a frontal view, y down,
 z towards the camera; the origin is inside the head, level with the eyes. Every value is a pure
-function of (world seed, identity id), so an identity looks the same in every image and process.
+function of (world seed, identity id, the population settings), so an identity looks the same in
+every image and process.
+
+Parameters are *global* (:data:`GLOBAL_PARAMETERS`: skin, hair, eye and lip colour, head and jaw
+shape, hair style, blush, beard), which set an image's colours and outline, or *local* (eyes, brows,
+nose, mouth, ears, moles, scar, freckles). Look-alike cohorts (:func:`sample_identities`'
+``cohort``) draw the global ones once per cohort, so identity lives in the local detail.
 """
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import torch
 
 from .random import make_key, uniform, uniform_range
 
-__all__ = ["sample_identities"]
+__all__ = ["GLOBAL_PARAMETERS", "MAX_LOCAL_VARIETY", "sample_identities"]
 
 # (low, high) of each shape parameter; units are head units unless named otherwise.
 _SHAPE = {
@@ -50,6 +56,17 @@ _EYE = torch.tensor([[0.30, 0.18, 0.08], [0.15, 0.09, 0.05], [0.30, 0.45, 0.65],
 
 MAX_MOLES = 3
 
+GLOBAL_PARAMETERS = ("cranium_rx", "cranium_ry", "cranium_rz", "cranium_y", "jaw_rx", "jaw_ry", "jaw_rz", "jaw_y",
+                     "jaw_z", "hair_thickness", "hairline", "hair_back", "hair_amount", "blush",
+                     "skin", "hair", "eye", "lip", "beard")
+"""What members of a look-alike cohort share: colours, head and jaw shape, hair style, blush and beard
+(what mean colours and a head's outline see); every other parameter is the identity's own."""
+
+MAX_LOCAL_VARIETY = 1.5
+"""Widest ``local_variety``: beyond it the nose base could reach the upper lip."""
+
+_COHORT_STREAM = 0x636F686F7274  # a key part no identity key has, so a cohort's draw is its own
+
 
 def _palette(table: torch.Tensor, u: torch.Tensor, blend: bool) -> torch.Tensor:
     """Pick (and optionally blend between neighbouring) rows of a colour table with u in [0, 1)."""
@@ -62,20 +79,54 @@ def _palette(table: torch.Tensor, u: torch.Tensor, blend: bool) -> torch.Tensor:
     return table[low] * (1 - t) + table[high] * t
 
 
-def sample_identities(seed: int, identity: torch.Tensor) -> dict[str, torch.Tensor]:
+def _local_ranges(variety: float) -> dict[str, tuple[float, float]]:
+    """:data:`_SHAPE` with every local range scaled by ``variety`` about its middle (itself at 1)."""
+    if variety == 1.0:
+        return _SHAPE
+    scaled = {}
+    for name, (low, high) in _SHAPE.items():
+        middle, half = (low + high) / 2, (high - low) / 2 * (1.0 if name in GLOBAL_PARAMETERS else variety)
+        scaled[name] = (middle - half, middle + half)
+    return scaled
+
+
+def sample_identities(seed: int, identity: torch.Tensor, cohort: torch.Tensor | None = None,
+                      cohort_jitter: float = 0.0, local_variety: float = 1.0) -> dict[str, torch.Tensor]:
     """Parameters of the given identities.
 
     Args:
         seed: the world's seed.
         identity: (B,) int64 identity ids.
+        cohort: (B,) int64 look-alike cohort of each identity, or None (every identity its own).
+            Members of one cohort take the :data:`GLOBAL_PARAMETERS` drawn for the cohort.
+        cohort_jitter: in [0, 1]: a member's global parameters are lerp(cohort's, own, cohort_jitter)
+            (0: identical within a cohort; 1: as without cohorts).
+        local_variety: in [0, :data:`MAX_LOCAL_VARIETY`]: the ranges of the local shape parameters
+            (eyes, brows, nose, mouth, ears) scaled about their middles (1: the default ranges).
     Returns:
         name -> float32 tensor (B,) for shape values, (B, 3) for colours ("skin", "hair", "eye", "lip"),
         (B, MAX_MOLES, 4) for "moles" (x, y, z on the head surface is finished by the face model; here
         x, y, radius, present), (B, 4) "scar" (x0, y0, angle, length; length 0 = none), "freckles"
         (B,) density (0 = none), "freckle_seed" (B,) and "beard" (B,) density.
     """
-    key = make_key(seed, identity)
-    params = uniform_range(key, "identity.shape", _SHAPE)
+    if not 0.0 <= cohort_jitter <= 1.0:
+        raise ValueError(f"cohort_jitter: expected a number in [0, 1], got {cohort_jitter!r}")
+    if not 0.0 <= local_variety <= MAX_LOCAL_VARIETY:
+        raise ValueError(f"local_variety: expected a number in [0, {MAX_LOCAL_VARIETY}], got {local_variety!r}")
+    params = _draw(make_key(seed, identity), _local_ranges(local_variety))
+    if cohort is None:
+        return params
+    if cohort.shape != identity.shape:
+        raise ValueError(f"cohort: expected shape {tuple(identity.shape)} like identity, got {tuple(cohort.shape)}")
+    shared = _draw(make_key(seed, cohort, _COHORT_STREAM), _SHAPE)
+    for name in GLOBAL_PARAMETERS:
+        params[name] = torch.lerp(shared[name], params[name], cohort_jitter)
+    return params
+
+
+def _draw(key: torch.Tensor, ranges: dict[str, tuple[float, float]]) -> dict[str, torch.Tensor]:
+    """Every parameter of :func:`sample_identities` drawn from ``key`` (B,), shape values in ``ranges``."""
+    params = uniform_range(key, "identity.shape", ranges)
     u = uniform(key, "identity.colour", 8).to(torch.float32)
     skin = _palette(_SKIN, u[:, 0], blend=True) * (0.94 + 0.12 * u[:, 1:4])
     params["skin"] = skin.clamp(0, 1)

@@ -88,9 +88,22 @@ def prepare_root(out_dir: str | os.PathLike) -> Path:
 
 
 def draw_identities(world, count: int, generator: torch.Generator) -> list[int]:
-    """``count`` distinct test-split identities of ``world`` in an order shuffled by ``generator``."""
-    identities = world.identities("test", count).tolist()
-    return [identities[i] for i in torch.randperm(count, generator=generator).tolist()]
+    """``count`` distinct test-split identities of ``world`` in an order shuffled by ``generator``.
+
+    In a world of look-alike cohorts (``world.cohort_size`` > 1) the members of a cohort stay
+    together (cohorts and members each in shuffled order), so a pool of whole cohorts pairs its
+    impostors among look-alikes, as CALFW and CPLFW pick impostors of one gender and race to keep
+    attributes from deciding pairs.
+    """
+    identities = world.identities("test", count)
+    order = torch.randperm(count, generator=generator).tolist()
+    if world.cohort_size > 1:
+        cohort = world.cohorts(identities).tolist()
+        first = {}  # a cohort's rank: where its first member fell in the shuffle
+        for position, i in enumerate(order):
+            first.setdefault(cohort[i], position)
+        order.sort(key=lambda i: first[cohort[i]])
+    return [identities[i].item() for i in order]
 
 
 def person_name(identity: int) -> str:
