@@ -23,7 +23,7 @@ from PIL import Image
 
 from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld, protocols
 from pyfacex.eval.shortcuts import shortcut_floors
-from pyfacex.train.demo import DemoSettings, _protocol_writers
+from pyfacex.train.demo import DemoSettings, protocol_writers
 
 # Population settings (SyntheticFaceWorld keyword arguments), fixed before any was measured.
 SETTINGS = {
@@ -43,7 +43,7 @@ def render(root: Path, world: SyntheticFaceWorld, demo: DemoSettings) -> list[st
     """The protocols' specs, rendering them into ``root`` unless a run of the same world left them."""
     stamp, wanted = root / "world.txt", repr(world) + f" test_identities={demo.test_identities}"
     if not (stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted):
-        writers = _protocol_writers(demo)
+        writers = protocol_writers(demo)
         for name in PROTOCOLS:
             writer, kwargs = writers[name]
             getattr(protocols, writer)(world, root / name, progress=False, **kwargs)

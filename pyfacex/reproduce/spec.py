@@ -167,11 +167,11 @@ class Claim:
 def merge_recipes(*recipes: Mapping) -> dict:
     """The recipes merged left to right as a recipe's ``base:`` (sections key by key, ``kwargs`` whole);
     a fresh copy."""
-    from ..train.config import _merge
+    from ..train.config import merge_recipes as merge_two
 
     merged: dict = {}
     for recipe in recipes:
-        merged = _merge(merged, copy.deepcopy(dict(recipe)))
+        merged = merge_two(merged, copy.deepcopy(dict(recipe)))
     return merged
 
 

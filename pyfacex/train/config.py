@@ -32,7 +32,7 @@ from typing import Any
 __all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "HeadConfig", "ModelConfig", "OptimConfig",
            "ScheduleConfig", "GANConfig", "QAFaceConfig", "LandmarkConfig", "load_config", "config_from_dict",
            "validate_config", "Rule",
-           "apply_overrides", "config_to_dict", "config_to_yaml"]
+           "apply_overrides", "config_to_dict", "config_to_yaml", "merge_recipes"]
 
 
 class ConfigError(ValueError):
@@ -381,11 +381,13 @@ def config_to_yaml(config: Config) -> str:
 
 # ------------------------------------------------------------------ files and overrides
 
-def _merge(base: dict, update: Mapping) -> dict:
+def merge_recipes(base: dict, update: Mapping) -> dict:
+    """``update`` laid over ``base`` as a recipe over its ``base:`` recipe: sections merge key by key,
+    ``kwargs`` and every other value are replaced whole."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key not in ("kwargs",):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_recipes(out[key], value)
         else:
             out[key] = value
     return out
@@ -415,7 +417,7 @@ def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     document = dict(document)
     base = document.pop("base", None)
     if base is not None:
-        return _merge(_read_recipe((path.parent / base), seen + (path.resolve(),)), document)
+        return merge_recipes(_read_recipe((path.parent / base), seen + (path.resolve(),)), document)
     return document
 
 

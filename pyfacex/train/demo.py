@@ -21,7 +21,7 @@ from .checkpoint import load_embedder
 from .config import Config, config_from_dict, config_to_yaml
 from .registry import create_trainer
 
-__all__ = ["DemoSettings", "demo_configs", "prepare_data", "run_demo"]
+__all__ = ["DemoSettings", "demo_configs", "prepare_data", "protocol_writers", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class DemoSettings:
     num_workers: int = 1
 
 
-def _protocol_writers(settings: DemoSettings) -> dict:
+def protocol_writers(settings: DemoSettings) -> dict:
     """Protocol name -> [writer name, keyword arguments] (:mod:`pyfacex.data.synthetic.rendered_data`):
     the real protocols' layouts and fold structure (10 folds), scaled to ``test_identities`` people
     per protocol."""
@@ -77,7 +77,7 @@ def prepare_data(root: Path, settings: DemoSettings, progress: bool = True) -> P
     return render_data(root, {
         "world": {"seed": settings.seed, "size": 112, "nuisance": {"difficulty": settings.difficulty}},
         "train": {"num_identities": settings.identities, "per_identity": settings.per_identity},
-        "protocols": _protocol_writers(settings)}, progress)
+        "protocols": protocol_writers(settings)}, progress)
 
 
 def demo_configs(data: Path, out: Path, settings: DemoSettings) -> dict[str, Config]:
