@@ -21,6 +21,34 @@ def _csv(choices: Sequence[str]):
     return parse
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _knobs(text: str) -> dict[str, float]:
+    """argparse type: ``name=value[,name=value]`` nuisance knobs, each a field of ``Nuisance``."""
+    from ..data.synthetic import Nuisance
+
+    fields = [name for name in Nuisance.__dataclass_fields__ if name != "difficulty"]
+    knobs = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name.strip() not in fields:
+            raise argparse.ArgumentTypeError(f"expected name=value with a name among {', '.join(fields)}, got {item!r}")
+        try:
+            knobs[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number after {name.strip()}=, got {value!r}") from None
+    return knobs
+
+
 def add_parser(commands) -> None:
     """Add ``data`` to the ``pyfacex`` sub-commands."""
     data = commands.add_parser("data", help="datasets: synthetic faces")
@@ -41,6 +69,20 @@ def add_parser(commands) -> None:
     synth.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     synth.add_argument("--size", type=int, default=112, help="image side: 112 recognition, 256 landmarks")
     synth.add_argument("--difficulty", type=float, default=0.3, help="global nuisance level in [0, 1] (0.3)")
+    synth.add_argument("--nuisance", type=_knobs, default={}, metavar="NAME=VALUE[,...]",
+                       help="nuisance knobs other than the default (largest amplitude of each, scaled by "
+                            "--difficulty), e.g. blur=10,occlusion=1.5,low_resolution=0.95")
+    synth.add_argument("--cohort-size", type=positive_int, default=1,
+                       help="identities per look-alike cohort, sharing skin, hair and head shape (default 1: none)")
+    synth.add_argument("--cohort-jitter", type=_fraction, default=0.0,
+                       help="how far members of a cohort drift back towards their own look, in [0, 1] (default 0)")
+    synth.add_argument("--local-variety", type=float, default=1.0,
+                       help="spread of the local features (eyes, brows, nose, mouth, marks) that tell a cohort's "
+                            "members apart, up to 1.5 (default 1)")
+    synth.add_argument("--unrecognisable", type=_fraction, default=0.0, metavar="FRACTION",
+                       help="this fraction of the still images rendered unrecognisable (extreme blur, heavy "
+                            "occlusion or 4-pixel resolution, chosen by the seed; ground_truth.npz's "
+                            "'unrecognisable' says which); default 0")
     synth.add_argument("--formats", type=_csv(("folder", "record")), default=["folder", "record"],
                        help="folder,record (default both)")
     synth.add_argument("--protocols", type=_csv(_PROTOCOLS), default=[],
@@ -57,9 +99,13 @@ def _synth(args) -> int:
     from ..data.synthetic import protocols as P
     from ..data.synthetic.export import write_training_set
 
-    world = SyntheticFaceWorld(seed=args.seed, size=args.size, nuisance=Nuisance(difficulty=args.difficulty))
+    world = SyntheticFaceWorld(seed=args.seed, size=args.size, nuisance=Nuisance(difficulty=args.difficulty,
+                                                                               **args.nuisance),
+                               cohort_size=args.cohort_size, cohort_jitter=args.cohort_jitter,
+                               local_variety=args.local_variety)
     out = write_training_set(world, args.out, args.ids, args.per_id, frames_per_video=args.video_frames,
-                             formats=args.formats, quality=args.quality, overwrite=args.overwrite)
+                             unrecognisable=args.unrecognisable, formats=args.formats, quality=args.quality,
+                             overwrite=args.overwrite)
     writers = {"lfw": P.write_lfw_like, "cfp-fp": P.write_cfp_fp_like, "tinyface": P.write_tinyface_like,
                "ijb": P.write_ijb_like, "ijba": P.write_ijba_like, "ytf": P.write_ytf_like}
     for name in args.protocols:

@@ -2,11 +2,14 @@
 :mod:`pyfacex.reproduce`).
 
     pyfacex reproduce PAPER [--quick] [--seeds N] [--out DIR] [--cache DIR]
+    pyfacex reproduce PAPER --pilot [--quick] [--out DIR]
     pyfacex reproduce --list
 
 Writes ``DIR/results.json``, ``DIR/results.md`` (the paper's table with our mean ± 95 % CI beside the
 paper's numbers, and a verdict per claim) and PNG plots; ``DIR/cells/`` keeps every finished
-(variant, seed) cell, so rerunning the same command resumes where it stopped.
+(variant, seed) cell, so rerunning the same command resumes where it stopped. ``--pilot`` runs the
+baseline alone on the spec's candidate worlds (:mod:`pyfacex.reproduce.pilot`), the run from which the
+world's difficulty is chosen.
 """
 from __future__ import annotations
 
@@ -29,7 +32,11 @@ def add_parser(commands) -> None:
     parser.add_argument("--list", action="store_true", help="print the registered specs, one per line, and exit")
     parser.add_argument("--quick", action="store_true", help="the spec's quick mode: fewer seeds and epochs")
     parser.add_argument("--seeds", type=positive_int, help="how many seeds (0..N-1) instead of the spec's count")
-    parser.add_argument("--out", help="output folder (runs/reproduce/PAPER, or PAPER-quick with --quick)")
+    parser.add_argument("--pilot", action="store_true",
+                        help="the baseline alone, seed 0, on each of the spec's candidate worlds (choosing the "
+                             "world's difficulty before any method is trained)")
+    parser.add_argument("--out", help="output folder (runs/reproduce/PAPER, PAPER-quick with --quick, "
+                                      "PAPER-pilot with --pilot)")
     parser.add_argument("--cache", default="runs/reproduce/cache",
                         help="folder of rendered worlds, one per settings hash (runs/reproduce/cache)")
     parser.set_defaults(run=run)
@@ -37,7 +44,7 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     """List the specs, or run one."""
-    from ..reproduce import get_spec, list_specs, run_spec
+    from ..reproduce import get_spec, list_specs, run_pilot, run_spec
 
     if args.list:
         names = list_specs()
@@ -50,8 +57,13 @@ def run(args) -> int:
         raise ValueError(f"PAPER: expected one of the registered specs ({', '.join(list_specs()) or 'none yet'}), "
                          "or --list")
     spec = get_spec(args.paper)
-    command = " ".join(["pyfacex reproduce", args.paper] + (["--quick"] if args.quick else [])
-                       + ([f"--seeds {args.seeds}"] if args.seeds else [])
+    command = " ".join(["pyfacex reproduce", args.paper] + (["--pilot"] if args.pilot else [])
+                       + (["--quick"] if args.quick else []) + ([f"--seeds {args.seeds}"] if args.seeds else [])
                        + ([f"--out {args.out}"] if args.out else []))
+    if args.pilot:
+        if args.seeds:
+            raise ValueError("--seeds: a pilot runs seed 0 only")
+        run_pilot(spec, args.out, quick=args.quick, cache=args.cache, command=command)
+        return 0
     run_spec(spec, args.out, quick=args.quick, seeds=args.seeds, cache=args.cache, command=command)
     return 0

@@ -24,6 +24,9 @@ Readings (NOTES.md):
   balance of W and M then depends on ‖W‖, which is set by the initialisation (N(0, 0.01²) rows:
   ‖W‖ ≈ 0.23 at d = 512, against ‖M‖ = f(ẑ) ≈ 1) and shrunk by weight decay. With the switch on,
   ‖Ŵ‖ = 1 and M weighs f(ẑ) against it whatever W's scale, as VPL weighs λ·M against (1 − λ)·Ŵ.
+* ``quality_weight`` (default on): f(ẑ) of eq. 11 weighs each memorised sample. Off, f ≡ 1: every
+  sample writes x/‖x‖ into W̃ = W + M (the momentum backbone, Δt and start unchanged), the equal
+  injection of QAFace's Fig. 1(b): the ablation that isolates the quality function (QAFace, Sec. 3.4-3.5).
 * The injection of a step reads the memory as earlier steps left it; this batch is written after
   (a sample's own feature in its own centre would make its target logit trivially easy).
 * Writes older than Δt at ``start_iteration`` are never read, so before ``start_iteration − Δt``
@@ -66,8 +69,8 @@ class QAFaceOutput(NamedTuple):
 
     loss (): the mean margin loss; per_sample (B,); target_cos (B,) cosine to the injected target
     centre; embeddings (B, d) of the online backbone; quality (B,) f(ẑ) of the memorised features
-    (``None`` when nothing was written or in VPL mode); active (C,) bool, the classes injected this
-    step (``None`` before ``start_iteration``).
+    (``None`` when nothing was written, in VPL mode or with ``quality_weight=False``); active (C,)
+    bool, the classes injected this step (``None`` before ``start_iteration``).
     """
 
     loss: torch.Tensor
@@ -90,6 +93,8 @@ class MemoryInjectionHead(CombinedMarginHead):
         num_classes: number of identities C.
         mode: ``"qaface"`` (W̃ = W + M, M = f(ẑ)·x/‖x‖; eq. 7, 12) or ``"vpl"``
             (W̃ = normalize((1−λ)·normalize(W) + λ·M), M = x/‖x‖).
+        quality_weight: QAFace mode only: weigh each memorised sample by f(ẑ) (eq. 11); False: f ≡ 1,
+            every sample writes x/‖x‖ and no norm statistics are kept (the ablation of eq. 11).
         normalize_weight: QAFace mode only: inject into W/‖W‖ (W̃ = Ŵ + M) so that the balance of W
             and M does not depend on W's scale (module docstring); VPL always normalises W.
         start_iteration: first iteration at which the memory is injected.
@@ -103,14 +108,19 @@ class MemoryInjectionHead(CombinedMarginHead):
 
     def __init__(self, dim: int, num_classes: int, *, mode: str = "qaface", start_iteration: int = 0,
                  delta_t: int = 1000, tau: float = 2.0, lam: float = 0.15, stats_momentum: float = 0.01,
-                 normalize_weight: bool = False, s: float = 64.0, m1: float = 1.0, m2: float = 0.5, m3: float = 0.0,
-                 grad: str = "exact", label_smoothing: float = 0.0):
+                 normalize_weight: bool = False, quality_weight: bool = True, s: float = 64.0, m1: float = 1.0,
+                 m2: float = 0.5, m3: float = 0.0, grad: str = "exact", label_smoothing: float = 0.0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not isinstance(normalize_weight, bool):
             raise TypeError(f"normalize_weight must be a bool, got {normalize_weight!r}")
         if normalize_weight and mode != "qaface":
             raise ValueError(f"normalize_weight applies to mode='qaface' (VPL always normalises W), got mode={mode!r}")
+        if not isinstance(quality_weight, bool):
+            raise TypeError(f"quality_weight must be a bool, got {quality_weight!r}")
+        if not quality_weight and mode != "qaface":
+            raise ValueError(f"quality_weight=False applies to mode='qaface' (VPL has no quality weight: every sample "
+                             f"writes with f = 1), got mode={mode!r}")
         _check_count(start_iteration, "start_iteration")
         _check_count(delta_t, "delta_t")
         if not tau >= 0:
@@ -119,10 +129,10 @@ class MemoryInjectionHead(CombinedMarginHead):
             raise ValueError(f"lam must be in [0, 1], got {lam}")
         super().__init__(dim, num_classes, s=s, m1=m1, m2=m2, m3=m3, grad=grad, label_smoothing=label_smoothing)
         self.mode, self.start_iteration, self.delta_t, self.tau, self.lam = mode, start_iteration, delta_t, tau, lam
-        self.normalize_weight = normalize_weight
+        self.normalize_weight, self.quality_weight = normalize_weight, quality_weight
         self.register_buffer("memory", torch.zeros(num_classes, dim))
         self.register_buffer("stamps", torch.full((num_classes,), -1, dtype=torch.int64))
-        self.norm_stats = NormStats(momentum=stats_momentum) if mode == "qaface" else None
+        self.norm_stats = NormStats(momentum=stats_momentum) if mode == "qaface" and quality_weight else None
 
     def writes(self, iteration: int) -> bool:
         """Whether a training step at ``iteration`` memorises its batch (a write is read only within Δt)."""
@@ -166,12 +176,13 @@ class MemoryInjectionHead(CombinedMarginHead):
         if self.norm_stats is not None:
             # eq. 8-10 (NormStats updates μ, σ with this batch first), then eq. 11.
             quality = qaface_weight(self.norm_stats(features), self.tau)
-        scale = features.new_ones(features.shape[0]) if quality is None else quality  # VPL: f = 1
+        scale = features.new_ones(features.shape[0]) if quality is None else quality  # VPL, f ≡ 1: f = 1
         memory_write_(self.memory, self.stamps, *all_gather_rows(features, labels.long(), scale), iteration)  # eq. 7
         return quality
 
     def extra_repr(self) -> str:
-        extra = f"tau={self.tau}, normalize_weight={self.normalize_weight}" if self.mode == "qaface" else f"lam={self.lam}"
+        extra = f"tau={self.tau}, normalize_weight={self.normalize_weight}, quality_weight={self.quality_weight}" \
+            if self.mode == "qaface" else f"lam={self.lam}"
         return (f"{super().extra_repr()}, mode={self.mode!r}, start_iteration={self.start_iteration}, "
                 f"delta_t={self.delta_t}, {extra}")
 
@@ -193,11 +204,12 @@ class QAFace(nn.Module):
         embedding_size: d; default ``backbone.num_features`` when the backbone has it.
         momentum: γ of the momentum backbone (0.99, as MoCo), or ``None`` to memorise the online
             backbone's detached features (VPL's original, no momentum copy).
-        mode, start_iteration, delta_t, tau, lam, stats_momentum, normalize_weight, s, m1, m2, m3,
-            grad, label_smoothing: as :class:`MemoryInjectionHead`.
+        mode, start_iteration, delta_t, tau, lam, stats_momentum, normalize_weight, quality_weight, s, m1,
+            m2, m3, grad, label_smoothing: as :class:`MemoryInjectionHead`.
 
     State (``state_dict``): ``backbone.*``, ``momentum_backbone.*`` (when ``momentum`` is set),
-    ``head.weight``, ``head.memory``, ``head.stamps``, ``head.norm_stats.*`` (QAFace mode).
+    ``head.weight``, ``head.memory``, ``head.stamps``, ``head.norm_stats.*`` (QAFace mode with
+    ``quality_weight``).
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, *, embedding_size: int | None = None,

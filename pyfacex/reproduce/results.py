@@ -18,7 +18,8 @@ NOT_RUN = "not run"
 def metric_values(spec: ExperimentSpec, cells: Mapping[str, Mapping[int, dict]]) -> dict[str, dict[str, dict]]:
     """row -> metric name -> {seed: value in the metric's scaled unit} for every row (variant or floor)
     of ``cells`` (row -> seed -> cell), from the cells' raw protocol metrics (a metric the protocol left
-    undefined, None in the cell, is left out).
+    undefined, None in the cell, is left out); a metric with ``minus`` is the difference of its key
+    between its two evaluations.
 
     Raises:
         ValueError naming ``metrics[k].key`` when a cell's evaluation has no such metric.
@@ -28,12 +29,15 @@ def metric_values(spec: ExperimentSpec, cells: Mapping[str, Mapping[int, dict]])
         per_metric = out.setdefault(row, {m.name: {} for m in spec.metrics})
         for seed, cell in sorted(by_seed.items()):
             for k, metric in enumerate(spec.metrics):
-                measured = cell["evaluations"][metric.evaluation]["metrics"]
-                if metric.key not in measured:
-                    raise ValueError(f"metrics[{k}].key: {metric.key!r} is not a metric of evaluation "
-                                     f"{metric.evaluation!r}; it has {', '.join(measured)}")
-                if measured[metric.key] is not None:
-                    per_metric[metric.name][seed] = measured[metric.key] * metric.scale
+                values = []
+                for evaluation in (metric.evaluation, metric.minus) if metric.minus else (metric.evaluation,):
+                    measured = cell["evaluations"][evaluation]["metrics"]
+                    if metric.key not in measured:
+                        raise ValueError(f"metrics[{k}].key: {metric.key!r} is not a metric of evaluation "
+                                         f"{evaluation!r}; it has {', '.join(measured)}")
+                    values.append(measured[metric.key])
+                if None not in values:
+                    per_metric[metric.name][seed] = (values[0] - sum(values[1:])) * metric.scale
     return out
 
 
@@ -108,10 +112,11 @@ def claim_text(claim: Mapping) -> str:
     return f"{claim['variant']} {claim['direction']} {claim['baseline']}{margin} on {claim['metric']}"
 
 
-def results_markdown(spec: ExperimentSpec, results: Mapping, notes: tuple[str, ...] = ()) -> str:
+def results_markdown(spec: ExperimentSpec, results: Mapping, notes: tuple[str, ...] = (),
+                     plots: tuple[str, ...] = ()) -> str:
     """``results.md``: the run's record, the table laid out like the paper's (rows = variants, per
-    metric our mean ± 95 % CI half-width over seeds beside the paper's number) and the claims with
-    their verdicts."""
+    metric our mean ± 95 % CI half-width over seeds beside the paper's number), the claims with
+    their verdicts, and the ``plots`` (PNG file names beside it) as images."""
     run = results["run"]
     seeds = run["seeds"]
     lines = [f"# {spec.paper}: reproduction on the synthetic face world", ""]
@@ -160,6 +165,8 @@ def results_markdown(spec: ExperimentSpec, results: Mapping, notes: tuple[str, .
                   f"Verdicts: **{VERDICTS[0]}** when the 95 % CI of Δ lies above 0 (for `>=` claims: above "
                   f"−margin), **{VERDICTS[1]}** when the mean does but the interval does not (or one seed), "
                   f"**{VERDICTS[2]}** otherwise.", "", claims.to_markdown(precision=2), ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     for note in notes:
         lines += [f"Note: {note}", ""]
     return "\n".join(lines)

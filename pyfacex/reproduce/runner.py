@@ -221,21 +221,32 @@ def run_spec(spec: ExperimentSpec, out: str | Path | None = None, *, quick: bool
                 f"(elapsed {time.perf_counter() - started:.0f} s)")
         for variant in spec.variants:
             done += 1
-            recipe = spec.cell_recipe(variant.name, quick)
-            used = {name: stage_recipes[name] for name in sorted(stage_references(recipe))}
-            fingerprint = _fingerprint({"recipe": recipe, "stages": used, "data": key, "seed": seed,
-                                        "evaluations": evaluations})
+            if variant.stage:   # the row trains nothing: it evaluates the stage's model file
+                used = {variant.stage: stage_recipes[variant.stage]}
+                fingerprint = _fingerprint({"stage": variant.stage, "stages": used, "data": key, "seed": seed,
+                                            "evaluations": evaluations})
+            else:
+                recipe = spec.cell_recipe(variant.name, quick)
+                used = {name: stage_recipes[name] for name in sorted(stage_references(recipe))}
+                fingerprint = _fingerprint({"recipe": recipe, "stages": used, "data": key, "seed": seed,
+                                            "evaluations": evaluations})
             path = out / "cells" / variant.name / f"seed{seed}.json"
             cell = _read_finished(path, fingerprint)
             if cell is not None:
                 log(f"[{done}/{total}] {variant.name}, seed {seed}: finished before, skipped")
             else:
-                log(f"[{done}/{total}] {variant.name}, seed {seed}: training")
+                log(f"[{done}/{total}] {variant.name}, seed {seed}: "
+                    + (f"evaluating stage {variant.stage}" if variant.stage else "training"))
                 began = time.perf_counter()
-                folder = out / "train" / variant.name / f"seed{seed}"
-                logged = _train(_resolve(recipe, data / "train", stage_files), folder, seed, fingerprint, progress)
+                if variant.stage:
+                    logged, model_file = {}, stage_files[variant.stage]
+                else:
+                    folder = out / "train" / variant.name / f"seed{seed}"
+                    logged = _train(_resolve(recipe, data / "train", stage_files), folder, seed, fingerprint,
+                                    progress)
+                    model_file = folder / "model.pt"
                 trained = time.perf_counter() - began
-                evaluated = _evaluate_model_file(spec, folder / "model.pt", data)
+                evaluated = _evaluate_model_file(spec, model_file, data)
                 cell = {"variant": variant.name, "seed": seed, "quick": quick, "fingerprint": fingerprint,
                         "seconds": time.perf_counter() - began, "train_seconds": trained, "train": logged,
                         "evaluations": evaluated}
@@ -278,9 +289,8 @@ def publish(spec: ExperimentSpec, out: Path, cells: Mapping[str, Mapping[int, di
         written = []
         notes.append(f"plots skipped: {error}")
         log(f"[{spec.name}] plots skipped: {error}")
+    markdown = results_markdown(spec, results, tuple(notes), tuple(path.name for path in written))
     written = [_write_json(out / "results.json", results),
-               atomic_write(out / "results.md",
-                            lambda file: file.write(results_markdown(spec, results, tuple(notes)).encode("utf-8")))] \
-        + written
+               atomic_write(out / "results.md", lambda file: file.write(markdown.encode("utf-8")))] + written
     log(f"[{spec.name}] wrote {', '.join(str(p) for p in written)}")
     return results

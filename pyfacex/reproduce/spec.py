@@ -16,7 +16,10 @@ An :class:`ExperimentSpec` holds
   recipe names with the string ``"$stage:NAME"``; ``"$train"`` names the rendered training set
   (``data.train`` is ``"$train"`` unless a recipe sets it);
 - the seeds (full and ``--quick``), the quick-mode recipe overrides (fewer epochs), the
-  :class:`Claim` rows, and whether to measure the world's shortcut floors (``floors``).
+  :class:`Claim` rows, and whether to measure the world's shortcut floors (``floors``);
+- the pilot (``pilot_worlds``, ``pilot_variant``): candidate worlds on which the baseline alone is run
+  (``pyfacex reproduce PAPER --pilot``) to choose the world's difficulty before any method is trained,
+  so that the choice cannot be tuned on a method's result.
 
 Recipes merge like a recipe's ``base:`` (:mod:`pyfacex.train.config`): nested sections merge key by
 key, a ``kwargs`` mapping is replaced whole. Every spec is checked when built: a malformed one raises
@@ -25,6 +28,7 @@ key, a ``kwargs`` mapping is replaced whole. Every spec is checked when built: a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,6 +89,23 @@ class World:
     options: Mapping[str, Any] = field(default_factory=dict)
     train_options: Mapping[str, Any] = field(default_factory=dict)
 
+    def replaced(self, changes: Mapping[str, Any]) -> "World":
+        """A copy with some fields changed; the mapping fields (``nuisance``, ``options``,
+        ``train_options``, ``protocols``) are updated key by key rather than replaced.
+
+        Raises:
+            SpecError naming an unknown field.
+        """
+        known = {f.name for f in dataclasses.fields(self)}
+        values = {}
+        for key, value in changes.items():
+            if key not in known:
+                raise SpecError(f"{key}: not a World field; fields: {', '.join(sorted(known))}")
+            current = getattr(self, key)
+            values[key] = {**current, **value} if isinstance(current, Mapping) and isinstance(value, Mapping) \
+                else value
+        return dataclasses.replace(self, **values)
+
     def data_settings(self) -> dict:
         """The settings of :func:`pyfacex.data.synthetic.rendered_data.render_data` (a fresh copy)."""
         return copy.deepcopy({
@@ -118,24 +139,31 @@ class Evaluation:
 class Metric:
     """A column of the paper's table: ``key`` of the :class:`~pyfacex.eval.ProtocolResult` metrics of
     evaluation ``evaluation``, multiplied by ``scale`` (100: percent, the papers' unit);
-    ``higher_is_better`` orients claims on it (False for EER, NME)."""
+    ``higher_is_better`` orients claims on it (False for EER, NME). With ``minus`` (another
+    evaluation's name) the column is the difference ``(evaluation − minus)`` of that key, e.g. the drop
+    of accuracy from clean to degraded test data (Face Aggregation Network, Tab. 1 vs Tab. 4)."""
 
     name: str
     evaluation: str
     key: str
     scale: float = 100.0
     higher_is_better: bool = True
+    minus: str = ""
 
 
 @dataclass(frozen=True)
 class Variant:
     """A row of the paper's table: ``recipe`` overrides of the base recipe, ``paper`` the paper's
-    number per metric name (in the metric's scaled unit; a metric the paper does not report is absent)."""
+    number per metric name (in the metric's scaled unit; a metric the paper does not report is absent).
+    ``stage`` (a stage's name) makes the row train nothing and evaluate that stage's model file as it
+    is (then ``recipe`` must be empty), e.g. the pre-trained extractor's average pooling as the Face
+    Aggregation Network's *avg* row."""
 
     name: str
     recipe: Mapping[str, Any] = field(default_factory=dict)
     paper: Mapping[str, float] = field(default_factory=dict)
     note: str = ""
+    stage: str = ""
 
 
 @dataclass(frozen=True)
@@ -201,6 +229,9 @@ class ExperimentSpec:
             ``seed`` and ``image_size`` (``layers``, ``widths``, ``embedding_size``; the base recipe's
             backbone is the natural choice); empty: its default tiny iResNet.
         description: what the spec sets up, why, and what was scaled down.
+        pilot_worlds: candidate name -> :meth:`World.replaced` changes: the worlds of the pilot
+            (:meth:`pilot_spec`), the spec's own ``world`` being the one chosen from it.
+        pilot_variant: the variant the pilot trains (empty: the first variant, the baseline row).
     """
 
     name: str
@@ -218,6 +249,8 @@ class ExperimentSpec:
     floors: bool = True
     floor_network: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    pilot_worlds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    pilot_variant: str = ""
 
     def __post_init__(self):
         try:
@@ -259,6 +292,16 @@ class ExperimentSpec:
         from ..train.config import config_from_dict
 
         return config_from_dict(merge_recipes(self.recipe)).data.image_size
+
+    def pilot_spec(self, candidate: str) -> "ExperimentSpec":
+        """The spec of one pilot run: the world of ``pilot_worlds[candidate]``, the pilot variant alone
+        (with the stages it uses), no claims."""
+        baseline = self.variant(self.pilot_variant or self.variants[0].name)
+        used = stage_references(self.cell_recipe(baseline.name, False)) | {baseline.stage}
+        return dataclasses.replace(self, name=f"{self.name}-pilot-{candidate}",
+                                   world=self.world.replaced(self.pilot_worlds[candidate]), variants=(baseline,),
+                                   stages=tuple(s for s in self.stages if s.name in used), claims=(),
+                                   pilot_worlds={}, pilot_variant="")
 
     def stage_recipe(self, stage: Stage, quick: bool) -> dict:
         """The recipe of a stage (with its ``quick`` overrides in quick mode); tokens unresolved."""
@@ -337,11 +380,21 @@ class ExperimentSpec:
                                                        f"evaluations: {', '.join(evaluations)}")
             if not isinstance(metric.scale, (int, float)) or not metric.scale > 0:
                 self._fail(f"metrics[{k}].scale", f"expected a number > 0, got {metric.scale!r}")
+            if metric.minus and (metric.minus not in evaluations or metric.minus == metric.evaluation):
+                self._fail(f"metrics[{k}].minus", f"expected another evaluation than {metric.evaluation!r} "
+                                                  f"(evaluations: {', '.join(evaluations)}), got {metric.minus!r}")
 
         stages = self._names("stages", self.stages, Stage)
         variants = self._names("variants", self.variants, Variant)
         if not variants:
             self._fail("variants", "expected at least one variant")
+        for k, variant in enumerate(self.variants):
+            if variant.stage and variant.stage not in stages:
+                self._fail(f"variants[{k}].stage", f"{variant.stage!r} is not a stage; stages: "
+                                                   f"{', '.join(stages) or 'none'}")
+            if variant.stage and variant.recipe:
+                self._fail(f"variants[{k}].recipe", f"the row evaluates stage {variant.stage!r} and trains nothing: "
+                                                    f"expected no recipe, got {', '.join(variant.recipe)}")
         self._check_recipe("recipe", merge_recipes({"data": {"train": TRAIN_TOKEN}}, self.recipe))
         recipes = [(f"stages[{k}]", self.stage_recipe(s, quick)) for k, s in enumerate(self.stages)
                    for quick in (False, True)]
@@ -362,6 +415,19 @@ class ExperimentSpec:
                 untrained_network(0, image_size=self.image_size(), **self.floor_network)
             except (TypeError, ValueError) as error:
                 self._fail("floor_network", str(error))
+        if self.pilot_variant and self.pilot_variant not in variants:
+            self._fail("pilot_variant", f"{self.pilot_variant!r} is not a variant; variants: {', '.join(variants)}")
+        for candidate, changes in self.pilot_worlds.items():
+            where = f"pilot_worlds[{candidate!r}]"
+            if not isinstance(candidate, str) or not _NAME.fullmatch(candidate):
+                self._fail(where, f"expected a name of {_NAME_TEXT}")
+            if not isinstance(changes, Mapping):
+                self._fail(where, f"expected a mapping of World fields, got {type(changes).__name__}")
+            try:
+                world_changed = self.world.replaced(changes)
+                check_settings(world_changed.data_settings())
+            except (SpecError, ValueError) as error:
+                self._fail(where, str(error))
         for k, variant in enumerate(self.variants):
             for metric, value in variant.paper.items():
                 if metric not in metrics:

@@ -223,7 +223,9 @@ class QAFaceConfig:
     """QAFace / VPL memory injection (qaface.md Sec. 4.1): ``start_epoch`` (injection from this epoch;
     converted to iterations with the data's steps per epoch), Δt, τ, λ (VPL) and the momentum γ of
     the momentum backbone (null for VPL). ``normalize_weight`` (QAFace mode): inject into the
-    normalised centre, W̃ = W/‖W‖ + M, instead of eq. 12's W + M."""
+    normalised centre, W̃ = W/‖W‖ + M, instead of eq. 12's W + M. ``quality_weight`` (QAFace mode,
+    default true): f(ẑ) of eq. 11 weighs the memorised samples; false: f ≡ 1 (memory without quality,
+    the ablation of eq. 11)."""
 
     mode: str = _ruled("qaface", choices="pyfacex.models.qaface:MODES")
     start_epoch: float = _ruled(4.0, **NON_NEGATIVE)
@@ -232,6 +234,7 @@ class QAFaceConfig:
     lam: float = _ruled(0.15, **UNIT)
     momentum: float | None = _ruled(0.99, **UNIT)
     normalize_weight: bool = False
+    quality_weight: bool = True
 
 
 @dataclass

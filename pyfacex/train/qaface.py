@@ -12,7 +12,8 @@ write stamps, norm statistics): there is no separate ``head`` module. One step::
 Where each setting comes from (one source per setting; a key given twice is an error):
 
 * ``qaface.*``: ``mode``, ``delta_t`` (Δt), ``tau`` (τ, eq. 11), ``lam`` (VPL's λ), ``momentum``
-  (γ; null for VPL), ``normalize_weight`` (QAFace: W̃ = W/‖W‖ + M) and ``start_epoch``, converted
+  (γ; null for VPL), ``normalize_weight`` (QAFace: W̃ = W/‖W‖ + M), ``quality_weight`` (QAFace; false:
+  f ≡ 1, every sample memorised unweighted) and ``start_epoch``, converted
   to the model's ``start_iteration`` = round(start_epoch × steps per epoch): "we start the injection
   after the fourth epoch" (Sec. 4.3) is ``start_epoch: 4`` whatever the data and batch size. The
   entry point's own defaults for these (tuned to WebFace4M at batch 1024) are therefore always
@@ -61,7 +62,7 @@ __all__ = ["QAFaceTrainer", "ENTRY_POINTS", "margin_kwargs"]
 ENTRY_POINTS = {"qaface_r50": "iresnet50", "qaface_r100": "iresnet100", "vpl_r100": "iresnet100"}
 """Models this trainer trains -> the iResNet factory of their backbone (the name ``model.pt`` carries)."""
 
-_FROM_QAFACE = ("mode", "start_iteration", "delta_t", "tau", "lam", "momentum", "normalize_weight")
+_FROM_QAFACE = ("mode", "start_iteration", "delta_t", "tau", "lam", "momentum", "normalize_weight", "quality_weight")
 _FROM_HEAD = ("s", "m1", "m2", "m3", "grad", "label_smoothing")
 _MARGIN_KINDS = ("arcface", "cosface", "combined")
 
@@ -85,8 +86,9 @@ class QAFaceTrainer(Trainer):
 
     Modules: ``model`` (:class:`~pyfacex.models.qaface.QAFace`, head and memory included). Logs per
     step: ``loss``; ``injected``, the fraction of classes whose centre carried memory this step (0
-    before the start); in QAFace mode, from the first write (start − Δt) on, ``quality`` the mean
-    f(ẑ) (eq. 11) of the memorised samples and ``ignored`` the fraction with f = 0 (ẑ < −τ).
+    before the start); in QAFace mode with ``qaface.quality_weight``, from the first write (start − Δt)
+    on, ``quality`` the mean f(ẑ) (eq. 11) of the memorised samples and ``ignored`` the fraction with
+    f = 0 (ẑ < −τ).
     """
 
     def _check_config(self) -> None:
@@ -105,6 +107,9 @@ class QAFaceTrainer(Trainer):
         if q.mode == "vpl" and q.normalize_weight:
             raise ValueError("qaface.normalize_weight: VPL always mixes the normalised centre; it applies to "
                              "qaface.mode=qaface only (got qaface.mode=vpl)")
+        if q.mode == "vpl" and not q.quality_weight:
+            raise ValueError("qaface.quality_weight: VPL has no quality weight (every sample writes with f = 1); "
+                             "false applies to qaface.mode=qaface only (got qaface.mode=vpl)")
         if not q.start_epoch >= 0:
             raise ValueError(f"qaface.start_epoch: expected a number of epochs >= 0, got {q.start_epoch}")
         kwargs = config.model.kwargs
@@ -128,7 +133,8 @@ class QAFaceTrainer(Trainer):
         q = self.config.qaface
         kwargs = dict(self.config.model.kwargs, mode=q.mode, start_iteration=self.start_iteration,
                       delta_t=q.delta_t, tau=q.tau, lam=q.lam, momentum=q.momentum,
-                      normalize_weight=q.normalize_weight, **margin_kwargs(self.config.head))
+                      normalize_weight=q.normalize_weight, quality_weight=q.quality_weight,
+                      **margin_kwargs(self.config.head))
         model = create_model(self.config.model.name, num_classes=self.num_classes, **kwargs)
         init_class_weights(model.head.weight, 0, self.config.seed)
         # a pretrained backbone (a model.pt this trainer wrote, or insightface's)

@@ -1,9 +1,13 @@
 """The pyfacex command line."""
+import json
+
 import numpy as np
 import pytest
 
 from pyfacex.cli import main
 from pyfacex.data import RecordDataset
+from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld
+from pyfacex.data.synthetic.export import write_training_set
 
 
 def test_data_synth_writes_a_training_set_and_protocols(tmp_path, capsys):
@@ -28,7 +32,40 @@ def test_data_synth_video_frames_store_video_ids(tmp_path):
     assert RecordDataset(out).videos.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+def test_data_synth_world_options_render_the_world_they_name(tmp_path):
+    """Cohorts, local variety and nuisance knobs reach the world: the images are those of the same world
+    built in Python, and info.json records it."""
+    out = tmp_path / "cohorts"
+    assert main(["data", "synth", "--ids", "4", "--per-id", "2", "--out", str(out), "--size", "32",
+                 "--formats", "folder", "--cohort-size", "2", "--cohort-jitter", "0.3", "--local-variety", "1.5",
+                 "--nuisance", "blur=10,occlusion=1.5"]) == 0
+    info = json.loads((out / "info.json").read_text())
+    assert (info["cohort_size"], info["cohort_jitter"], info["local_variety"]) == (2, 0.3, 1.5)
+    assert (info["nuisance"]["blur"], info["nuisance"]["occlusion"], info["nuisance"]["yaw"]) == (10.0, 1.5, 90.0)
+    world = SyntheticFaceWorld(size=32, nuisance=Nuisance(blur=10.0, occlusion=1.5), cohort_size=2,
+                               cohort_jitter=0.3, local_variety=1.5)
+    same = write_training_set(world, tmp_path / "python", 4, 2, formats="folder", progress=False)
+    plain = write_training_set(SyntheticFaceWorld(size=32), tmp_path / "plain", 4, 2, formats="folder",
+                               progress=False)
+    image = "images/0000001/0001.jpg"
+    assert (out / image).read_bytes() == (same / image).read_bytes() != (plain / image).read_bytes()
+
+
+def test_unrecognisable_fraction_reaches_the_training_set(tmp_path):
+    out = tmp_path / "synth"
+    assert main(["data", "synth", "--ids", "3", "--per-id", "4", "--out", str(out), "--size", "32",
+                 "--formats", "record", "--unrecognisable", "0.5"]) == 0
+    codes = np.load(out / "ground_truth.npz")["unrecognisable"]
+    assert codes.shape == (12,) and int((codes > 0).sum()) == 6
+    assert json.loads((out / "info.json").read_text())["unrecognisable"]["count"] == 6
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--unrecognisable", "1.5"], "[0, 1]"),
+    (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--unrecognisable", "half"], "--unrecognisable"),
+    (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--cohort-jitter", "-0.1"], "--cohort-jitter"),
+    (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--nuisance", "glare=2"], "blur"),
+    (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--nuisance", "blur=lots"], "blur="),
     (["data", "synth", "--ids", "0", "--per-id", "2", "--out", "x"], "--ids"),
     (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--formats", "lmdb"], "lmdb"),
     (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--protocols", "megaface"], "megaface"),

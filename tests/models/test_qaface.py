@@ -120,6 +120,28 @@ def test_quality_weight_drops_unrecognisable_samples():
     assert torch.equal(model.head.memory[0], torch.zeros(D)) and model.head.stamps.tolist()[:4] == [-1, 0, 0, 0]
 
 
+def test_without_quality_weight_every_sample_writes_its_unweighted_momentum_feature():
+    """f ≡ 1 (``quality_weight=False``), the ablation of eq. 11: the blank image f(ẑ) = 0 drops writes too."""
+    model = make_model(tau=0.5, quality_weight=False).train()
+    images = torch.randn(4, 3, 32, 32)
+    images[0] *= 0.01
+    labels = torch.arange(4)
+    out = model(images, labels, 0, return_details=True)
+    with torch.no_grad():
+        momentum = model.momentum_backbone(images)  # eval mode: the features the model memorised
+    assert out.quality is None and model.head.norm_stats is None
+    torch.testing.assert_close(model.head.memory[labels], F.normalize(momentum))  # eq. 7 with f = 1
+    assert model.head.stamps.tolist()[:4] == [0, 0, 0, 0]
+
+    # the injection is eq. 12's W + M as in QAFace: the next step's target centre carries the memory
+    out = model(images, labels, 1, return_details=True)
+    assert bool(out.active[:4].all())
+    centre = F.normalize(model.head.weight[1] + model.head.memory[1], dim=0)
+    torch.testing.assert_close(out.target_cos[1], (F.normalize(out.embeddings[1], dim=0) @ centre).clamp(-1, 1),
+                               atol=1e-5, rtol=1e-5)
+    assert "quality_weight=False" in repr(model.head)
+
+
 def test_unrecognisable_sample_keeps_what_a_recognisable_one_memorised():
     model = make_model(tau=0.5).train()
     images = torch.randn(4, 3, 32, 32)
@@ -325,6 +347,10 @@ def test_bad_input():
         make_model(mode="vpl", normalize_weight=True)
     with pytest.raises(TypeError, match="normalize_weight must be a bool"):
         make_model(normalize_weight="yes")
+    with pytest.raises(TypeError, match="quality_weight must be a bool"):
+        make_model(quality_weight=0)
+    with pytest.raises(ValueError, match="quality_weight=False applies to mode='qaface'"):
+        make_model(mode="vpl", quality_weight=False)
     with pytest.raises(ValueError, match="iteration must be an int >= 0"):
         make_model()(*batch(), -1)
     with pytest.raises(ValueError, match="configure the default iResNet"):

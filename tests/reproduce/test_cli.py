@@ -2,6 +2,7 @@
 import json
 
 from pyfacex.cli import main
+from pyfacex.eval.shortcuts import MEAN_COLOUR, UNTRAINED
 from pyfacex.reproduce import get_spec, list_specs
 from pyfacex.reproduce import specs as registry
 
@@ -41,3 +42,35 @@ def test_quick_run_of_the_micro_spec_then_a_rerun_trains_nothing(tmp_path, capsy
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed.count("finished before, skipped") == 3 and ": training" not in printed
+
+
+def test_pilot_trains_the_baseline_on_every_candidate_world(tmp_path, capsys):
+    out = tmp_path / "pilot"
+    assert main(["reproduce", "_micro", "--pilot", "--quick", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    pilot = json.loads((out / "pilot.json").read_text())
+    spec = get_spec("_micro")
+    assert list(pilot["candidates"]) == list(spec.pilot_worlds) and pilot["variant"] == "arcface"
+    for name, candidate in pilot["candidates"].items():
+        assert set(candidate["rows"]) == {"arcface", MEAN_COLOUR, UNTRAINED}
+        assert candidate["changes"] == spec.pilot_worlds[name]
+        results = json.loads((out / name / "results.json").read_text())
+        assert list(results["cells"]) == ["arcface"] and results["run"]["world"] == \
+            spec.world.replaced(spec.pilot_worlds[name]).data_settings()
+    # the two candidates are two worlds: their renders differ, so does a floor on them
+    assert pilot["candidates"]["easier"]["rows"][MEAN_COLOUR] != pilot["candidates"]["harder"]["rows"][MEAN_COLOUR]
+    markdown = (out / "pilot.md").read_text()
+    assert "easier / arcface" in markdown and f"harder / {UNTRAINED}" in markdown
+    assert main(["reproduce", "_micro", "--pilot", "--seeds", "2", "--out", str(out)]) == 2
+    assert "--seeds: a pilot runs seed 0 only" in capsys.readouterr().err
+
+
+def test_a_spec_without_pilot_worlds_has_no_pilot(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from pyfacex.reproduce import specs as registry_module
+
+    spec = dataclasses.replace(get_spec("_micro"), pilot_worlds={})
+    monkeypatch.setattr(registry_module, "get_spec", lambda name: spec)
+    monkeypatch.setattr("pyfacex.reproduce.get_spec", lambda name: spec)
+    assert main(["reproduce", "_micro", "--pilot", "--out", str(tmp_path)]) == 2
+    assert "declares no pilot worlds" in capsys.readouterr().err

@@ -97,6 +97,7 @@ def test_micro_spec_interrupted_then_resumed(tmp_path, trainings):
     pytest.importorskip("matplotlib")
     assert {p.name for p in out.glob("*.png")} == {"bars_LFW.png", "bars_LFW_AUC.png", "bars_LFW_16px.png",
                                                     "bars_LFW_EER.png", "roc_lfw.png", "roc_lfw_16px.png"}
+    assert "![roc_lfw.png](roc_lfw.png)" in markdown and "![bars_LFW_EER.png](bars_LFW_EER.png)" in markdown
 
 
 def test_cells_of_other_settings_are_refused_not_mixed(tmp_path, trainings):

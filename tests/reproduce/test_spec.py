@@ -43,12 +43,27 @@ def _with(**changes):
      "world.protocols.lfw: 'write_lfw' is no protocol writer"),
     (dict(world=dataclasses.replace(MICRO.world, protocols={"lfw": Protocol("write_lfw_like", {"fold": 2})})),
      "world.protocols.lfw: "),
+    (dict(pilot_variant="gfe"), "pilot_variant: 'gfe' is not a variant; variants: arcface, finetuned"),
+    (dict(pilot_worlds={"hard": {"dificulty": 0.5}}), "pilot_worlds['hard']: dificulty: not a World field"),
+    (dict(pilot_worlds={"hard": {"difficulty": 1.5}}), "pilot_worlds['hard']: "),
+    (dict(pilot_worlds={"a b": {"difficulty": 0.5}}), "pilot_worlds['a b']: expected a name"),
 ])
 def test_a_malformed_spec_names_the_field(changes, message):
     with pytest.raises(SpecError) as error:
         _with(**changes)
     assert str(error.value).startswith("spec '_micro': ")
     assert message in str(error.value)
+
+
+def test_pilot_spec_changes_the_world_and_keeps_the_baseline_alone():
+    """Mapping fields of the world are updated key by key; the pilot trains one variant, no claim."""
+    spec = _with(world=dataclasses.replace(MICRO.world, nuisance={"blur": 1.0, "occlusion": 0.2}))
+    pilot = spec.pilot_spec("harder")
+    assert pilot.world.difficulty == 0.4 and dict(pilot.world.nuisance) == {"blur": 4.0, "occlusion": 0.2}
+    assert [v.name for v in pilot.variants] == ["arcface"] and pilot.claims == () and pilot.stages == ()
+    assert spec.world.difficulty == 0.2 and dict(spec.world.nuisance) == {"blur": 1.0, "occlusion": 0.2}
+    finetuned = _with(pilot_variant="finetuned").pilot_spec("easier")   # keeps the stage its recipe uses
+    assert [v.name for v in finetuned.variants] == ["finetuned"] and [s.name for s in finetuned.stages] == ["extractor"]
 
 
 def test_world_options_reach_the_world_untouched():

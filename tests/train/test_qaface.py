@@ -152,6 +152,19 @@ def test_config_maps_to_the_model(tiny_faces, tmp_path):
     assert groups[1]["params"][0] is head.weight
 
 
+def test_quality_weight_false_trains_without_quality(tiny_faces, tmp_path):
+    """f ≡ 1: the head keeps no norm statistics and logs no quality, and the memory is still injected."""
+    trainer = create_trainer(make_config(tiny_faces, tmp_path / "plain", delta_t=10, max_steps=2,
+                                         qaface__start_epoch=0.0, qaface__quality_weight=False))
+    head = trainer.modules["model"].head
+    assert head.quality_weight is False and head.norm_stats is None
+    logged = trainer.fit()
+    assert "quality" not in logged and logged["injected"] > 0
+    weighted = create_trainer(make_config(tiny_faces, tmp_path / "weighted", delta_t=10, max_steps=2,
+                                          qaface__start_epoch=0.0))
+    assert weighted.modules["model"].head.quality_weight is True and "quality" in weighted.fit()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"model__name": "vpl_r100"}, "qaface.mode=vpl"),
     ({"qaface__momentum": 0.99, "qaface__mode": "vpl"}, "qaface.momentum=null"),
@@ -163,6 +176,8 @@ def test_config_maps_to_the_model(tiny_faces, tmp_path):
     ({"model__name": "vpl_r100", "qaface__mode": "vpl", "qaface__momentum": None, "qaface__normalize_weight": True},
      "qaface.normalize_weight"),
     ({"model__kwargs": dict(TINY, normalize_weight=True)}, "qaface.*"),
+    ({"model__name": "vpl_r100", "qaface__mode": "vpl", "qaface__momentum": None, "qaface__quality_weight": False},
+     "qaface.quality_weight"),
 ])
 def test_config_errors_name_the_key(tiny_faces, tmp_path, change, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("*", r"\*")):

@@ -43,4 +43,5 @@ SPEC = ExperimentSpec(
     seeds=2,
     quick_seeds=1,
     quick={"epochs": 1},
+    pilot_worlds={"easier": {"difficulty": 0.1}, "harder": {"difficulty": 0.4, "nuisance": {"blur": 4.0}}},
 )
