@@ -25,9 +25,11 @@ $(VENV)/.deps-torch-$(TORCH):
 
 # Editable, so Python edits need no reinstall; C++/CUDA edits: run `make install` again (the build
 # directory is kept per torch version, so only changed files recompile). The plot extra
-# (matplotlib) is installed so that the PNG reports are tested too.
+# (matplotlib), the onnx extra (onnx, onnxscript, onnxruntime) and the oracles extra (OpenCV, scikit-image)
+# are installed so that the PNG reports, the ONNX export/convert parity tests and the alignment's
+# comparisons with insightface's cv2/skimage path run too.
 install: $(VENV)/.deps-torch-$(TORCH)
-	$(PIP) install -q --no-build-isolation --config-settings=build-dir=build/torch-$(TORCH) -e ".[plot]"
+	$(PIP) install -q --no-build-isolation --config-settings=build-dir=build/torch-$(TORCH) -e ".[plot,onnx,oracles]"
 
 test: install
 	$(VENV)/bin/pytest tests -q

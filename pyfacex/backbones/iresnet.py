@@ -36,6 +36,24 @@ product) applied to the residual branch after its last BN (``bn3``), before the 
 the rest of the block is arcface_torch's. Its state_dict naming is ours: each block gains
 ``se.fc1.weight`` and ``se.fc2.weight``; every other key is arcface_torch's, so an iresnet50
 checkpoint loads into ``irse50`` with only the ``se.*`` keys missing.
+
+``variant="adaface"``: the IR of AdaFace's ``net.py`` (mk-minchul/AdaFace, whose block structure
+follows face.evoLVe's IR), which differs from arcface_torch in two places only, both switched by
+this one flag:
+
+- a block whose width does not change takes a parameter-free shortcut even when it strides:
+  ``MaxPool2d(kernel_size=1, stride)``, i.e. every ``stride``-th pixel. In the standard depths
+  that is stage 1's block 0 (64 → 64, stride 2), which arcface_torch gives a 1×1 conv + BN
+  ``downsample``; here it has none (no ``layer1.0.downsample.*`` keys). The other stages widen in
+  their first block and keep the conv + BN shortcut.
+- the embedding BatchNorm1d ``features`` is ``affine=False`` (no ``features.weight``/``bias`` keys;
+  arcface_torch keeps a weight fixed at 1 and a trainable bias).
+
+Everything else (block order, strides on ``conv2``, eps 1e-5, PReLU, the BN2d-Dropout-FC head, IR-SE's
+squeeze-excitation after the last BN) is the same, so an AdaFace checkpoint maps one to one onto
+this layout (``pyfacex.convert`` renames ``input_layer``, ``body.N.res_layer``, ``output_layer``).
+AdaFace's networks read BGR images; that is a property of their weights, not of the architecture
+(``pyfacex.convert`` reverses the stem's input channels so the converted model reads RGB).
 """
 from __future__ import annotations
 
@@ -47,6 +65,7 @@ from torch import nn
 
 __all__ = [
     "IRESNET_LAYERS",
+    "VARIANTS",
     "IBasicBlock",
     "IResNet",
     "SqueezeExcitation",
@@ -68,6 +87,9 @@ IRESNET_LAYERS: dict[int, tuple[int, int, int, int]] = {
 }
 
 _BN_EPS = 1e-5
+
+#: iResNet layouts: arcface_torch's and AdaFace's (see the module docstring for the differences)
+VARIANTS = ("arcface", "adaface")
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -99,13 +121,15 @@ class IBasicBlock(nn.Module):
 
     residual = bn3(conv2(prelu(bn2(conv1(bn1(x)))))), with conv2 carrying the stride;
     output = [SE(]residual[)] + shortcut(x), the shortcut being ``downsample`` (1×1 conv with the
-    stride + BN) when the stride or the width changes and the identity otherwise.
+    stride + BN) when the stride or the width changes and the identity otherwise. With
+    ``subsample_shortcut`` (AdaFace's IR) a block that keeps its width but strides takes every
+    stride-th pixel of x instead of a ``downsample`` (AdaFace's ``MaxPool2d(1, stride)``).
 
     Shapes: (B, in_channels, H, W) → (B, out_channels, ⌈H/stride⌉, ⌈W/stride⌉).
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
-                 se_reduction: int | None = None):
+                 se_reduction: int | None = None, subsample_shortcut: bool = False):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels, eps=_BN_EPS)
         self.conv1 = _conv3x3(in_channels, out_channels)
@@ -115,7 +139,9 @@ class IBasicBlock(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_channels, eps=_BN_EPS)
         self.se = SqueezeExcitation(out_channels, se_reduction) if se_reduction else None
         self.downsample = None
-        if stride != 1 or in_channels != out_channels:
+        # the stride a parameter-free shortcut applies (AdaFace); 1 when downsample strides or none is needed
+        self.shortcut_stride = stride if subsample_shortcut and in_channels == out_channels else 1
+        if in_channels != out_channels or (stride != 1 and self.shortcut_stride == 1):
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
                 nn.BatchNorm2d(out_channels, eps=_BN_EPS),
@@ -125,7 +151,11 @@ class IBasicBlock(nn.Module):
         out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
         if self.se is not None:
             out = self.se(out)
-        return out + (x if self.downsample is None else self.downsample(x))
+        if self.downsample is not None:
+            return out + self.downsample(x)
+        # MaxPool2d(kernel 1, stride s) keeps every s-th pixel: ⌈H/s⌉ of them, as conv2's output has
+        step = self.shortcut_stride
+        return out + (x if step == 1 else x[:, :, ::step, ::step])
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -157,6 +187,9 @@ class IResNet(nn.Module):
             widths[3] · ⌈H/16⌉ · ⌈W/16⌉ inputs (512 · 7 · 7 at 112).
         in_channels: image channels (3; FAN-Face stacks 3 + 51 heatmap channels).
         se: add squeeze-excitation to every block (IR-SE, face.evoLVe); ``se_reduction`` its ratio.
+        variant: ``"arcface"`` (arcface_torch's layout) or ``"adaface"`` (AdaFace's IR: strided
+            subsampling shortcut where the width is kept, ``features`` without affine parameters;
+            see the module docstring).
 
     Shapes:
         forward: (B, in_channels, *input_size) → (B, num_features) embedding;
@@ -168,7 +201,7 @@ class IResNet(nn.Module):
                  widths: Sequence[int] = (64, 128, 256, 512), num_features: int = 512,
                  dropout: float = 0.0, fp16: bool = False, amp_dtype: torch.dtype | None = None,
                  input_size: int | Sequence[int] = 112, in_channels: int = 3, se: bool = False,
-                 se_reduction: int = 16):
+                 se_reduction: int = 16, variant: str = "arcface"):
         super().__init__()
         layers = _four_positive(layers, "layers")
         widths = _four_positive(widths, "widths")
@@ -183,6 +216,10 @@ class IResNet(nn.Module):
             raise ValueError(f"se_reduction must be a positive int, got {se_reduction!r}")
         if amp_dtype not in (None, torch.float16, torch.bfloat16):
             raise ValueError(f"amp_dtype must be None, torch.float16 or torch.bfloat16, got {amp_dtype!r}")
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        self.variant = variant
+        adaface = variant == "adaface"
         self.layers, self.widths, self.in_channels = layers, widths, in_channels
         self.fp16, self.amp_dtype = fp16, amp_dtype
         self.feature_map_size = tuple(-(-side // 16) for side in self.input_size)
@@ -193,14 +230,14 @@ class IResNet(nn.Module):
         reduction = se_reduction if se else None
         channels = widths[0]
         for index, (blocks, width) in enumerate(zip(layers, widths), start=1):
-            stage = [IBasicBlock(channels, width, 2, reduction)]
+            stage = [IBasicBlock(channels, width, 2, reduction, subsample_shortcut=adaface)]
             stage += [IBasicBlock(width, width, 1, reduction) for _ in range(blocks - 1)]
             self.add_module(f"layer{index}", nn.Sequential(*stage))
             channels = width
         self.bn2 = nn.BatchNorm2d(channels, eps=_BN_EPS)
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(channels * self.feature_map_size[0] * self.feature_map_size[1], num_features)
-        self.features = nn.BatchNorm1d(num_features, eps=_BN_EPS)
+        self.features = nn.BatchNorm1d(num_features, eps=_BN_EPS, affine=not adaface)
 
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -208,8 +245,9 @@ class IResNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        nn.init.ones_(self.features.weight)
-        self.features.weight.requires_grad = False
+        if self.features.affine:
+            nn.init.ones_(self.features.weight)
+            self.features.weight.requires_grad = False
 
     @property
     def stage_modules(self) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential, nn.Sequential]:
@@ -291,7 +329,7 @@ class IResNet(nn.Module):
     def extra_repr(self) -> str:
         se = self.layer1[0].se
         return (f"layers={self.layers}, widths={self.widths}, input_size={self.input_size}, "
-                f"fp16={self.fp16}, se={se is not None}")
+                f"fp16={self.fp16}, se={se is not None}, variant={self.variant!r}")
 
 
 def _build(default_layers: tuple[int, ...], **kwargs) -> IResNet:

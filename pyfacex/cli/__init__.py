@@ -7,6 +7,10 @@
     pyfacex demo [--out runs/demo]                           synthetic faces -> LGAF vs ArcFace -> results, on CPU
     pyfacex bench [-k EXPR] [--bench-dir DIR] [--json FILE] the benchmarks and their ratio tables
     pyfacex reproduce PAPER [--quick] [--seeds N] [--out DIR] a paper's table on synthetic faces, CIs, verdicts
+    pyfacex convert SRC --arch NAME --out MODEL.pt          insightface .pth / ONNX, AdaFace .ckpt -> a model file
+    pyfacex export MODEL --format onnx --out FILE           the embedder as ONNX / TorchScript / torch.export .pt2
+    pyfacex embed MODEL INPUT --out FEATS.npz [--landmarks CSV] a folder / list / CSV of photos -> embeddings, norms
+    pyfacex compare MODEL A.jpg B.jpg [--landmarks CSV]      cosine and the decision at the calibrated threshold
 """
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import bench, data, demo, eval, info, reproduce, train
+from . import bench, compare, convert, data, demo, embed, eval, export, info, reproduce, train
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (train, eval, data, demo, reproduce, bench, info)
+_COMMANDS = (train, eval, data, demo, reproduce, bench, info, convert, export, embed, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,13 +1,25 @@
 """``pyfacex eval``: run benchmark protocols on a trained model file and report them.
 
-    pyfacex eval MODEL PROTOCOL [PROTOCOL ...] [--batch-size 64] [--folds 10] [--no-flip] [--device auto]
-                 [--set-function model|mean] [--seed 0] [--out DIR] [--name NAME]
+    pyfacex eval MODEL PROTOCOL [PROTOCOL ...] [--batch-size 64] [--folds 10] [--no-flip] [--no-align] [--device auto]
+                 [--set-function model|mean] [--seed 0] [--out DIR] [--name NAME] [--calibrate FAR]
+    pyfacex eval --arch iresnet100 --weights backbone.pth PROTOCOL [PROTOCOL ...] [...]
 
-MODEL is a model file written by training (:func:`pyfacex.train.checkpoint.save_model`); its
-embedder sees faces resized to the file's ``image_size``. Each PROTOCOL is a spec of
+MODEL is a model file written by training (:func:`pyfacex.train.checkpoint.save_model`) or by
+``pyfacex convert``, or an ``.onnx`` file (``pyfacex export``'s, or insightface's recognition models;
+run through onnxruntime); its embedder sees faces resized to the file's ``image_size``. With
+``--weights SRC --arch NAME`` (and no MODEL) a peer's weights (insightface arcface_torch ``.pth``,
+insightface ``.onnx``, AdaFace ``.ckpt``) are evaluated as :func:`pyfacex.convert.import_model`
+reads them, without converting first. Each PROTOCOL is a spec of
 :func:`pyfacex.eval.evaluate_protocol`: ``[name=][kind:]path[@option...]`` (``lfw=/data/lfw``,
 ``/data/agedb_30.bin``, ``cfp-ff:/data/cfp``, ``/data/IJB_release``, ``ijba:/data/IJB-A``,
 ``/data/lfw@16px`` (QAFace's down-sampled test), ``/data/ytf@blur9`` (motion blur on 9 of 10 frames), ...).
+
+Faces are aligned by the landmarks the protocol's files give, as insightface aligns test faces: IJB-B/C's
+loose crops by the five points of ``*_name_5pts_score.txt`` (the faces of every published IJB table),
+LFW / CFP / TinyFace images by a ``landmarks.csv`` sidecar in the protocol folder
+(``path,x1,y1,...,x5,y5``) when there is one. ``--no-align`` (or a spec's ``@noalign``) takes the
+stored images as already aligned crops and only resizes them. IJB-A (no five points) and YTF crop
+each image's face box.
 
 Template and set protocols (IJB-A/B/C, YTF) run the model's own set function when it has one
 (``--set-function model``, the default then: LFENet's LIT across each template, the Face
@@ -21,40 +33,24 @@ and TAR@FAR 1e-4, 1e-3 (interpolated); TinyFace rank-1, rank-3, rank-5 and mAP; 
 convention) and 1:N rank-1. With ``--out DIR``: ``results.json`` (the table,
 :meth:`ResultsTable.from_json` reads it), ``results.md`` and ``roc_<protocol>.png`` for every protocol
 with pair scores.
+
+``--calibrate FAR`` (``--calibrate-on NAME`` when several protocols have pairs) then stores in MODEL
+the lowest cosine threshold whose false accept rate on that protocol's pairs is at most FAR, with the
+FAR, the protocol and the flip setting (:mod:`pyfacex.embed.calibration`); ``pyfacex compare`` and
+``FaceEmbedder.decide`` decide at it.
 """
 from __future__ import annotations
 
-import argparse
 import pickle
+import struct
 import sys
 from pathlib import Path
 
-from ._args import positive_int
+from ._args import device_name, non_negative_int, positive_int
 
 __all__ = ["add_parser", "run"]
 
 
-def _device(text: str) -> str:
-    if text == "auto":
-        return text
-    import torch
-
-    try:
-        torch.device(text)
-    except RuntimeError as error:
-        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r} ({error})") from None
-    return text
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def add_parser(commands) -> None:
@@ -64,24 +60,40 @@ def add_parser(commands) -> None:
         description="Run benchmark protocols (insightface .bin, LFW pairs.txt, CFP, TinyFace, IJB-A/B/C, YTF) "
                     "on a model file written by training; print a results table and optionally save it "
                     "with ROC curves.")
-    parser.add_argument("model", metavar="MODEL", help="pyfacex model file (training's OUTPUT/model.pt)")
-    parser.add_argument("protocols", metavar="PROTOCOL", nargs="+",
+    parser.add_argument("model", metavar="MODEL",
+                        help="pyfacex model file (training's OUTPUT/model.pt, pyfacex convert's) or an .onnx file; "
+                             "omitted with --weights")
+    parser.add_argument("protocols", metavar="PROTOCOL", nargs="*",
                         help="[name=][kind:]path[@option...]; kinds: bin, lfw, cfp-fp, cfp-ff, tinyface, ijba, ijbb, "
                              "ijbc, ytf (default: detected from the layout); options: @Npx (down-sample to NxN and "
                              "back), @blurL (YTF: motion blur of size L on 9 of 10 frames)")
+    parser.add_argument("--weights", metavar="SRC",
+                        help="evaluate a peer's weights without converting: insightface .pth or .onnx, AdaFace .ckpt "
+                             "(needs --arch; MODEL is then omitted)")
+    parser.add_argument("--arch", help="with --weights: iresnet18 ... iresnet200, irse50")
+    parser.add_argument("--from", dest="source", default="auto",
+                        help="with --weights: auto (from the content), insightface, onnx or adaface")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (64)")
     parser.add_argument("--folds", type=positive_int, default=10,
                         help="k of the k-fold protocol on .bin files, which store no folds (10)")
+    parser.add_argument("--no-align", dest="align", action="store_false",
+                        help="do not align faces by the protocol's landmarks (IJB-B/C's five points, a "
+                             "landmarks.csv sidecar): for crops that are already aligned")
     parser.add_argument("--no-flip", dest="flip", action="store_false",
                         help="do not add the embedding of the mirrored face")
-    parser.add_argument("--device", type=_device, default="auto", help="auto (CUDA when available), cpu, cuda:N")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto (CUDA when available), cpu, cuda:N")
     parser.add_argument("--set-function", choices=("model", "mean"), default=None,
                         help="how IJB-A/B/C templates and YTF sets are pooled: the model's own set function "
                              "(default when it has one: LFENet, the Face Aggregation Network) or the mean of "
                              "per-image embeddings")
-    parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of @blurL's random draws (0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of @blurL's random draws (0)")
     parser.add_argument("--out", help="folder for results.json, results.md and the ROC PNGs")
     parser.add_argument("--name", help="row name of the model (default: the model file's model name)")
+    parser.add_argument("--calibrate", type=float, metavar="FAR",
+                        help="store in MODEL the cosine threshold at this false accept rate (e.g. 1e-4) on the "
+                             "protocol's pairs, for pyfacex compare and FaceEmbedder.decide")
+    parser.add_argument("--calibrate-on", metavar="NAME",
+                        help="the protocol --calibrate uses when several have pairs (default: the only one)")
     parser.set_defaults(run=run)
 
 
@@ -94,26 +106,53 @@ def run(args) -> int:
     from ..eval.summary import save_summary, summarize
     from ..train.checkpoint import embedder_for, load_model
 
-    model_path = Path(args.model)
+    protocols = [args.model, *args.protocols] if args.weights else args.protocols
+    if not protocols:
+        raise ValueError("PROTOCOL: expected at least one protocol after MODEL")
+    if args.weights and not args.arch:
+        raise ValueError("--weights: needs --arch (iresnet18 ... iresnet200, irse50)")
+    if args.arch and not args.weights:
+        raise ValueError("--arch: applies to --weights SRC (a pyfacex model file knows its architecture)")
+    model_path = Path(args.weights or args.model)
     if not model_path.is_file():
-        raise FileNotFoundError(f"MODEL: {model_path} does not exist (expected a pyfacex model file written by "
-                                f"training)")
+        raise FileNotFoundError(f"{'--weights' if args.weights else 'MODEL'}: {model_path} does not exist (expected "
+                                f"{'a peer checkpoint' if args.weights else 'a pyfacex model file or an .onnx file'})")
+    onnx = not args.weights and model_path.suffix.lower() == ".onnx"
+    if args.calibrate is not None and (args.weights or onnx):
+        raise ValueError("--calibrate: stores the threshold in a pyfacex model file; convert the weights first "
+                         "(pyfacex convert) or calibrate the .pt the .onnx came from")
     specs, names = [], {}
-    for spec in args.protocols:   # all specs are checked before any work
+    for spec in protocols:   # all specs are checked before any work
         name, kind, path, options = resolve_spec(spec)
         if name in names:
             raise ValueError(f"PROTOCOL: {spec!r} and {names[name]!r} are both named {name!r}; name them: NAME=PATH")
         names[name] = spec
         specs.append(f"{name}={kind}:{path}{options.suffix}")
+    if args.calibrate is not None or args.calibrate_on is not None:   # checked before any work too
+        from ..embed.calibration import check_far, choose_protocol
+
+        if args.calibrate is None:
+            raise ValueError("--calibrate-on: needs --calibrate FAR")
+        check_far(args.calibrate, "--calibrate")
+        calibrate_on = choose_protocol(specs, args.calibrate_on)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    try:
-        whole, info = load_model(model_path, device=device)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
-        raise ValueError(f"MODEL: {model_path} is not a pyfacex model file ({error})") from error
+    if args.weights:
+        from ..convert import import_model
+
+        whole, info = import_model(model_path, args.arch, source=args.source, device=device)
+    elif onnx:
+        from ..export import load_onnx_embedder
+
+        whole, info = load_onnx_embedder(model_path, device=device)   # no set function: templates take the mean
+    else:
+        try:
+            whole, info = load_model(model_path, device=device)
+        except (pickle.UnpicklingError, EOFError, RuntimeError, struct.error) as error:
+            raise ValueError(f"MODEL: {model_path} is not a pyfacex model file ({error})") from error
     if args.set_function == "model" and not has_set_function(whole):
         raise ValueError(f"--set-function: model needs a model with its own set function (LFENet, the Face "
                          f"Aggregation Network); {model_path} holds a {type(whole).__name__}: use mean")
-    model = embedder_for(whole).eval()
+    model = whole if onnx else embedder_for(whole).eval()
     set_function = args.set_function or ("model" if has_set_function(whole) else "mean")
     row = args.name or str(info.get("name") or model_path.stem)
     image_size = info.get("image_size")
@@ -122,7 +161,7 @@ def run(args) -> int:
     for spec in specs:
         results.append(evaluate_protocol(spec, model, batch_size=args.batch_size, flip=args.flip, device=device,
                                          image_size=image_size, progress=True, folds=args.folds, set_model=whole,
-                                         set_function=set_function, seed=args.seed))
+                                         set_function=set_function, seed=args.seed, align=args.align))
     rows = {row: results}
     table = summarize(rows, title=f"pyfacex eval: {model_path.name} ({image_size}x{image_size}, "
                                   f"{'flip' if args.flip else 'no flip'}, set function: {set_function})")
@@ -130,4 +169,10 @@ def run(args) -> int:
     if args.out:
         written = save_summary(table, rows, args.out)
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    if args.calibrate is not None:
+        from ..embed.calibration import calibrate_model, describe
+
+        record = calibrate_model(model_path, results, calibrate_on, args.calibrate, flip=args.flip, specs=specs,
+                                 set_function=set_function)
+        print(f"stored in {model_path}: threshold {record['threshold']:.4f} at {describe(record)}")
     return 0

@@ -8,7 +8,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ._args import check_int
 from .codec import decode_image
+from .landmarks import ALIGN_SIZE, LandmarkTable, align_face, landmark_table
 
 __all__ = ["ImageFolderDataset", "IMAGE_EXTENSIONS"]
 
@@ -50,24 +52,35 @@ class ImageFolderDataset(Dataset):
     and subfolders, identities of both kinds, a video folder with subfolders) raises ValueError
     naming the folders.
 
+    With ``landmarks`` (a sidecar CSV ``path,x1,y1,...,x5,y5`` with a row for every image, paths
+    relative to the CSV's folder, :func:`pyfacex.data.landmarks.read_landmarks_csv`, or its table)
+    every image is aligned by its five points as insightface aligns faces
+    (:func:`pyfacex.data.landmarks.align_face`) to ``image_size`` × ``image_size`` before ``transform``:
+    a folder of photos or loose crops becomes a folder of aligned faces.
+
     Args:
         root: the folder.
         transform: optional callable applied to each image (uint8 (3, H, W)).
         extensions: the file suffixes that are images.
+        landmarks: a landmark sidecar (path or table), or None (the images are used as stored).
+        image_size: the side of the aligned faces (with ``landmarks`` only), >= 1.
 
     Attributes:
         classes: the subfolder names; ``classes[label]`` is the identity of ``label``.
         samples: the N image paths (list of Path), grouped by label.
         labels: int64 tensor (N,), the label of each sample.
         videos: int64 tensor (N,), the video id of each sample, or None for ``root/<identity>/<image>``.
+        points: float32 (N, 5, 2), the five points of each sample (with ``landmarks``), or None.
 
     ``dataset[i]`` is ``(image, label)``: the decoded image, RGB uint8 (3, H, W) (or what
     ``transform`` makes of it), and the int label. An undecodable file raises
-    :class:`~pyfacex.data.codec.DecodeError` naming it.
+    :class:`~pyfacex.data.codec.DecodeError` naming it; an image the sidecar has no row for raises
+    KeyError naming it when the dataset is built.
     """
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
-                 extensions: Iterable[str] = IMAGE_EXTENSIONS):
+                 extensions: Iterable[str] = IMAGE_EXTENSIONS, *,
+                 landmarks: LandmarkTable | str | os.PathLike | None = None, image_size: int = ALIGN_SIZE):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"root: image folder {self.root} does not exist or is not a directory")
@@ -102,6 +115,8 @@ class ImageFolderDataset(Dataset):
         self.samples: list[Path] = samples
         self.labels = torch.tensor(labels, dtype=torch.int64)
         self.videos = None if by_video is None else torch.tensor(videos, dtype=torch.int64)
+        self.image_size = check_int("image_size", image_size, 1)
+        self.points = None if landmarks is None else landmark_table(landmarks).points_of(samples)
 
     @property
     def num_classes(self) -> int:
@@ -114,6 +129,8 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int):
         path = self.samples[index]
         image = decode_image(path.read_bytes(), source=str(path))
+        if self.points is not None:
+            image = align_face(image, self.points[index], self.image_size)
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index])

@@ -19,6 +19,21 @@ ijba        a folder holding ``IJB-A_11_sets/split1/verify_metadata_1.csv`` (ima
 ytf         a folder holding ``splits.txt`` and ``frame_images_DB/``
 ==========  =====================================================================================
 
+Faces are aligned as insightface aligns test faces (the similarity onto the ArcFace template,
+:func:`pyfacex.data.landmarks.align_face`) wherever the protocol's files give landmarks:
+
+- ``ijbb``, ``ijbc``: every loose crop by its five points of ``*_name_5pts_score.txt``, as
+  insightface's and AdaFace's IJB evaluations do (:func:`~pyfacex.eval.ijb.evaluate_ijb`);
+- ``lfw``, ``cfp-fp``, ``cfp-ff``, ``tinyface``: when the protocol folder holds a landmark sidecar
+  :data:`LANDMARKS_FILE` (``landmarks.csv``: ``path,x1,y1,...,x5,y5`` per image, paths relative to
+  it, :func:`pyfacex.data.landmarks.read_landmarks_csv`), every image by its five points; without
+  one the images are taken as aligned crops (LFW's and CFP's aligned copies, AdaFace's TinyFace).
+
+``align=False`` (``pyfacex eval --no-align``) or the option ``@noalign`` turns this off for crops
+that are already aligned faces: they are only resized. ``bin`` files hold aligned faces, ``ijba`` and
+``ytf`` crop each image's face box (IJB-A ships no five points; :mod:`pyfacex.eval.ijb.ijba` says why
+its three annotated ones are not used by default); none of them aligns.
+
 Options after the path, each ``@option`` (they end the protocol's name too: ``lfw@16px``):
 
 ==========  =====================================================================================
@@ -29,6 +44,7 @@ option      effect (applied to the uint8 images at evaluation time)
 ``@blurL``  motion blur of filter size L on 9 of the N = 10 frames of every YTF set, the sharp
             frame and the angles drawn per set from ``seed`` (Face Aggregation Network, Sec.
             4.4, Tab. 4: L = 7 ... 17); ``ytf`` only
+``@noalign`` no alignment by the protocol's landmarks (see above): the stored crops as they are
 ==========  =====================================================================================
 
 Template and set protocols (``ijba``, ``ijbb``, ``ijbc``, ``ytf``) pool each template or set of
@@ -68,8 +84,8 @@ from .verification import embed, read_cfp_pairs, read_lfw_pairs, verify_pairs
 from .verification.embedding import embed_bin, embed_pair_list
 from .video import crop_face, embed_videos, read_ytf
 
-__all__ = ["KINDS", "SET_KINDS", "ProtocolResult", "SpecOptions", "detect_kind", "parse_spec", "resolve_spec",
-           "evaluate_protocol"]
+__all__ = ["KINDS", "SET_KINDS", "LANDMARKS_FILE", "ProtocolResult", "SpecOptions", "detect_kind", "parse_spec",
+           "resolve_spec", "evaluate_protocol"]
 
 KINDS = ("bin", "lfw", "cfp-fp", "cfp-ff", "tinyface", "ijba", "ijbb", "ijbc", "ytf")
 """The protocol kinds :func:`evaluate_protocol` runs (the ``kind:`` prefixes of a spec)."""
@@ -79,6 +95,9 @@ SET_KINDS = ("ijba", "ijbb", "ijbc", "ytf")
 
 VERIFICATION_KINDS = ("bin", "lfw", "cfp-fp", "cfp-ff", "ytf")
 """Kinds whose headline is the k-fold verification accuracy."""
+
+LANDMARKS_FILE = "landmarks.csv"
+"""The landmark sidecar a ``lfw``, ``cfp-*`` or ``tinyface`` protocol folder may hold (module docstring)."""
 
 _LAYOUTS = ("a .bin file (insightface verification pairs)",
             "a folder with pairs.txt and lfw/ (LFW)",
@@ -90,7 +109,7 @@ _LAYOUTS = ("a .bin file (insightface verification pairs)",
 
 _DEFAULT_SIDE = 112   # TinyFace, IJB-A and YTF store no model-sized faces: they are resized to this by default
 _YTF_FRAMES_PER_SET, _YTF_SETS_PER_VIDEO = 10, 4   # N and n_avg of evaluate_ytf (the paper's values)
-_OPTION = re.compile(r"(?P<px>[0-9]+)px|blur(?P<blur>[0-9]+)")
+_OPTION = re.compile(r"(?P<px>[0-9]+)px|blur(?P<blur>[0-9]+)|(?P<noalign>noalign)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,7 +134,9 @@ class ProtocolResult:
             or None (TinyFace).
         is_genuine: (M,) bool, whether pair m shows one identity, or None.
         details: the protocol result's own JSON-ready ``as_dict()``; set kinds add
-            ``"set_function"``: ``"model"`` or ``"mean"``, the one that ran.
+            ``"set_function"``: ``"model"`` or ``"mean"``, the one that ran; every kind but ``bin``
+            and ``ytf`` adds ``"aligned"``: whether faces were aligned by the protocol's landmarks
+            (always False for ``ijba``).
         path: the protocol's file or folder.
     """
 
@@ -145,16 +166,19 @@ class SpecOptions:
     Attributes:
         resolution: N of ``@Npx`` (down-sample every image to N×N and back), or None.
         blur: L of ``@blurL`` (motion blur of filter size L on 9 of every 10 YTF frames), or None.
+        align: False with ``@noalign`` (no alignment by the protocol's landmarks).
     """
 
     resolution: int | None = None
     blur: int | None = None
+    align: bool = True
 
     @property
     def suffix(self) -> str:
-        """The options as written after a path and a protocol's name: ``""``, ``"@16px"``, ``"@blur9"``, ..."""
+        """The options as written after a path and a protocol's name: ``""``, ``"@16px"``, ``"@blur9"``,
+        ``"@noalign"``, ..."""
         return ("" if self.resolution is None else f"@{self.resolution}px") + \
-            ("" if self.blur is None else f"@blur{self.blur}")
+            ("" if self.blur is None else f"@blur{self.blur}") + ("" if self.align else "@noalign")
 
 
 def _split_options(text: str, spec: str) -> tuple[str, SpecOptions]:
@@ -165,14 +189,14 @@ def _split_options(text: str, spec: str) -> tuple[str, SpecOptions]:
         match = _OPTION.fullmatch(tail.lower()) if sep else None
         if match is None:
             break
-        key = "px" if match["px"] is not None else "blur"
-        value = int(match[key])
+        key = next(name for name in ("px", "blur", "noalign") if match[name] is not None)
+        value = 1 if key == "noalign" else int(match[key])
         if key in found:
             raise ValueError(f"spec: the option @{tail} is given twice in {spec!r}")
         if value < 1:
             raise ValueError(f"spec: expected @Npx / @blurL with N, L >= 1, got @{tail} in {spec!r}")
         found[key], text = value, head
-    return text, SpecOptions(found.get("px"), found.get("blur"))
+    return text, SpecOptions(found.get("px"), found.get("blur"), "noalign" not in found)
 
 
 def parse_spec(spec: str | os.PathLike) -> tuple[str | None, str | None, Path, SpecOptions]:
@@ -181,8 +205,8 @@ def parse_spec(spec: str | os.PathLike) -> tuple[str | None, str | None, Path, S
 
     ``name`` is the text before the first ``=`` when that text holds no path separator; ``kind`` is
     recognised only when it is one of :data:`KINDS` (so ``C:\\data`` stays a path); options are the
-    trailing ``@Npx`` / ``@blurL`` of the path (:class:`SpecOptions`; any other ``@...`` is part of
-    the path).
+    trailing ``@Npx`` / ``@blurL`` / ``@noalign`` of the path (:class:`SpecOptions`; any other ``@...``
+    is part of the path).
 
     Raises:
         ValueError naming ``spec`` when the name or the path is empty, or an option is repeated or 0.
@@ -308,6 +332,12 @@ def _identification_metrics(result) -> dict[str, float]:
     return metrics
 
 
+def _sidecar(folder: Path, align: bool) -> Path | None:
+    """The landmark sidecar :data:`LANDMARKS_FILE` of a protocol folder when aligning and it exists, else None."""
+    candidate = folder / LANDMARKS_FILE
+    return candidate if align and candidate.is_file() else None
+
+
 def _size(image_size: int | None, default: int | None) -> int | None:
     if image_size is None:
         return default
@@ -317,7 +347,7 @@ def _size(image_size: int | None, default: int | None) -> int | None:
 def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_size: int = 64, flip: bool = True,
                       device: str | torch.device | None = None, image_size: int | None = None,
                       progress: bool = False, folds: int = 10, set_model: torch.nn.Module | None = None,
-                      set_function: str | None = None, seed: int = 0) -> ProtocolResult:
+                      set_function: str | None = None, seed: int = 0, align: bool = True) -> ProtocolResult:
     """Run the protocol ``spec`` names on ``model`` (module docstring: specs, kinds, options, layouts).
 
     Args:
@@ -345,6 +375,9 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         set_function: ``"model"``, ``"mean"`` or ``"auto"`` / None (module docstring); used by
             :data:`SET_KINDS`, checked for every kind.
         seed: seed of the evaluation-time degradations that draw at random (``@blurL``), >= 0.
+        align: align faces by the landmarks the protocol's files give (module docstring: IJB-B/C's
+            five points, a :data:`LANDMARKS_FILE` sidecar); False, or the spec's ``@noalign``, takes
+            the stored crops as aligned faces.
     Protocol settings: pair lists and YTF test on their own folds; TinyFace reports ranks 1, 3, 5, 10,
     20; IJB-B/C run 1:1 (FARs 1e-6 ... 1e-1) and 1:N, with the ``mean`` set function each image
     weighted by its detector score and pooled per media; IJB-A runs its splits' 1:1 (FARs 1e-3, 1e-2,
@@ -362,6 +395,7 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         readers' errors naming the file and line of a malformed protocol file.
     """
     name, kind, path, spec_options = resolve_spec(spec)
+    align = bool(align) and spec_options.align
     batch_size = check_int("batch_size", batch_size, 1)
     seed = check_int("seed", seed, 0)
     transform = None if spec_options.resolution is None else down_up_transform(spec_options.resolution)
@@ -385,26 +419,31 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         else:
             pairs = read_cfp_pairs(path, "FP" if kind == "cfp-fp" else "FF")
         side = _size(image_size, None)
-        emb_a, emb_b = embed_pair_list(model, pairs, image_size=None if side is None else (side, side), **options)
-        return _verification_result(name, kind, path, emb_a, emb_b, pairs.issame, fold_ids=pairs.fold_ids)
+        landmarks = _sidecar(path.parent if path.is_file() else path, align)
+        emb_a, emb_b = embed_pair_list(model, pairs, image_size=None if side is None else (side, side),
+                                       landmarks=landmarks, **options)
+        result = _verification_result(name, kind, path, emb_a, emb_b, pairs.issame, fold_ids=pairs.fold_ids)
+        result.details["aligned"] = landmarks is not None
+        return result
 
     side = _size(image_size, _DEFAULT_SIDE if kind in ("tinyface", "ijba", "ytf") else None)
 
     if kind == "tinyface":
+        landmarks = _sidecar(path, align)
         ranking: IdentificationResult = evaluate_tinyface(path, embed_fn, batch_size=batch_size, image_size=side,
-                                                          progress=progress)
-        return ProtocolResult(name, kind, _identification_metrics(ranking), "rank-1", None, None, ranking.as_dict(),
-                              path)
+                                                          progress=progress, landmarks=landmarks)
+        return ProtocolResult(name, kind, _identification_metrics(ranking), "rank-1", None, None,
+                              {**ranking.as_dict(), "aligned": landmarks is not None}, path)
 
     if kind in ("ijbb", "ijbc"):
         size = None if side is None else (side, side)
         if chosen == "model":
-            result = evaluate_ijb(path, None, set_fn=set_fn, target=kind.upper(), image_size=size,
+            result = evaluate_ijb(path, None, set_fn=set_fn, target=kind.upper(), image_size=size, align=align,
                                   max_images=batch_size, progress=progress)
         else:   # insightface's pipeline: it adds the flipped crops' features itself
             no_flip = functools.partial(embed_fn, flip=False)
             result = evaluate_ijb(path, no_flip, target=kind.upper(), flip=flip, batch_size=batch_size,
-                                  image_size=size, progress=progress)
+                                  image_size=size, align=align, progress=progress)
         verification = result.verification
         fars = verification.fars.tolist()
         metrics = {tar_column(far, convention): float(tar)
@@ -417,10 +456,10 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         return ProtocolResult(name, kind, metrics, primary,
                               verification.scores.detach().to("cpu", torch.float64).numpy(),
                               verification.labels.detach().cpu().numpy().astype(bool),
-                              {**result.as_dict(), "set_function": chosen}, path)
+                              {**result.as_dict(), "set_function": chosen, "aligned": align}, path)
 
     if kind == "ijba":
-        result = evaluate_ijba(path, set_fn, image_size=side, max_images=batch_size, progress=progress)
+        result = evaluate_ijba(path, set_fn, image_size=side, max_images=batch_size, progress=progress)  # box crops
         metrics = {}
         for convention in result.mean:
             for far, mean, std in zip(result.fars.tolist(), result.mean[convention].tolist(),
@@ -430,7 +469,7 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         scores = torch.cat([r.scores for r in result.per_split]).to(torch.float64).numpy()
         labels = torch.cat([r.labels for r in result.per_split]).numpy().astype(bool)
         return ProtocolResult(name, kind, metrics, tar_column(1e-3, "interpolated"), scores, labels,
-                              {**result.as_dict(), "set_function": chosen}, path)
+                              {**result.as_dict(), "set_function": chosen, "aligned": result.aligned > 0}, path)
 
     if kind == "ytf":
         protocol = read_ytf(path)

@@ -13,8 +13,11 @@ the .mat files (MATLAB Level 5, read by :func:`pyfacex.data.matfile.read_mat` wi
 ``tinyface_helper.py`` labels by); distractors are every image of Gallery_Distractor in name order,
 labelled :data:`DISTRACTOR_LABEL`, which no probe carries. AdaFace evaluates aligned copies of the
 same images kept in another folder (``Probe/``, ``Gallery_Match/``, ``Gallery_Distractor/`` under
-it): pass that folder as ``images``. Scores are cosine similarities of the features ``features_fn``
-returns; the metrics and their tie rules are those of :mod:`pyfacex.eval.ranking`.
+it): pass that folder as ``images``; or give the release's images a landmark sidecar
+(``landmarks``: ``path,x1,y1,...,x5,y5`` rows, :func:`pyfacex.data.landmarks.read_landmarks_csv`)
+and they are aligned by their five points as insightface aligns test faces. Scores are cosine
+similarities of the features ``features_fn`` returns; the metrics and their tie rules are those of
+:mod:`pyfacex.eval.ranking`.
 """
 from __future__ import annotations
 
@@ -28,8 +31,8 @@ import torch
 from tqdm import tqdm
 
 from ..data._args import check_int
-from ..data.codec import decode_image
 from ..data.folder import IMAGE_EXTENSIONS
+from ..data.landmarks import LandmarkTable, landmark_table, load_face
 from ..data.matfile import read_mat
 from .ranking import IdentificationResult, identification
 
@@ -117,14 +120,15 @@ def read_tinyface(root: str | os.PathLike, images: str | os.PathLike | None = No
 
 
 def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Tensor], *, batch_size: int,
-           image_size: int, progress: bool, desc: str) -> torch.Tensor:
+           image_size: int, progress: bool, desc: str, landmarks: LandmarkTable | None = None) -> torch.Tensor:
     """Features of image files, ``batch_size`` at a time.
 
     Args:
         paths: image files (any format :func:`pyfacex.data.decode_image` reads).
         features_fn: uint8 (B, 3, image_size, image_size) -> (B, d) float features; called under
             ``torch.inference_mode()``.
-        batch_size, image_size: images per call, side each image is resized to.
+        batch_size, image_size: images per call, side each image is resized (or aligned) to.
+        landmarks: the sidecar to align every image by, or None.
     Returns:
         (N, d) float32 features on the CPU.
     Raises:
@@ -132,11 +136,13 @@ def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Te
         output has the wrong shape or a feature is NaN/inf or all zeros.
     """
     batch_size, image_size = check_int("batch_size", batch_size, 1), check_int("image_size", image_size, 1)
+    points = None if landmarks is None else landmarks.points_of(paths)   # every image has its row, checked first
     parts, dim = [], None
     with torch.inference_mode():
         for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", disable=not progress):
             batch = paths[start:start + batch_size]
-            images = [decode_image(p.read_bytes(), source=str(p), size=(image_size, image_size)) for p in batch]
+            images = [load_face(p, (image_size, image_size), None if points is None else points[start + k])
+                      for k, p in enumerate(batch)]
             out = torch.as_tensor(features_fn(torch.stack(images)))
             if out.dim() != 2 or len(out) != len(batch) or (dim is not None and out.shape[1] != dim):
                 want = f"({len(batch)}, {'d' if dim is None else dim})"
@@ -154,7 +160,8 @@ def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Te
 def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tensor], torch.Tensor], *,
                       batch_size: int = 256, image_size: int = 112, images: str | os.PathLike | None = None,
                       ranks: Sequence[int] = TINYFACE_RANKS, chunk: int | None = None,
-                      progress: bool = False) -> IdentificationResult:
+                      progress: bool = False, landmarks: LandmarkTable | str | os.PathLike | None = None
+                      ) -> IdentificationResult:
     """TinyFace rank-k and mAP of a feature extractor.
 
     Args:
@@ -162,7 +169,10 @@ def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tens
         features_fn: uint8 RGB images (B, 3, image_size, image_size), resized from TinyFace's native
             ~20×16 px, -> (B, d) features (normalisation, flip fusion etc. are the caller's).
         batch_size: images per ``features_fn`` call; image_size: the side every image is resized to
-            (bilinear, antialiased when shrinking).
+            (bilinear, antialiased when shrinking) or, with ``landmarks``, aligned to.
+        landmarks: a sidecar (CSV ``path,x1,y1,...,x5,y5`` or its
+            :class:`~pyfacex.data.landmarks.LandmarkTable`) with a row for every probe and gallery
+            image: each is aligned by its five points (:func:`pyfacex.data.landmarks.align_face`).
         ranks: the reported ranks (default :data:`TINYFACE_RANKS`: 1, 3, 5 as LGAF's Tab. 6, and 10, 20).
         chunk: probes scored at once; default such that a block holds about 16M scores.
     Returns:
@@ -172,7 +182,8 @@ def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tens
     protocol = read_tinyface(root, images)
     if not protocol.gallery_paths:
         raise ValueError(f"{Path(root) / 'Testing_Set'}: the TinyFace gallery is empty")
-    options = dict(batch_size=batch_size, image_size=image_size, progress=progress)
+    options = dict(batch_size=batch_size, image_size=image_size, progress=progress,
+                   landmarks=None if landmarks is None else landmark_table(landmarks))
     probe = _embed(protocol.probe_paths, features_fn, desc="TinyFace probes", **options)
     gallery = _embed(protocol.gallery_paths, features_fn, desc="TinyFace gallery", **options)
     if chunk is None:

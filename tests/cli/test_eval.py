@@ -14,16 +14,9 @@ KWARGS = {"layers": [1, 1, 1, 1], "widths": [4, 4, 8, 8], "num_features": 8, "in
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_model_file):
     base = tmp_path_factory.mktemp("eval_cli")
-    torch.manual_seed(0)
-    model = iresnet18(**KWARGS)
-    with torch.no_grad():            # non-trivial BatchNorm statistics, so embeddings differ per image
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    save_model(base / "model.pt", model, name="iresnet18", kwargs=KWARGS, image_size=32)
+    tiny_model_file(base / "model.pt", KWARGS)
     lfw = write_lfw_like(SyntheticFaceWorld(seed=0, size=32), base / "lfw", folds=2, pairs_per_fold=3,
                          identities_per_fold=3, images_per_identity=2, progress=False)
     return base / "model.pt", lfw

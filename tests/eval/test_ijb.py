@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+import pyfacex.eval as E
+from pyfacex.align import five_points, norm_crop
 from pyfacex.data.codec import decode_image
 from pyfacex.data.synthetic import SyntheticFaceWorld
-from pyfacex.data.synthetic.protocols import write_ijb_like
+from pyfacex.data.landmarks import align_face
+from pyfacex.data.synthetic.protocols import write_ijb_like, write_ijba_like
 from pyfacex.eval import ijb
 from pyfacex.eval.metrics import tar_at_far
+from pyfacex.eval.video import crop_face
 
 IJBA_HEADER = ("TEMPLATE_ID,SUBJECT_ID,FILE,MEDIA_ID,SIGHTING_ID,FRAME,FACE_X,FACE_Y,FACE_WIDTH,FACE_HEIGHT,"
                "RIGHT_EYE_X,RIGHT_EYE_Y,LEFT_EYE_X,LEFT_EYE_Y,NOSE_BASE_X,NOSE_BASE_Y,FACE_YAW,FOREHEAD_VISIBLE,"
@@ -99,8 +103,17 @@ def test_ijba_split(tmp_path):
     # the face boxes (FACE_X, FACE_Y top-left, FACE_WIDTH, FACE_HEIGHT) in the real file's columns
     torch.testing.assert_close(data.metadata.boxes[:2], torch.tensor([[477.3, 213, 1285, 1492.6],
                                                                       [167.5, 36.5, 135.8, 192.2]]))
+    # the three annotated landmarks (right eye, left eye, nose base); the release leaves some blank
+    torch.testing.assert_close(data.metadata.landmarks[1], torch.tensor([[210.4, 153.1], [259.6, 152.2],
+                                                                         [235.2, 186.9]]))
+    assert data.metadata.landmarks.shape == (4, 3, 2)
+    assert torch.isnan(data.metadata.landmarks[2, 1]).all() and torch.isfinite(data.metadata.landmarks[2, ::2]).all()
     no_boxes = write(tmp_path / "plain.csv", "TEMPLATE_ID,SUBJECT_ID,FILE,MEDIA_ID,SIGHTING_ID\n1,2,a.jpg,3,4\n")
-    assert ijb.read_ijba_metadata(no_boxes).boxes is None
+    assert ijb.read_ijba_metadata(no_boxes).boxes is None and ijb.read_ijba_metadata(no_boxes).landmarks is None
+    bad_point = write(tmp_path / "bad_point.csv", IJBA_HEADER + "\n" + rows[0].replace(",953.3,", ",eye,") + "\n")
+    with pytest.raises(ValueError, match=r"bad_point\.csv:2: expected RIGHT_EYE_Y to be a finite number or blank, "
+                                         r"got 'eye'"):
+        ijb.read_ijba_metadata(bad_point)
     bad = write(tmp_path / "bad.csv", IJBA_HEADER + "\n" + rows[0].replace(",1285,", ",0,") + "\n")
     with pytest.raises(ValueError, match=r"bad\.csv:2: expected a face box .* positive width"):
         ijb.read_ijba_metadata(bad)
@@ -109,6 +122,45 @@ def test_ijba_split(tmp_path):
         ijb.read_ijba_split(tmp_path / "IJB-A_11_sets", 3)
     with pytest.raises(ValueError, match="split: expected an int in 1..10"):
         ijb.read_ijba_split(tmp_path, 11)
+
+
+def test_ijba_aligns_by_the_annotated_eyes_and_nose(tmp_path):
+    world = SyntheticFaceWorld(seed=0, size=32)
+    root = write_ijba_like(world, tmp_path / "ijba", subjects=3, splits=1, test_subjects=2, templates_per_subject=2,
+                           stills=(1, 2), videos=(0, 0), impostors_per_template=1, progress=False)
+    csv = root / "IJB-A_11_sets/split1/verify_metadata_1.csv"
+    lines = csv.read_text().splitlines()   # blank one row's left eye, as the release does on some rows
+    header, fields = lines[0].split(","), lines[1].split(",")
+    for column in ("LEFT_EYE_X", "LEFT_EYE_Y"):
+        fields[header.index(column)] = ""
+    csv.write_text("\n".join([lines[0], ",".join(fields), *lines[2:]]) + "\n")
+    metadata = ijb.read_ijba_metadata(csv)
+
+    def expected(align):
+        """Every image aligned by its three points, or (blank points, align=False) cropped to its box."""
+        out = []
+        for k, file in enumerate(metadata.files):
+            image = decode_image((root / "images" / file).read_bytes())
+            if align and bool(torch.isfinite(metadata.landmarks[k]).all()):
+                out.append(align_face(image, metadata.landmarks[k], 32))
+            else:
+                x, y, w, h = metadata.boxes[k].tolist()
+                out.append(crop_face(image, torch.tensor([x + w / 2, y + h / 2, w, h]), 32))
+        return sorted(x.numpy().tobytes() for x in out)
+
+    got = {}
+    for align in (True, False):
+        seen = []
+        result = ijb.evaluate_ijba(root, E.mean_pooling(lambda x: seen.append(x.clone()) or x.float().flatten(1)),
+                                   image_size=32, **({"align": True} if align else {}))   # off by default
+        got[align] = sorted(x.numpy().tobytes() for x in torch.cat(seen))
+        assert got[align] == expected(align)
+        n = len(metadata.files)
+        assert (result.images, result.aligned) == ((n, n - 1) if align else (n, 0))
+        assert result.as_dict()["aligned_images"] == result.aligned
+    assert len(set(got[True]) & set(got[False])) == 1    # only the row without landmarks is box-cropped both times
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())   # the protocol crops boxes
+    assert not E.evaluate_protocol(f"ijba:{root}", net, image_size=32).details["aligned"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -260,6 +312,30 @@ def ijb_root(tmp_path_factory):
                           impostors_per_probe=2, progress=False)
 
 
+def test_write_ijb_like_loose_crops_and_the_aligned_renders(tmp_path):
+    """Loose crops (the default) vs the world's own renders (loose_crop=None): same templates and pairs,
+    crops 1.5 times the side with the face at varying offsets, the 5-point file in each crop's pixels."""
+    world = SyntheticFaceWorld(seed=0, size=32)
+    kwargs = dict(subjects=3, probe_templates_per_subject=1, gallery_stills=(2, 2), probe_stills=(1, 1),
+                  probe_videos=(1, 1), frames_per_video=(2, 2), impostors_per_probe=1, progress=False)
+    roots = {mode: write_ijb_like(world, tmp_path / str(mode), loose_crop=mode, **kwargs) for mode in (1.5, None)}
+    meta = {mode: root / "IJBC/meta" for mode, root in roots.items()}
+    for name in ("ijbc_face_tid_mid.txt", "ijbc_template_pair_label.txt"):
+        assert (meta[1.5] / name).read_text() == (meta[None] / name).read_text()
+    truth = {mode: json.loads((root / "pyfacex_ground_truth.json").read_text()) for mode, root in roots.items()}
+    assert truth[1.5]["parameters"]["loose_crop"] == 1.5 and "loose_crop" not in truth[None]["parameters"]
+    sides = {mode: {tuple(c.shape) for c in loose_crops(root)} for mode, root in roots.items()}
+    assert sides == {1.5: {(3, 48, 48)}, None: {(3, 32, 32)}}
+    points = ijb.read_name_5pts_score(meta[1.5] / "ijbc_name_5pts_score.txt").points
+    assert bool(((points >= 0) & (points <= 47)).all())
+    eye_line = points[:, :2].mean(1)                       # the faces sit at different places in their crops
+    assert float(eye_line.std(0).min()) > 1.0
+    scales = [r["nuisance"]["scale"] for r in truth[1.5]["images"].values()]
+    assert min(scales) >= 0.85 and max(scales) <= 1.15 and len(set(scales)) == len(scales)
+    with pytest.raises(ValueError, match=r"loose_crop: expected a number in \[1.0, 4.0\], got 0.5"):
+        write_ijb_like(world, tmp_path / "bad", loose_crop=0.5, **kwargs)
+
+
 def test_readers_on_write_ijb_like(ijb_root):
     meta = ijb_root / "IJBC" / "meta"
     truth = json.loads((ijb_root / "pyfacex_ground_truth.json").read_text())
@@ -287,26 +363,109 @@ def test_evaluate_ijb_identity_features_are_perfect(ijb_root):
         ijb.evaluate_ijb(ijb_root, torch.ones(3, 4), progress=False)
 
 
-def test_evaluate_ijb_callable_equals_manual_pipeline(ijb_root):
+def colour(batch):
+    """Features a uint8 batch's geometry changes: the mean colour of the whole and of the left half."""
+    x = batch.float()
+    return torch.cat([x.mean((2, 3)), x[:, :, :, : x.shape[3] // 2].mean((2, 3))], 1) + 1.0
+
+
+def manual_pipeline(root, images):
+    """insightface's template features of uint8 ``images`` (N, 3, H, W) in meta-file order, written out."""
+    meta = root / "IJBC/meta"
+    listing = ijb.read_face_tid_mid(meta / "ijbc_face_tid_mid.txt")
+    return ijb.template_features(colour(images), listing.template_ids, listing.media_ids,
+                                 scores=ijb.read_name_5pts_score(meta / "ijbc_name_5pts_score.txt").scores,
+                                 flip_features=colour(images.flip(-1)))
+
+
+def loose_crops(root):
+    listing = ijb.read_face_tid_mid(root / "IJBC/meta/ijbc_face_tid_mid.txt")
+    return [decode_image((root / "IJBC/loose_crop" / n).read_bytes()) for n in listing.images]
+
+
+def test_evaluate_ijb_aligns_each_crop_by_its_five_points(ijb_root):
     shapes = []
 
-    def colour(batch):
+    def spy(batch):
         shapes.append(tuple(batch.shape[1:]))
-        x = batch.float()
-        return torch.cat([x.mean((2, 3)), x[:, :, :, : x.shape[3] // 2].mean((2, 3))], 1) + 1.0
+        return colour(batch)
 
-    result = ijb.evaluate_ijb(ijb_root, colour, image_size=None, batch_size=5, one_to_n=False, progress=False)
-    assert result.identification is None and set(shapes) == {(3, 32, 32)}
-    meta = ijb_root / "IJBC/meta"
-    listing = ijb.read_face_tid_mid(meta / "ijbc_face_tid_mid.txt")
-    images = torch.stack([decode_image((ijb_root / "IJBC/loose_crop" / n).read_bytes()) for n in listing.images])
-    ids, feats = ijb.template_features(colour(images), listing.template_ids, listing.media_ids,
-                                       scores=ijb.read_name_5pts_score(meta / "ijbc_name_5pts_score.txt").scores,
-                                       flip_features=colour(images.flip(-1)))
+    result = ijb.evaluate_ijb(ijb_root, spy, batch_size=5, one_to_n=False, progress=False)
+    assert result.identification is None and set(shapes) == {(3, 112, 112)}
+    points = ijb.read_name_5pts_score(ijb_root / "IJBC/meta/ijbc_name_5pts_score.txt").points
+    crops = loose_crops(ijb_root)
+    assert {tuple(c.shape) for c in crops} == {(3, 48, 48)}   # loose crops of a 32-px world: 1.5 x 32
+    ids, feats = manual_pipeline(ijb_root, torch.stack([norm_crop(c, p) for c, p in zip(crops, points)]))
     assert torch.equal(result.template_ids, ids)
     torch.testing.assert_close(result.template_feats, feats)
-    ijb.evaluate_ijb(ijb_root, colour, batch_size=64, one_to_n=False, progress=False)
-    assert shapes[-1] == (3, 112, 112)  # the default resizes to 112 x 112
+    # a side without an ArcFace template: aligned at 112, then resized; aligned crops are square
+    ijb.evaluate_ijb(ijb_root, spy, image_size=(64, 64), one_to_n=False, progress=False)
+    assert shapes[-1] == (3, 64, 64)
+    with pytest.raises(ValueError, match=r"image_size: aligned crops are square; expected \(S, S\), got \(64, 32\)"):
+        ijb.evaluate_ijb(ijb_root, spy, image_size=(64, 32), one_to_n=False, progress=False)
+
+
+def test_evaluate_ijb_without_alignment_takes_the_stored_crops(ijb_root):
+    shapes = []
+
+    def spy(batch):
+        shapes.append(tuple(batch.shape[1:]))
+        return colour(batch)
+
+    result = ijb.evaluate_ijb(ijb_root, spy, align=False, image_size=None, batch_size=5, one_to_n=False,
+                              progress=False)
+    assert set(shapes) == {(3, 48, 48)}
+    ids, feats = manual_pipeline(ijb_root, torch.stack(loose_crops(ijb_root)))
+    assert torch.equal(result.template_ids, ids)
+    torch.testing.assert_close(result.template_feats, feats)
+    ijb.evaluate_ijb(ijb_root, spy, align=False, batch_size=64, one_to_n=False, progress=False)
+    assert shapes[-1] == (3, 112, 112)  # resized to the default 112 x 112
+    ijb.evaluate_ijb(ijb_root, spy, align=False, image_size=(40, 56), one_to_n=False, progress=False)
+    assert shapes[-1] == (3, 40, 56)
+
+
+def pixels(batch):
+    """A consistent embedder: the mean-free grey levels of the face's centre (away from any border), 4x4 pooled."""
+    x = batch.float().mean(1, keepdim=True)[:, :, 28:84, 28:84]
+    x = torch.nn.functional.avg_pool2d(x, 4).flatten(1)
+    return x - x.mean(1, keepdim=True)
+
+
+def test_alignment_matters_on_loose_crops(ijb_root):
+    """The faces the features see, aligned by the 5-point file, are the world's own renders of the same
+    stills aligned by their true landmarks; the loose crops merely resized are not."""
+    seen = {}
+    for align in (True, False):
+        batches = []
+        ijb.evaluate_ijb(ijb_root, lambda b: batches.append(b.clone()) or pixels(b), align=align, flip=False,
+                         one_to_n=False, progress=False)
+        seen[align] = torch.cat(batches)
+    truth = json.loads((ijb_root / "pyfacex_ground_truth.json").read_text())
+    listing = ijb.read_face_tid_mid(ijb_root / "IJBC/meta/ijbc_face_tid_mid.txt")
+    records = [truth["images"][f"IJBC/loose_crop/{name}"] for name in listing.images]
+    stills = [i for i, r in enumerate(records) if "sample" in r]
+    assert len(stills) >= 6 and all(records[i]["size"] == 48 for i in stills)
+    world = SyntheticFaceWorld(seed=0, size=32)
+    tight = world.render([records[i]["identity"] for i in stills], [records[i]["sample"] for i in stills])
+    reference = pixels(norm_crop(tight.images, five_points(tight.landmarks)))
+    aligned = torch.nn.functional.cosine_similarity(pixels(seen[True][stills]), reference)
+    resized = torch.nn.functional.cosine_similarity(pixels(seen[False][stills]), reference)
+    assert aligned.min() > 0.75 and resized.mean() < 0.6 and bool((aligned > resized).all())
+
+
+def test_set_function_path_sees_the_aligned_crops(ijb_root):
+    """With a set function each template's images go through it together, aligned as the per-image path's."""
+    listing = ijb.read_face_tid_mid(ijb_root / "IJBC/meta/ijbc_face_tid_mid.txt")
+    points = ijb.read_name_5pts_score(ijb_root / "IJBC/meta/ijbc_name_5pts_score.txt").points
+    aligned = torch.stack([norm_crop(c, p) for c, p in zip(loose_crops(ijb_root), points)])
+    expected = {}
+    for k, template in enumerate(listing.template_ids.tolist()):
+        expected.setdefault(template, []).append(colour(aligned[k:k + 1])[0].double())
+    result = ijb.evaluate_ijb(ijb_root, None, set_fn=E.mean_pooling(lambda x: colour(x).double()), one_to_n=False,
+                              max_images=4, num_workers=1, progress=False)
+    for template, feature in zip(result.template_ids.tolist(), result.template_feats):
+        mean = torch.stack(expected[template]).mean(0)
+        torch.testing.assert_close(feature, mean / mean.norm())
 
 
 def test_evaluate_ijb_checks_meta_files_agree(ijb_root, tmp_path):

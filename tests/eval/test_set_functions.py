@@ -9,7 +9,7 @@ import torch
 import pyfacex.eval as E
 from pyfacex.backbones.aggregator import Discriminator, FaceAggregator
 from pyfacex.backbones.iresnet import IResNet
-from pyfacex.data import decode_image
+from pyfacex.data import align_face, decode_image
 from pyfacex.data.synthetic import SyntheticFaceWorld
 from pyfacex.data.synthetic.protocols import write_ijb_like, write_ijba_like, write_ytf_like
 from pyfacex.data.transforms import normalize
@@ -117,25 +117,29 @@ def test_model_set_fn_is_set_representation_per_set_and_flip_adds_the_mirrored_s
 
 
 def ijbc_templates(root):
+    """{template id: uint8 (n, 3, S, S)}: the loose crops aligned by their five points (the default)."""
     listing = ijb.read_face_tid_mid(root / "IJBC/meta/ijbc_face_tid_mid.txt")
+    points = ijb.read_name_5pts_score(root / "IJBC/meta/ijbc_name_5pts_score.txt").points
     groups = {}
-    for name, template in zip(listing.images, listing.template_ids.tolist()):
-        groups.setdefault(template, []).append(decode_image((root / "IJBC/loose_crop" / name).read_bytes()))
+    for k, (name, template) in enumerate(zip(listing.images, listing.template_ids.tolist())):
+        image = decode_image((root / "IJBC/loose_crop" / name).read_bytes())
+        groups.setdefault(template, []).append(align_face(image, points[k], SIZE))
     return {t: torch.stack(images) for t, images in groups.items()}
 
 
 def test_ijbc_model_runs_the_lit_across_each_template(roots, lfenet):
     embedder = embedder_for(lfenet)
     model = E.evaluate_protocol(roots["ijb"], embedder, set_model=lfenet, set_function="model", flip=False,
-                                batch_size=4)
-    mean = E.evaluate_protocol(roots["ijb"], embedder, set_model=lfenet, set_function="mean", flip=False)
+                                batch_size=4, image_size=SIZE)
+    mean = E.evaluate_protocol(roots["ijb"], embedder, set_model=lfenet, set_function="mean", flip=False,
+                               image_size=SIZE)
     assert (model.details["set_function"], mean.details["set_function"]) == ("model", "mean")
     pairs = ijb.read_template_pairs(roots["ijb"] / "IJBC/meta/ijbc_template_pair_label.txt").pairs.tolist()
     expected = cosines({t: set_representation(lfenet, x) for t, x in ijbc_templates(roots["ijb"]).items()}, pairs)
     np.testing.assert_allclose(model.scores, expected, rtol=0, atol=2e-6)
     assert np.abs(model.scores - mean.scores).max() > 1e-4    # the LIT across the template matters
     # "auto" picks the model's own set function
-    auto = E.evaluate_protocol(roots["ijb"], embedder, set_model=lfenet, flip=False, batch_size=4)
+    auto = E.evaluate_protocol(roots["ijb"], embedder, set_model=lfenet, flip=False, batch_size=4, image_size=SIZE)
     np.testing.assert_allclose(auto.scores, model.scores, rtol=0, atol=1e-6)
 
 
@@ -175,6 +179,7 @@ def test_ijba_model_and_baseline_avg(roots, lfenet):
                                 batch_size=5)
     baseline = E.evaluate_protocol(spec, embedder, set_model=lfenet, set_function="mean", flip=False,
                                    image_size=SIZE)
+    assert not model.details["aligned"] and not baseline.details["aligned"]   # IJB-A crops its face boxes
     assert (model.kind, model.primary) == ("ijba", "TAR@FAR=1e-3 (interp.)")
     assert E.detect_kind(roots["ijba"]) == "ijba" and E.detect_kind(roots["ijba"] / "IJB-A_11_sets") == "ijba"
 

@@ -120,7 +120,7 @@ def write_training_set(world: SyntheticFaceWorld, out_dir: str | os.PathLike, nu
         record.close()
     truth = {k: torch.cat(v) for k, v in truth.items()}
     np.savez_compressed(out / "ground_truth.npz", **{k: v.numpy() for k, v in truth.items()})
-    info = {"seed": world.seed, "size": world.size, "nuisance": vars(world.nuisance),
+    info = {"seed": world.seed, "size": world.size, "nuisance": vars(world.nuisance), "framing": vars(world.framing),
             "cohort_size": world.cohort_size, "cohort_jitter": world.cohort_jitter,
             "local_variety": world.local_variety, "split": split,
             "num_identities": num_identities, "per_identity": per_identity, "frames_per_video": frames_per_video,

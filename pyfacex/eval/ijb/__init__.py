@@ -5,11 +5,14 @@
 - :mod:`.templates`: :func:`template_features`, insightface's media pooling;
 - :mod:`.protocols`: :func:`score_pairs` and :func:`verify_templates` (1:1, chunked),
   :func:`identify_templates` (1:N, each gallery separately, averaged);
-- :mod:`.evaluate`: :func:`evaluate_ijb`, the whole pipeline from a release directory (media
-  pooling, or a set function per template: :func:`template_set_features`);
-- :mod:`.ijba`: :func:`evaluate_ijba`, IJB-A's 1:1 protocol over its splits (TAR@FAR mean ± std).
+- :mod:`.evaluate`: :func:`evaluate_ijb`, the whole pipeline from a release directory (each loose
+  crop aligned by its five points as insightface does, then media pooling, or a set function per
+  template: :func:`template_set_features`);
+- :mod:`.ijba`: :func:`evaluate_ijba`, IJB-A's 1:1 protocol over its splits (images aligned by their
+  annotated eyes and nose; TAR@FAR mean ± std).
 
-Example on precomputed image features (N, d) of the images of ``ijbc_face_tid_mid.txt``::
+Example on precomputed image features (N, d) of the images of ``ijbc_face_tid_mid.txt`` (computed
+on the crops aligned by ``ijbc_name_5pts_score.txt``, e.g. with :func:`pyfacex.data.align_face`)::
 
     from pyfacex.eval import ijb
     listing = ijb.read_face_tid_mid("IJBC/meta/ijbc_face_tid_mid.txt")

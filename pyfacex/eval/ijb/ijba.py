@@ -15,10 +15,21 @@ The paper's baseline rows are its original backbone (no LIT) evaluated with the 
 backbone's own model this way; the mean on an LFENet averages LFENet's per-image embeddings (each
 image a set of one). Pairs are scored by the cosine of the L2-normalised template features, and TAR
 at FAR 1e-3, 1e-2 and 1e-1 is measured on each split, then reported as the mean and the
-(population) standard deviation over the splits. Each image is cropped to its face box (FACE_X, FACE_Y, FACE_WIDTH, FACE_HEIGHT: a
-square of the box's longer side around its centre, :func:`pyfacex.eval.video.crop_face`) or, without
-box columns, taken whole, then resized. A template (same images in the same order) that several
-splits list is embedded once.
+(population) standard deviation over the splits. A template (same images in the same order) that
+several splits list is embedded once.
+
+Faces: each image is cropped to its face box (FACE_X, FACE_Y, FACE_WIDTH, FACE_HEIGHT: a square of
+the box's longer side around its centre, :func:`pyfacex.eval.video.crop_face`) or, without box
+columns, taken whole, then resized. IJB-A ships no five-point file, so the insightface alignment
+IJB-B/C get (:func:`~.evaluate.evaluate_ijb`) has nothing to run on: the published IJB-A tables
+re-detect five points with MTCNN or RetinaFace. Its metadata annotates three landmarks per image,
+RIGHT_EYE (the subject's right eye, on the image's left), LEFT_EYE and NOSE_BASE; ``align=True``
+aligns each image that has all three by them (the least-squares similarity onto the ArcFace
+template's eyes and nose, :func:`pyfacex.data.landmarks.align_face`; blank ones keep the box crop).
+It is not the default: three points have nothing to hold a yawed face's nose, which moves sideways,
+so the fit turns and zooms yawed faces where five points would not (on IJB-A-like templates spread
+over ±45° of yaw it cut a synthetic-trained model's TAR@FAR=1e-2 from 0.97 to 0.47), and the
+annotated nose base sits below the nose tip the template places.
 """
 from __future__ import annotations
 
@@ -32,6 +43,7 @@ import torch
 
 from ...data._args import check_int
 from ...data.codec import decode_image
+from ...data.landmarks import align_face
 from ..sets import SetFn
 from ..video import crop_face
 from .evaluate import template_set_features
@@ -57,6 +69,8 @@ class IJBAResult:
         mean, std: {convention: (F,) float64} TAR at each FAR averaged over the splits and its
             population standard deviation ("nearest" and "interpolated" conventions; NaN where a
             split has no genuine or no impostor pair).
+        images, aligned: the distinct images embedded, and how many of them were aligned by their
+            landmarks (the others were cropped to their face box).
     """
 
     splits: list[int]
@@ -64,12 +78,16 @@ class IJBAResult:
     fars: torch.Tensor
     mean: dict[str, torch.Tensor]
     std: dict[str, torch.Tensor]
+    images: int = 0
+    aligned: int = 0
 
     def as_dict(self) -> dict:
-        """JSON-ready: splits, pairs per split, and {convention: {repr(far): [mean, std] or None}}."""
+        """JSON-ready: splits, pairs per split, images and aligned images, and {convention: {repr(far):
+        [mean, std] or None}}."""
         def cell(m: float, s: float):
             return [m, s] if math.isfinite(m) and math.isfinite(s) else None
-        return {"splits": self.splits, "pairs": [len(r.labels) for r in self.per_split],
+        return {"splits": self.splits, "pairs": [len(r.labels) for r in self.per_split], "images": self.images,
+                "aligned_images": self.aligned,
                 "tar": {c: {repr(f): cell(m, s) for f, m, s in zip(self.fars.tolist(), self.mean[c].tolist(),
                                                                    self.std[c].tolist())}
                         for c in self.mean}}
@@ -101,26 +119,40 @@ def ijba_layout(root: str | os.PathLike) -> tuple[Path, Path, list[int]]:
 
 
 class _Images:
-    """Loads image k of a list of (file, box or None): decoded, cropped to its box, resized. Picklable."""
+    """Loads image k of a list of (file, box or None, landmarks or None): decoded, then aligned by its
+    three landmarks when given, else cropped to its box (or whole) and resized. Picklable (workers)."""
 
-    def __init__(self, folder: Path, images: list[tuple[str, tuple[float, ...] | None]], size: int):
+    def __init__(self, folder: Path, images: list[tuple[str, tuple[float, ...] | None, tuple[float, ...] | None]],
+                 size: int):
         self.folder, self.images, self.size = folder, images, size
 
     def __call__(self, index: int) -> torch.Tensor:
-        file, box = self.images[index]
+        file, box, landmarks = self.images[index]
         path = self.folder / file
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: an image of the IJB-A metadata is missing") from None
         image = decode_image(data, source=str(path))
+        if landmarks is not None:
+            return align_face(image, torch.tensor(landmarks, dtype=torch.float64).view(3, 2), self.size)
         if box is not None:
             x, y, w, h = box
             box = torch.tensor([x + w / 2, y + h / 2, w, h])   # crop_face takes the centre
         return crop_face(image, box, self.size)
 
 
-def evaluate_ijba(root: str | os.PathLike, set_fn: SetFn, *, image_size: int = 112,
+def _rows(metadata, align: bool) -> list[tuple]:
+    """(file, box or None, landmarks or None) of every row: landmarks only when aligning and all are given."""
+    boxes = [None] * len(metadata.files) if metadata.boxes is None else [tuple(b) for b in metadata.boxes.tolist()]
+    points = [None] * len(metadata.files)
+    if align and metadata.landmarks is not None:
+        given = torch.isfinite(metadata.landmarks).flatten(1).all(1).tolist()
+        points = [tuple(p) if ok else None for p, ok in zip(metadata.landmarks.flatten(1).tolist(), given)]
+    return list(zip(metadata.files, boxes, points))
+
+
+def evaluate_ijba(root: str | os.PathLike, set_fn: SetFn, *, image_size: int = 112, align: bool = False,
                   fars: Sequence[float] = IJBA_FARS, max_images: int = 256, num_workers: int = 0,
                   chunk: int = 8192, progress: bool = False) -> IJBAResult:
     """Run the IJB-A 1:1 protocol (module docstring) with ``set_fn`` as the template feature.
@@ -129,7 +161,9 @@ def evaluate_ijba(root: str | os.PathLike, set_fn: SetFn, *, image_size: int = 1
         root: the folder holding ``IJB-A_11_sets/`` and ``images/`` (or ``IJB-A_11_sets`` itself).
         set_fn: :data:`pyfacex.eval.sets.SetFn` on uint8 (N, 3, S, S) images -> (b, d) template
             features, e.g. :func:`pyfacex.eval.sets.model_set_fn` or :func:`pyfacex.eval.sets.mean_pooling`.
-        image_size: S, the side every face crop is resized to.
+        image_size: S, the side of every face crop.
+        align: align each image by its three annotated landmarks where the CSV gives them (module
+            docstring: not the default); False: crop every image to its face box.
         fars: target FARs. max_images, num_workers, progress: of :func:`pyfacex.eval.sets.embed_sets`.
         chunk: pairs scored at once (:func:`~.protocols.verify_templates`).
     Returns:
@@ -140,17 +174,16 @@ def evaluate_ijba(root: str | os.PathLike, set_fn: SetFn, *, image_size: int = 1
     """
     size = check_int("image_size", image_size, 1)
     sets_root, image_root, splits = ijba_layout(root)
-    images: dict[tuple, int] = {}      # (file, box) -> its index in the image list
+    images: dict[tuple, int] = {}      # (file, box, landmarks) -> its index in the image list
     templates: dict[tuple[int, ...], int] = {}   # the template's image indices -> its row of the features
     split_rows = []
     for n in splits:
         folder = sets_root / f"split{n}"
         metadata = read_ijba_metadata(folder / f"verify_metadata_{n}.csv")
         pairs = read_ijba_comparisons(folder / f"verify_comparisons_{n}.csv", metadata)
-        boxes = [None] * len(metadata.files) if metadata.boxes is None else [tuple(b) for b in metadata.boxes.tolist()]
         members: dict[int, list[int]] = {}
-        for file, box, template in zip(metadata.files, boxes, metadata.template_ids.tolist()):
-            members.setdefault(template, []).append(images.setdefault((file, box), len(images)))
+        for row, template in zip(_rows(metadata, align), metadata.template_ids.tolist()):
+            members.setdefault(template, []).append(images.setdefault(row, len(images)))
         ids = sorted(members)
         rows = [templates.setdefault(tuple(members[t]), len(templates)) for t in ids]
         split_rows.append((torch.tensor(ids, dtype=torch.int64), torch.tensor(rows, dtype=torch.int64), pairs))
@@ -168,4 +201,4 @@ def evaluate_ijba(root: str | os.PathLike, set_fn: SetFn, *, image_size: int = 1
         table = torch.stack([r.tar[convention] for r in results])     # (splits, F)
         mean[convention] = table.mean(0)
         std[convention] = table.std(0, correction=0)
-    return IJBAResult(splits, results, targets, mean, std)
+    return IJBAResult(splits, results, targets, mean, std, len(listed), sum(row[2] is not None for row in listed))

@@ -24,6 +24,7 @@ Every error names the file and the (1-based) line.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -103,9 +104,11 @@ class TemplateSubjects:
 class IJBAMetadata:
     """An IJB-A protocol CSV, one row per image: files (N names, e.g. ``img/533.JPG``,
     ``frame/28337_00300.png``), template_ids, subject_ids, media_ids, sighting_ids: (N,) int64,
-    lines (N,) int64, each row's line in ``source``, and boxes: (N, 4) float32 face boxes FACE_X,
+    lines (N,) int64, each row's line in ``source``; boxes: (N, 4) float32 face boxes FACE_X,
     FACE_Y (top-left corner), FACE_WIDTH, FACE_HEIGHT in the image's pixels, or None when the
-    file has no such columns."""
+    file has no such columns; landmarks: (N, 3, 2) float32 pixel x, y of RIGHT_EYE (the subject's
+    right eye, on the image's left), LEFT_EYE and NOSE_BASE, NaN where the release leaves a row's
+    point blank, or None when the file has no such columns."""
 
     files: list[str]
     template_ids: torch.Tensor
@@ -115,6 +118,7 @@ class IJBAMetadata:
     lines: torch.Tensor
     source: Path
     boxes: torch.Tensor | None = None
+    landmarks: torch.Tensor | None = None
 
     def subjects(self) -> TemplateSubjects:
         """The subject of each template (ascending template ids).
@@ -322,12 +326,15 @@ def read_template_subjects(path: str | os.PathLike) -> TemplateSubjects:
 def read_ijba_metadata(path: str | os.PathLike) -> IJBAMetadata:
     """Read an IJB-A protocol CSV (``train_{n}.csv``, ``verify_metadata_{n}.csv``,
     ``search_gallery_{n}.csv``, ``search_probe_{n}.csv``): columns TEMPLATE_ID, SUBJECT_ID, FILE,
-    MEDIA_ID, SIGHTING_ID by their header names, and the face box FACE_X, FACE_Y, FACE_WIDTH,
-    FACE_HEIGHT when the header has all four (the other columns are not read).
+    MEDIA_ID, SIGHTING_ID by their header names, the face box FACE_X, FACE_Y, FACE_WIDTH,
+    FACE_HEIGHT when the header has all four, and the three annotated landmarks RIGHT_EYE_X/Y,
+    LEFT_EYE_X/Y, NOSE_BASE_X/Y when it has all six (blank values, as the release has on some rows,
+    are NaN; the other columns are not read).
 
     Raises:
         FileNotFoundError; ValueError naming the file and line: a missing column, a non-integer id,
-        a box value that is not a finite number or a width or height that is not positive.
+        a box value that is not a finite number or a width or height that is not positive, a
+        landmark value that is neither blank nor a finite number.
     """
     path = _path(path)
     names = ("TEMPLATE_ID", "SUBJECT_ID", "FILE", "MEDIA_ID", "SIGHTING_ID")
@@ -339,17 +346,45 @@ def read_ijba_metadata(path: str | os.PathLike) -> IJBAMetadata:
             columns[name].append(value if name == "FILE" else _int(value, path, number, name))
     ids = {name: torch.tensor(columns[name], dtype=torch.int64) for name in names if name != "FILE"}
     return IJBAMetadata(columns["FILE"], ids["TEMPLATE_ID"], ids["SUBJECT_ID"], ids["MEDIA_ID"], ids["SIGHTING_ID"],
-                        torch.tensor([number for number, _ in body], dtype=torch.int64), path, _ijba_boxes(path))
+                        torch.tensor([number for number, _ in body], dtype=torch.int64), path, _ijba_boxes(path),
+                        _ijba_landmarks(path))
 
 
 _BOX_COLUMNS = ("FACE_X", "FACE_Y", "FACE_WIDTH", "FACE_HEIGHT")
+_LANDMARK_COLUMNS = ("RIGHT_EYE_X", "RIGHT_EYE_Y", "LEFT_EYE_X", "LEFT_EYE_Y", "NOSE_BASE_X", "NOSE_BASE_Y")
+
+
+def _has_columns(path: Path, columns: tuple[str, ...]) -> bool:
+    """Whether the header of the CSV ``path`` names every one of ``columns``."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader(f), [])
+    return set(columns) <= {name.strip().upper() for name in header}
+
+
+def _ijba_landmarks(path: Path) -> torch.Tensor | None:
+    """(N, 3, 2) float32 landmarks of an IJB-A CSV (NaN where blank), or None without the columns."""
+    if not _has_columns(path, _LANDMARK_COLUMNS):
+        return None
+    columns, body = _csv_rows(path, _LANDMARK_COLUMNS)
+    rows = []
+    for number, fields in body:
+        row = []
+        for name, i in zip(_LANDMARK_COLUMNS, columns):
+            text = fields[i].strip()
+            try:
+                value = float(text) if text else math.nan
+            except ValueError:
+                value = math.inf
+            if math.isinf(value) or (text.lower() == "nan"):
+                raise ValueError(f"{path}:{number}: expected {name} to be a finite number or blank, got {text!r}")
+            row.append(value)
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.float32).reshape(-1, 3, 2)
 
 
 def _ijba_boxes(path: Path) -> torch.Tensor | None:
     """(N, 4) float32 boxes of an IJB-A CSV, or None when its header lacks a box column."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        header = next(csv.reader(f), [])
-    if not set(_BOX_COLUMNS) <= {name.strip().upper() for name in header}:
+    if not _has_columns(path, _BOX_COLUMNS):
         return None
     columns, body = _csv_rows(path, _BOX_COLUMNS)
     boxes = []

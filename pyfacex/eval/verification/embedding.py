@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from ...data._args import check_int
-from ...data.codec import decode_image
+from ...data.landmarks import LandmarkTable, landmark_table, load_face
 from ...data.transforms import hflip, normalize
 from ...data.verification_bin import read_verification_bin
 from .pair_lists import PairList
@@ -120,13 +120,15 @@ def evaluate_bin(model: torch.nn.Module, path: str | os.PathLike, *, batch_size:
     return verify_pairs(emb_a, emb_b, issame, **verify_kwargs)
 
 
-def _load(paths: Sequence[Path], batch_size: int, size: tuple[int, int] | None) -> Iterator[torch.Tensor]:
-    """Decoded uint8 batches of ``paths``, resized to ``size`` when given, else all of one size."""
+def _load(paths: Sequence[Path], batch_size: int, size: tuple[int, int] | None,
+          points: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+    """Decoded uint8 batches of ``paths`` (aligned by ``points`` (N, 5, 2) when given, :func:`load_face`),
+    resized to ``size`` when given, else all of one size."""
     shape = None
     for start in range(0, len(paths), batch_size):
         batch = []
-        for path in paths[start:start + batch_size]:
-            image = decode_image(Path(path).read_bytes(), source=str(path), size=size)
+        for k, path in enumerate(paths[start:start + batch_size], start=start):
+            image = load_face(path, size, None if points is None else points[k])
             shape = shape or image.shape
             if image.shape != shape:
                 raise ValueError(f"{path}: image is {tuple(image.shape)}, the first image is {tuple(shape)}; "
@@ -137,13 +139,22 @@ def _load(paths: Sequence[Path], batch_size: int, size: tuple[int, int] | None) 
 
 def embed_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: int = 64, flip: bool = True,
                     device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
-                    progress: bool = False, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                    progress: bool = False, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    landmarks: LandmarkTable | str | os.PathLike | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The embeddings (P, d), (P, d) of both sides of a :class:`~.pair_lists.PairList`'s pairs.
 
     Each distinct image is decoded and embedded once (in batches, never all in memory as pixels).
-    Args as :func:`embed_bin` (``transform`` included); the images must already be aligned face crops
-    (``image_size`` only resizes).
+    Args as :func:`embed_bin` (``transform`` included). Without ``landmarks`` the images must
+    already be aligned face crops (``image_size`` only resizes). With ``landmarks`` (a sidecar CSV
+    ``path,x1,y1,...,x5,y5``, :func:`pyfacex.data.landmarks.read_landmarks_csv`, or its table),
+    every image is aligned by its five points as insightface aligns test faces
+    (:func:`pyfacex.data.landmarks.align_face`), to a square of side ``image_size[0]`` (112 when
+    ``image_size`` is None; then H must equal W).
+
+    Raises:
+        ValueError for no pairs, or a non-square ``image_size`` with ``landmarks``; KeyError naming
+        an image the sidecar has no row for.
     """
     index: dict[Path, int] = {}
     for path in (*pair_list.paths_a, *pair_list.paths_b):
@@ -151,7 +162,12 @@ def embed_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: 
     if not index:
         raise ValueError("pair_list: no pairs")
     size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
-    features = embed(model, _load(list(index), check_int("batch_size", batch_size, 1), size), flip=flip,
+    points = None
+    if landmarks is not None:
+        if size is not None and size[0] != size[1]:
+            raise ValueError(f"image_size: aligned crops are square; expected (S, S), got {size}")
+        points = landmark_table(landmarks).points_of(list(index))
+    features = embed(model, _load(list(index), check_int("batch_size", batch_size, 1), size, points), flip=flip,
                      device=device, progress=progress, transform=transform)
     rows_a = torch.tensor([index[Path(p)] for p in pair_list.paths_a], dtype=torch.int64)
     rows_b = torch.tensor([index[Path(p)] for p in pair_list.paths_b], dtype=torch.int64)
@@ -160,14 +176,15 @@ def embed_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: 
 
 def evaluate_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: int = 64, flip: bool = True,
                        device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
-                       progress: bool = False, **verify_kwargs) -> VerificationResult:
+                       progress: bool = False, landmarks: LandmarkTable | str | os.PathLike | None = None,
+                       **verify_kwargs) -> VerificationResult:
     """Verification on a :class:`~.pair_lists.PairList` (from :func:`~.pair_lists.read_lfw_pairs` or
     :func:`~.pair_lists.read_cfp_pairs`), on the benchmark's own folds.
 
-    Args as :func:`embed_pair_list`; ``verify_kwargs`` go to :func:`~.protocol.verify_pairs`;
-    ``fold_ids`` defaults to the pair list's folds.
+    Args as :func:`embed_pair_list` (``landmarks``: a sidecar to align the images by); ``verify_kwargs``
+    go to :func:`~.protocol.verify_pairs`; ``fold_ids`` defaults to the pair list's folds.
     """
     emb_a, emb_b = embed_pair_list(model, pair_list, batch_size=batch_size, flip=flip, device=device,
-                                   image_size=image_size, progress=progress)
+                                   image_size=image_size, progress=progress, landmarks=landmarks)
     verify_kwargs.setdefault("fold_ids", pair_list.fold_ids)
     return verify_pairs(emb_a, emb_b, pair_list.issame, **verify_kwargs)

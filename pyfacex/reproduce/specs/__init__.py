@@ -11,7 +11,8 @@ from ..spec import ExperimentSpec
 
 __all__ = ["list_specs", "get_spec"]
 
-_MODULES = {"lgaf": "lgaf", "lfenet": "lfenet", "faceagg": "faceagg", "qaface": "qaface", "_micro": "micro"}
+_MODULES = {"lgaf": "lgaf", "lfenet": "lfenet", "fanface": "fanface", "faceagg": "faceagg", "qaface": "qaface",
+            "_micro": "micro"}
 """Spec name -> module of this package defining ``SPEC``, the papers in the order of the README."""
 
 

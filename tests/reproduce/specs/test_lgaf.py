@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pytest
 
 from pyfacex.reproduce import run_spec
 from pyfacex.reproduce.specs.lgaf import SPEC

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ....align import five_points  # noqa: F401  (the writers' 68 -> 5 points: one definition, insightface's)
 from ..._args import check_int
 from ...codec import encode_jpeg
 from ...verification_bin import write_verification_bin
@@ -308,13 +309,6 @@ def render_videos(world, root: Path, videos: Sequence[Video], *, quality: int, p
                 out[path] = Rendered(record, batch.landmarks[f].float().clone(), batch.visible[f].clone())
             bar.update(len(video.paths))
     return out
-
-
-def five_points(landmarks: torch.Tensor) -> torch.Tensor:
-    """(68, 2) iBUG landmarks -> (5, 2) insightface order: the image-left eye centre (mean of 36-41),
-    the image-right eye centre (42-47), nose tip 30, mouth corners 48 and 54."""
-    return torch.stack([landmarks[36:42].mean(0), landmarks[42:48].mean(0), landmarks[30],
-                        landmarks[48], landmarks[54]])
 
 
 # ----------------------------------------------------------------------------------------------------

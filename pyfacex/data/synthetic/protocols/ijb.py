@@ -4,7 +4,9 @@ IJB evaluation reads, plus the original IJB-C 1:N CSVs.
 The real format (insightface ``recognition/_evaluation_/ijb/ijb_11.py`` and ``ijb_1n.py``; the
 IJB-C protocol CSVs as read by bob.db.ijbc and strpy's ``janus.dataset.ijbc``):
 
-- ``IJBC/loose_crop/<image>.jpg``: one face crop per line of the meta files;
+- ``IJBC/loose_crop/<image>.jpg``: one face crop per line of the meta files: a detector's box
+  enlarged around the face, not an aligned face (insightface's and AdaFace's evaluations align each
+  by its five points before the network sees it);
 - ``IJBC/meta/ijbc_face_tid_mid.txt``: ``<image> <template id> <media id>`` (space-separated), one line
   per image of a template. A media is one still (each still its own media id) or one video (all
   its frames share one media id); insightface averages frame features per media, then media per
@@ -24,7 +26,17 @@ Synthetic mapping: subject labels 1..subjects are world test identities (G1 the 
 rest); every subject has one gallery template of ``gallery_stills`` stills and
 ``probe_templates_per_subject`` probe templates mixing ``probe_stills`` stills and ``probe_videos``
 videos of ``frames_per_video`` frames (all of one identity). Nuisances are the world's own random
-draws (unconstrained media). FILENAME is the ``loose_crop/<image>`` file itself (relative to
+draws (unconstrained media). Loose crops (``loose_crop`` = c, the default 1.5): each image is rendered
+at round(c · world.size) pixels around the face, which sits at the world's own face size times a
+random zoom in :data:`LOOSE_ZOOM` and off the centre by a random shift of up to :data:`LOOSE_SHIFT`
+of the side in x and y (each still and each video frame its own draw, as a detector's box per
+frame): the ``scale``, ``shift_x`` and ``shift_y`` nuisance values, which replace the world's
+misalignment draws, and whose blur is the world's at the face's scale. The 5-point file holds the
+true five points of each crop (:func:`pyfacex.align.five_points` of the rendered landmarks), so
+aligning by them gives the ArcFace-framed face the evaluation expects. ``loose_crop=None`` stores the
+world's own renders instead (the files this writer wrote before loose crops: faces already framed
+as the training sets' are, which hides whether an evaluation aligns). Templates, media and pairs do
+not depend on ``loose_crop``. FILENAME is the ``loose_crop/<image>`` file itself (relative to
 ``IJBC/``; the crop is the whole image, so the face box comes from the landmarks) and SIGHTING_ID
 the media id. 1:1 pairs: every probe template against its subject's gallery template (label 1) and
 against ``impostors_per_probe`` other subjects' gallery templates (label 0). The detector score is
@@ -32,14 +44,22 @@ the fraction of the 68 landmarks the world marks visible.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import torch
 
+from ..world import SyntheticFaceWorld
 from . import _common as C
 
-__all__ = ["write_ijb_like"]
+__all__ = ["LOOSE_SHIFT", "LOOSE_ZOOM", "write_ijb_like"]
+
+LOOSE_ZOOM = (0.85, 1.15)
+"""Range of the face's size in a loose crop relative to the world's own face size (uniform draws)."""
+
+LOOSE_SHIFT = 0.08
+"""Largest offset of the face from a loose crop's centre, as a fraction of the crop's side, in x and y."""
 
 _CSV_HEADER = "TEMPLATE_ID,SUBJECT_ID,FILENAME,SIGHTING_ID,FACE_X,FACE_Y,FACE_WIDTH,FACE_HEIGHT"
 
@@ -47,7 +67,8 @@ _CSV_HEADER = "TEMPLATE_ID,SUBJECT_ID,FILENAME,SIGHTING_ID,FACE_X,FACE_Y,FACE_WI
 def write_ijb_like(world, out_dir: str | os.PathLike, subjects: int = 60, probe_templates_per_subject: int = 2,
                    gallery_stills: tuple[int, int] = (2, 5), probe_stills: tuple[int, int] = (0, 3),
                    probe_videos: tuple[int, int] = (1, 2), frames_per_video: tuple[int, int] = (4, 8),
-                   impostors_per_probe: int = 10, seed: int = 0, progress: bool = True, quality: int = 95) -> Path:
+                   impostors_per_probe: int = 10, seed: int = 0, progress: bool = True, quality: int = 95,
+                   loose_crop: float | None = 1.5) -> Path:
     """Write an IJB-C-like protocol drawn from ``world``'s test identities.
 
     Writes under ``out_dir/IJBC``: ``loose_crop/<n>.jpg`` (n = 1, 2, ... in template order: gallery
@@ -72,6 +93,8 @@ def write_ijb_like(world, out_dir: str | os.PathLike, subjects: int = 60, probe_
         frames_per_video: (lo, hi) frames per video, 1 <= lo <= hi.
         impostors_per_probe: 0 <= impostor pairs per probe template <= subjects - 1.
         seed, progress, quality: as for every writer (:mod:`pyfacex.data.synthetic.protocols`).
+        loose_crop: c in [1, 4]: loose crops of round(c · world.size) pixels at a random zoom and
+            offset (module docstring); None: the world's own ArcFace-framed renders.
     Returns:
         ``Path(out_dir)``.
     Raises:
@@ -87,6 +110,8 @@ def write_ijb_like(world, out_dir: str | os.PathLike, subjects: int = 60, probe_
                       frames_per_video=list(C.check_span("frames_per_video", frames_per_video, 1, big, True)),
                       impostors_per_probe=C.check_int("impostors_per_probe", impostors_per_probe, 0),
                       quality=C.check_quality(quality))
+    if loose_crop is not None:   # recorded when given: the files of loose_crop=None stay as they were
+        parameters["loose_crop"] = C.check_number("loose_crop", loose_crop, 1.0, 4.0)
     if probe_stills[0] + probe_videos[0] < 1:
         raise ValueError(f"probe_videos: with probe_stills {tuple(probe_stills)} a probe template could be "
                          f"empty; expected probe_stills lo + probe_videos lo >= 1, got {tuple(probe_videos)}")
@@ -126,8 +151,18 @@ def write_ijb_like(world, out_dir: str | os.PathLike, subjects: int = 60, probe_
             videos.append(C.Video(tuple(f"IJBC/loose_crop/{name}" for name in names), identities[label - 1],
                                   base + used[label]))
             used[label] += 1
-    rendered = C.render_stills(world, root, stills, quality=quality, progress=progress, desc="IJB-like stills")
-    rendered.update(C.render_videos(world, root, videos, quality=quality, progress=progress, desc="IJB-like videos"))
+    pairs = []
+    for template, label, _, _, _ in templates[subjects:]:
+        draws = torch.randperm(subjects - 1, generator=generator)[:impostors_per_probe].tolist()
+        others = [o + 1 + (o + 1 >= label) for o in draws]  # the other subjects' labels, skipping `label`
+        pairs += [(label, template, 1)] + [(other, template, 0) for other in others]
+    camera = world
+    if loose_crop is not None:   # drawn after everything above, so templates and pairs do not depend on it
+        camera = _loose_world(world, round(loose_crop * world.size))
+        stills = [dataclasses.replace(still, overrides=_loose_draws(generator, 1, scalar=True)) for still in stills]
+        videos = [dataclasses.replace(video, overrides=_loose_draws(generator, len(video.paths))) for video in videos]
+    rendered = C.render_stills(camera, root, stills, quality=quality, progress=progress, desc="IJB-like stills")
+    rendered.update(C.render_videos(camera, root, videos, quality=quality, progress=progress, desc="IJB-like videos"))
 
     meta = root / "IJBC/meta"
     C.write_lines(meta / "ijbc_face_tid_mid.txt", [f"{name} {t} {m}" for name, t, m, _ in rows])
@@ -153,13 +188,33 @@ def write_ijb_like(world, out_dir: str | os.PathLike, subjects: int = 60, probe_
                        ("probe", "ijbc_1N_probe_mixed.csv")):
         C.write_lines(meta / file, csv_rows(role))
 
-    pairs = []
-    for template, label, _, _, _ in templates[subjects:]:
-        draws = torch.randperm(subjects - 1, generator=generator)[:impostors_per_probe].tolist()
-        others = [o + 1 + (o + 1 >= label) for o in draws]  # the other subjects' labels, skipping `label`
-        pairs += [(label, template, 1)] + [(other, template, 0) for other in others]
     C.write_lines(meta / "ijbc_template_pair_label.txt", [f"{a} {b} {y}" for a, b, y in sorted(pairs)])
     C.write_ground_truth(root, "ijb", seed, parameters, rendered,
                          subjects={str(label): identity for label, identity in enumerate(identities, start=1)},
                          templates={str(t): {"subject": label, "role": role} for t, label, role, _, _ in templates})
     return root
+
+
+def _loose_world(world, side: int) -> SyntheticFaceWorld:
+    """``world`` rendering ``side``-pixel images whose face has the size it has in ``world``'s own
+    images: its framing scale divided by side / world.size, and its blur knobs too (blur is in pixels
+    of the image side, so the face is blurred as much as in ``world``'s renders). Every identity and
+    every other nuisance draw is ``world``'s."""
+    ratio = side / world.size
+    knobs = world.nuisance.replace(blur=world.nuisance.blur / ratio, motion_blur=world.nuisance.motion_blur / ratio)
+    framing = dataclasses.replace(world.framing, scale=world.framing.scale / ratio)
+    return SyntheticFaceWorld(seed=world.seed, size=side, nuisance=knobs, framing=framing, chunk=world.chunk,
+                              cohort_size=world.cohort_size, cohort_jitter=world.cohort_jitter,
+                              local_variety=world.local_variety)
+
+
+def _loose_draws(generator: torch.Generator, count: int, scalar: bool = False) -> dict:
+    """The loose-crop nuisance overrides of ``count`` images (a still, or a video's frames): scale in
+    :data:`LOOSE_ZOOM`, shift_x and shift_y in ±:data:`LOOSE_SHIFT`; floats when ``scalar``, else (count,)."""
+    scale = C.uniform(generator, count, *LOOSE_ZOOM)
+    shift_x = C.uniform(generator, count, -LOOSE_SHIFT, LOOSE_SHIFT)
+    shift_y = C.uniform(generator, count, -LOOSE_SHIFT, LOOSE_SHIFT)
+    values = {"scale": scale, "shift_x": shift_x, "shift_y": shift_y}
+    if scalar:
+        return {name: value[0] for name, value in values.items()}
+    return {name: torch.tensor(value, dtype=torch.float32) for name, value in values.items()}
