@@ -4,10 +4,17 @@ The combined margin (insightface; NOTES.md "Margin heads") replaces the target l
 s·φ(cos θ) with φ(cos θ) = cos(m1·θ + m2) − m3: SphereFace m1 > 1, ArcFace m2 (0.5), CosFace m3
 (0.4). Two gradients are legitimate and both are offered:
 
-* ``grad="exact"``: the derivative of φ. Where m1·θ + m2 leaves [0, π], φ would stop being monotone
-  in θ; we clamp the angle to [0, π] (gradient 0 past the clamp) rather than insightface's older
-  ``th``/``mm`` fallback, which jumps by −(1 − cos m − m·sin m) at θ = π − m. cos θ is clamped to
-  [−1 + 1e-7, 1 − 1e-7] before acos, so dφ/dcos stays finite at θ → 0.
+* ``grad="exact"``: the derivative of φ. Past m1·θ + m2 = π, cos(m1·θ + m2) turns back up, so φ
+  would stop being monotone in θ. There φ continues as a straight line in cos θ with slope 1 from
+  the point where the angle reaches π: φ = cos θ − cos θ* − 1 − m3, θ* = (π − m2)/m1; continuous,
+  monotone, and the target keeps its gradient. (insightface's older ``th``/``mm`` fallback,
+  cos θ − m·sin m, does the same with a jump of −(1 − cos m − m·sin m) at θ = π − m.) Holding the
+  angle at π instead (gradient 0 there) is a trap, found by the reproductions
+  (docs/reproductions/lgaf.md): once a sample's embedding points away from every class centre, its
+  target stops pulling while the other classes keep pushing, so "every embedding opposite every
+  centre" absorbs training with a loss near ln C, below a healthy run's; tiny networks collapsed
+  into it. Below m1·θ + m2 = 0 (AdaFace's negative m2 on easy faces) the angle is held at 0.
+  cos θ is clamped to [−1 + 1e-7, 1 − 1e-7] before acos, so dφ/dcos stays finite at θ → 0.
 * ``grad="straight_through"``: insightface arcface_torch's current behaviour: the value of
   cos(m1·acos(clamp(cos, −1, 1)) + m2) − m3, no angle clamp, and dφ/dcos = 1, so the gradient of
   the loss with respect to the cosines is s·(softmax − onehot).
@@ -81,7 +88,11 @@ def combined_margin(cos: torch.Tensor, m1: float = 1.0, m2: float | torch.Tensor
     if m1 == 1.0 and not isinstance(m2, torch.Tensor) and m2 == 0.0:
         return cos - m3  # CosFace: no angle, no acos round trip
     theta = torch.acos(cos.clamp(-1.0 + _COS_EPS, 1.0 - _COS_EPS))
-    return torch.cos((m1 * theta + m2).clamp(0.0, math.pi)) - m3
+    angle = m1 * theta + m2
+    on_arc = torch.cos(angle.clamp(0.0, math.pi)) - m3
+    # past π: the straight continuation in cos θ from θ* = (π − m2)/m1 (module docstring)
+    cos_limit = torch.cos(torch.as_tensor((math.pi - m2) / m1, dtype=cos.dtype, device=cos.device))
+    return torch.where(angle > math.pi, cos - cos_limit - 1.0 - m3, on_arc)
 
 
 def adaface_margins(norms: torch.Tensor, stats: torch.Tensor, m: float = 0.4, h: float = 0.333):

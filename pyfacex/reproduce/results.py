@@ -9,7 +9,7 @@ from ..eval.report import ResultsTable
 from .spec import ExperimentSpec
 from .stats import VERDICTS, paired, summarize, verdict
 
-__all__ = ["NOT_RUN", "metric_values", "aggregate", "claim_text", "results_markdown"]
+__all__ = ["NOT_RUN", "metric_values", "aggregate", "stage_evaluations", "claim_text", "results_markdown"]
 
 NOT_RUN = "not run"
 """The verdict of a claim whose two variants share no finished seed yet."""
@@ -92,6 +92,25 @@ def aggregate(spec: ExperimentSpec, cells: Mapping[str, Mapping[int, dict]],
     return {"variants": variants, "floors": floor_rows, "claims": claims}
 
 
+def stage_evaluations(stages: Mapping[str, Mapping]) -> dict[str, dict[str, dict]]:
+    """The ``stage_evaluations`` section of ``results.json``: stage -> metric -> {``values`` (seed ->
+    value), ``n``, ``mean``, ``std``, ``half_width``, ``low``, ``high``}, the evaluation of each stage's
+    final model file on the stage trainer's own held-out data (the ``eval/<metric>`` values its
+    ``fit`` returned, e.g. a landmark network's ``nme`` on held-out faces), from ``stages`` (stage ->
+    seed -> its ``stage.json`` record). Stages that evaluate nothing are left out."""
+    out: dict[str, dict[str, dict]] = {}
+    for stage, by_seed in stages.items():
+        values: dict[str, dict[str, float]] = {}
+        for seed, record in sorted(by_seed.items(), key=lambda item: int(item[0])):
+            for key, value in (record.get("train") or {}).items():
+                if key.startswith("eval/") and value is not None:
+                    values.setdefault(key[len("eval/"):], {})[str(seed)] = value
+        if values:
+            out[stage] = {metric: {"values": by_metric, **summarize(list(by_metric.values())).as_dict()}
+                          for metric, by_metric in values.items()}
+    return out
+
+
 def _number(value: float | None, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -146,6 +165,14 @@ def results_markdown(spec: ExperimentSpec, results: Mapping, notes: tuple[str, .
               "The floor rows are this world's shortcut floors, embedders that know nothing about faces: "
               "4×4 mean-colour cells, and an untrained network (one per seed).",
               "", table.to_markdown(precision=2), ""]
+    if results.get("stage_evaluations"):
+        stages = ResultsTable(index="stage")
+        for stage, metrics in results["stage_evaluations"].items():
+            stages.add(stage, {metric: f"{entry['mean']:.4g}" if entry["n"] == 1 else
+                               f"{entry['mean']:.4g} ± {entry['half_width']:.2g}" for metric, entry in metrics.items()})
+        lines += ["## Stages", "", "Each pre-trained stage's final model (the file the rows use) on its trainer's own "
+                  "held-out data (e.g. a landmark network's NME on held-out faces, lower is better): mean ± "
+                  "half-width of the 95 % Student-t interval over seeds.", "", stages.to_markdown(), ""]
     if results["claims"]:
         claims = ResultsTable(["paper Δ", "ours Δ (95 % CI)", "seeds", "verdict"], index="claim")
         for claim in results["claims"]:

@@ -40,7 +40,7 @@ from ..train.checkpoint import atomic_write, embedder_for, load_model
 from ..train.config import config_from_dict
 from ..train.registry import create_trainer
 from .record import run_record
-from .results import aggregate, results_markdown
+from .results import aggregate, results_markdown, stage_evaluations
 from .spec import STAGE_TOKEN, TRAIN_TOKEN, ExperimentSpec, stage_references
 
 __all__ = ["DEFAULT_CACHE", "EVALUATION_SEED", "default_output", "run_spec", "publish"]
@@ -217,8 +217,10 @@ def run_spec(spec: ExperimentSpec, out: str | Path | None = None, *, quick: bool
             seconds = time.perf_counter() - began
             _write_json(folder / "stage.json", {"stage": stage.name, "seed": seed, "fingerprint": fingerprint,
                                                 "seconds": seconds, "train": logged})
+            evaluated = "".join(f"{key[len('eval/'):]} {value:.4g}; " for key, value in logged.items()
+                                if key.startswith("eval/") and value is not None)
             log(f"[{done}/{total}] stage {stage.name}, seed {seed}: done in {seconds:.1f} s "
-                f"(elapsed {time.perf_counter() - started:.0f} s)")
+                f"({evaluated}elapsed {time.perf_counter() - started:.0f} s)")
         for variant in spec.variants:
             done += 1
             if variant.stage:   # the row trains nothing: it evaluates the stage's model file
@@ -280,6 +282,7 @@ def publish(spec: ExperimentSpec, out: Path, cells: Mapping[str, Mapping[int, di
                        "cells_seconds": cell_seconds, "world": spec.world.data_settings()},
                **aggregate(spec, cells, floors),
                "stages": stages,
+               "stage_evaluations": stage_evaluations(stages),
                "cells": {variant: {str(seed): cell for seed, cell in by_seed.items()}
                          for variant, by_seed in cells.items()}}
     notes = []

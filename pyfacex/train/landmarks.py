@@ -273,15 +273,21 @@ class LandmarkTrainer(Trainer):
                                   framing="landmark")
 
     def _world_of(self, root: Path):
-        """The world that wrote ``root`` (its info.json), for test identities of the same population;
-        the ``landmarks`` world at the set's size when there is no info.json."""
-        from ..data.synthetic import Nuisance
+        """The world that wrote ``root`` (its info.json: seed, size, nuisance, framing and look-alike
+        cohorts), for test identities of the same population seen the same way; the ``landmarks``
+        world at the set's size when there is no info.json (the landmark framing when info.json
+        predates its ``framing`` entry)."""
+        from ..data.synthetic import Nuisance, SyntheticFaceWorld
+        from ..data.synthetic.render import Framing
 
         info_path = root / "info.json"
         if not info_path.is_file():
             return self._world(RecordDataset(root).image_size[0])
         info = json.loads(info_path.read_text())
-        return self._world(info["size"], info["seed"], Nuisance(**info["nuisance"]))
+        population = {key: info[key] for key in ("cohort_size", "cohort_jitter", "local_variety") if key in info}
+        framing = Framing(**info["framing"]) if "framing" in info else "landmark"
+        return SyntheticFaceWorld(seed=info["seed"], size=info["size"], nuisance=Nuisance(**info["nuisance"]),
+                                  framing=framing, **population)
 
     def _render(self, world, split: str, identities: int, per_identity: int) -> Path:
         """The cached set ``output/landmark_data/<split>-...`` (rendered by rank 0 if missing)."""

@@ -84,6 +84,8 @@ class Trainer:
                            for name, opt in self.optimizers.items()}
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best: float | None = None
+        self.last_evaluation: dict[str, float] = {}   # rank 0's metrics of the last evaluate(), at evaluated_step
+        self.evaluated_step: int | None = None
         self.logger = RunLogger(self.output, enabled=self.context.is_main)
 
     # ------------------------------------------------------------------ what subclasses define
@@ -237,7 +239,9 @@ class Trainer:
     def fit(self, resume: str | Path | None = None) -> dict:
         """Train to ``total_steps``; ``resume``: a checkpoint folder, or ``"auto"`` for the latest in
         ``output/checkpoints`` (a fresh start when there is none). Writes ``output/model.pt`` at the
-        end and returns the last logged values (and the best evaluation when there was one)."""
+        end and returns the last logged values, the evaluation of that final model as ``eval/<metric>``
+        (for a trainer that evaluates; e.g. ``eval/nme`` of a landmark run) and the best evaluation
+        (``best``) when there was one."""
         if resume is not None:
             self.restore(resume)
         config, main = self.config, self.context.is_main
@@ -279,11 +283,14 @@ class Trainer:
                         window, window_steps, window_start = defaultdict(float), 0, time.perf_counter()
                     self._periodic(epoch_end=self.batch_in_epoch == 0)
             del batches
+        if self.evaluates and self.evaluated_step != self.step:   # resumed after the last step: evaluate it here
+            self.evaluate()
         self.save_model(self.output / "model.pt")
         if main:
             self.logger.log("end", self.step, best=self.best)
         self.logger.close()
-        return {**last, **({"best": self.best} if self.best is not None else {})}
+        final = {f"eval/{key}": value for key, value in self.last_evaluation.items()}
+        return {**last, **final, **({"best": self.best} if self.best is not None else {})}
 
     def _periodic(self, epoch_end: bool) -> None:
         config = self.config
@@ -337,6 +344,7 @@ class Trainer:
                 self.best = value
                 self.save_model(self.output / "best_model.pt")
             self.logger.log("eval", self.step, epoch=self.epoch, best_key=key, best=self.best, **metrics)
+        self.last_evaluation, self.evaluated_step = dict(metrics), self.step
         barrier(self.context)
         return metrics
 

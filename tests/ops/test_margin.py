@@ -29,18 +29,44 @@ def test_combined_margin_published_formulas_by_hand():
     torch.testing.assert_close(combined, torch.tensor([math.cos(2 * math.acos(0.6) + 0.3) - 0.2], dtype=torch.float64))
 
 
-def test_exact_margin_clamps_the_angle_at_pi_and_straight_through_wraps():
-    # θ = 2.9, θ + 0.5 > π: the exact mode holds φ = cos π = −1 with zero gradient; insightface's
-    # current code computes cos(θ + m) there, which has turned back up.
+def test_exact_margin_continues_past_pi_with_slope_one_and_straight_through_wraps():
+    # θ = 2.9, θ + 0.5 > π: the exact mode continues φ linearly in cos θ from θ* = π − 0.5, where it is
+    # −1, with slope 1 (the target keeps pulling); insightface's current code computes cos(θ + m) there,
+    # which has turned back up.
     c = torch.tensor([math.cos(2.9)], dtype=torch.float64, requires_grad=True)
     exact = ops.combined_margin(c, m2=0.5)
-    assert exact.item() == pytest.approx(-1.0)
+    assert exact.item() == pytest.approx(math.cos(2.9) - math.cos(math.pi - 0.5) - 1.0)
     (g,) = torch.autograd.grad(exact.sum(), c)
-    assert g.item() == 0.0
+    assert g.item() == pytest.approx(1.0)
     straight = ops.combined_margin(c, m2=0.5, grad="straight_through")
     assert straight.item() == pytest.approx(math.cos(3.4))
     (g,) = torch.autograd.grad(straight.sum(), c)
     assert g.item() == 1.0
+
+
+@pytest.mark.parametrize("m1, m2, m3", [(1.0, 0.5, 0.0), (1.0, 0.3, 0.2), (1.35, 0.0, 0.0), (1.2, 0.25, 0.1)])
+def test_exact_margin_is_continuous_and_monotone_over_every_angle(m1, m2, m3):
+    """φ(cos θ) rises with cos θ over the whole of [−1, 1] and has no jump where the angle reaches π:
+    no sample can lower its loss by turning away from its own class centre."""
+    c = torch.linspace(-1.0, 1.0, 20001, dtype=torch.float64)
+    phi = ops.combined_margin(c, m1=m1, m2=m2, m3=m3)
+    steps = phi.diff()
+    assert bool((steps > 0).all())
+    # no jump: away from θ = 0 (where the slope m1·sin(m1θ + m2)/sin θ grows without bound) every step
+    # of 1e-4 in cos θ moves φ by little
+    assert steps[c[1:] <= 0.9].max().item() < 1e-3
+    near = torch.tensor([math.cos((math.pi - m2) / m1)], dtype=torch.float64)
+    below, above = ops.combined_margin(near - 1e-9, m1=m1, m2=m2, m3=m3), ops.combined_margin(near + 1e-9, m1=m1, m2=m2, m3=m3)
+    assert above.item() == pytest.approx(-1.0 - m3, abs=1e-6) and below.item() == pytest.approx(-1.0 - m3, abs=1e-6)
+
+
+def test_exact_margin_continuation_with_per_sample_margins():
+    """AdaFace's (B,) m2: each sample's continuation starts at its own θ* = π − m2."""
+    m2 = torch.tensor([0.4, -0.4], dtype=torch.float64)
+    c = torch.tensor([math.cos(3.0), math.cos(3.0)], dtype=torch.float64)
+    phi = ops.combined_margin(c, m2=m2, m3=0.1)
+    assert phi[0].item() == pytest.approx(math.cos(3.0) - math.cos(math.pi - 0.4) - 1.1)   # 3.0 + 0.4 > π
+    assert phi[1].item() == pytest.approx(math.cos(3.0 - 0.4) - 0.1)                       # on the arc
 
 
 def test_exact_margin_gradient_is_the_derivative():

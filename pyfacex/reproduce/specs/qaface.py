@@ -28,9 +28,11 @@ _BACKBONE = {"layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "input_size": 
 _EMBEDDING = 128
 
 # configs/synthetic_arcface.yaml (the demo's measured 0.30 s/step), flips only. Changed after the first
-# pilot (docs/reproductions/qaface.md): with QAFace's Tab. 5 augmentation (random crop and down-sampling,
-# p = 0.2 each) the tiny ArcFace baseline collapsed (every embedding within cos 0.97 of the others, LFW-like
-# 50.0 %); flips only, on the same world and seed, it reached 94.2 %.
+# pilot: with QAFace's Tab. 5 augmentation (random crop and down-sampling, p = 0.2 each) the tiny ArcFace
+# baseline collapsed (every embedding within cos 0.97 of the others, LFW-like 50.0 %); flips only, on the
+# same world and seed, it reached 94.2 %. The collapse was mostly a pyfacex defect (the exact ArcFace
+# gradient vanished past θ + m = π, pyfacex/ops/margin.py); with it fixed the augmented baseline reached
+# 84.7 %, still 9.5 points below flips only, so flips only stay (to be revisited: see the closing note).
 _RECIPE = {
     "trainer": "classification",
     "model": {"name": "iresnet18", "kwargs": {**_BACKBONE, "num_features": _EMBEDDING}},
