@@ -35,13 +35,13 @@ def _value(row: dict, metric: str) -> float | None:
 
 def run_pilot(spec: ExperimentSpec, out: str | Path | None = None, *, quick: bool = False,
               cache: str | Path = DEFAULT_CACHE, progress: bool = True, command: str | None = None,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, jobs: int = 1) -> dict:
     """Run the spec's pilot (module docstring): seed 0 of the pilot variant on every candidate world.
 
     Args:
         spec: an experiment with ``pilot_worlds``. out: the output folder (default
             :func:`default_pilot_output`). quick: the variant's quick-mode recipe (fewer epochs).
-        cache, progress, log: as :func:`~pyfacex.reproduce.run_spec`. command: the command line to record.
+        cache, progress, log, jobs: as :func:`~pyfacex.reproduce.run_spec` (per candidate). command: the command line to record.
     Returns:
         The ``pilot.json`` document.
     Raises:
@@ -57,7 +57,7 @@ def run_pilot(spec: ExperimentSpec, out: str | Path | None = None, *, quick: boo
         log(f"[{spec.name} pilot] candidate {name}: {json.dumps(changes, sort_keys=True)}")
         began = time.perf_counter()
         results = run_spec(pilot, out / name, quick=quick, seeds=1, cache=cache, progress=progress,
-                           command=record["command"], log=log)
+                           command=record["command"], log=log, jobs=jobs)
         baseline = pilot.variants[0].name
         candidates[name] = {"changes": changes, "minutes": (time.perf_counter() - began) / 60,
                             "rows": {row: {m.name: _value(values, m.name) for m in spec.metrics}

@@ -25,9 +25,12 @@ import hashlib
 import json
 import math
 import shutil
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -151,78 +154,40 @@ def _evaluate_floors(spec: ExperimentSpec, data: Path, seed: int) -> dict:
     return {name: {"evaluations": _evaluate(spec, embedder, data, size)} for name, embedder in embedders.items()}
 
 
-def run_spec(spec: ExperimentSpec, out: str | Path | None = None, *, quick: bool = False, seeds: int | None = None,
-             cache: str | Path = DEFAULT_CACHE, progress: bool = True, command: str | None = None,
-             log: Callable[[str], None] = print) -> dict:
-    """Run a reproduction (module docstring): render, train and evaluate every unfinished cell, then
-    write ``results.json``, ``results.md`` and the plots into ``out``; returns the results document.
+@dataclass(frozen=True)
+class _Task:
+    """One unit of a run: the shortcut floors of a seed, a stage of a seed, or a (variant, seed) cell;
+    ``path`` holds its record when finished, ``needs`` the (stage, seed) tasks it waits for."""
 
-    Args:
-        spec: the experiment. out: the output folder (default :func:`default_output`).
-        quick: the spec's quick mode (``quick_seeds`` seeds, the ``quick`` recipe overrides).
-        seeds: how many seeds (0 .. seeds-1) instead of the spec's count.
-        cache: the folder of rendered worlds (:data:`DEFAULT_CACHE`).
-        progress: the trainers' and renderers' progress bars. command: the command line to record.
-        log: where the per-cell progress lines go.
-    """
-    started = time.perf_counter()
-    out = Path(out) if out is not None else default_output(spec.name, quick)
-    count = spec.quick_seeds if quick else spec.seeds
-    if seeds is not None:
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise ValueError(f"seeds: expected an int >= 1, got {seeds!r}")
-        count = seeds
-    seed_list = list(range(count))
-    record = run_record(command or f"run_spec({spec.name!r}, quick={quick}, seeds={count})")
+    kind: str                 # "floors", "stage" or "cell"
+    name: str                 # the stage's or variant's name ("" for the floors)
+    seed: int
+    path: Path
+    fingerprint: str
+    needs: tuple[tuple[str, int], ...] = ()
+    action: str = "training"  # what the log says it is doing
 
-    settings = spec.world.data_settings()
-    key = settings_key(settings)
-    log(f"[{spec.name}] world {key}: rendering into {Path(cache) / key} (skipped when cached)")
-    data = render_data(Path(cache) / key, settings, progress)
+    @property
+    def label(self) -> str:
+        return {"floors": f"shortcut floors, seed {self.seed}", "stage": f"stage {self.name}, seed {self.seed}",
+                "cell": f"{self.name}, seed {self.seed}"}[self.kind]
 
-    stage_recipes = {stage.name: spec.stage_recipe(stage, quick) for stage in spec.stages}
+
+def _plan(spec: ExperimentSpec, out: Path, key: str, quick: bool, seeds: list[int],
+          stage_recipes: Mapping[str, dict]) -> list[_Task]:
+    """Every task of the run in seed-major order (every finished seed gives every claim one more paired
+    difference), each with the fingerprint of what produces it."""
     evaluations = [asdict(evaluation) for evaluation in spec.evaluations]
-    total = count * (len(spec.stages) + len(spec.variants))
-    done = 0
-    cells: dict[str, dict[int, dict]] = {}
-    floors: dict[str, dict[int, dict]] = {}
-    for seed in seed_list:   # seed-major: every finished seed gives every claim one more paired difference
+    tasks = []
+    for seed in seeds:
         if spec.floors:
-            path = out / "floors" / f"seed{seed}.json"
-            fingerprint = _fingerprint({"data": key, "seed": seed, "evaluations": evaluations,
-                                        "image_size": spec.image_size(), "network": dict(spec.floor_network)})
-            floor = _read_finished(path, fingerprint)
-            if floor is None:
-                floor = {"seed": seed, "fingerprint": fingerprint, "rows": _evaluate_floors(spec, data, seed)}
-                _write_json(path, floor)
-                log(f"[{spec.name}] shortcut floors, seed {seed}: " + ", ".join(
-                    f"{row} {e} {v['primary']} {v['metrics'][v['primary']]:.4f}"
-                    for row, cell in floor["rows"].items() for e, v in cell["evaluations"].items()
-                    if v["metrics"][v["primary"]] is not None))
-            for row, cell in floor["rows"].items():
-                floors.setdefault(row, {})[seed] = cell
-        stage_files = {}
+            tasks.append(_Task("floors", "", seed, out / "floors" / f"seed{seed}.json", _fingerprint(
+                {"data": key, "seed": seed, "evaluations": evaluations, "image_size": spec.image_size(),
+                 "network": dict(spec.floor_network)}), action="evaluating"))
         for stage in spec.stages:
-            done += 1
-            folder = out / "stages" / stage.name / f"seed{seed}"
-            stage_files[stage.name] = folder / "model.pt"
-            fingerprint = _fingerprint({"recipe": stage_recipes[stage.name], "data": key, "seed": seed})
-            if _read_finished(folder / "stage.json", fingerprint) is not None:
-                log(f"[{done}/{total}] stage {stage.name}, seed {seed}: finished before, skipped")
-                continue
-            log(f"[{done}/{total}] stage {stage.name}, seed {seed}: training")
-            began = time.perf_counter()
-            logged = _train(_resolve(stage_recipes[stage.name], data / "train", {}), folder, seed, fingerprint,
-                            progress)
-            seconds = time.perf_counter() - began
-            _write_json(folder / "stage.json", {"stage": stage.name, "seed": seed, "fingerprint": fingerprint,
-                                                "seconds": seconds, "train": logged})
-            evaluated = "".join(f"{key[len('eval/'):]} {value:.4g}; " for key, value in logged.items()
-                                if key.startswith("eval/") and value is not None)
-            log(f"[{done}/{total}] stage {stage.name}, seed {seed}: done in {seconds:.1f} s "
-                f"({evaluated}elapsed {time.perf_counter() - started:.0f} s)")
+            tasks.append(_Task("stage", stage.name, seed, out / "stages" / stage.name / f"seed{seed}" / "stage.json",
+                               _fingerprint({"recipe": stage_recipes[stage.name], "data": key, "seed": seed})))
         for variant in spec.variants:
-            done += 1
             if variant.stage:   # the row trains nothing: it evaluates the stage's model file
                 used = {variant.stage: stage_recipes[variant.stage]}
                 fingerprint = _fingerprint({"stage": variant.stage, "stages": used, "data": key, "seed": seed,
@@ -232,32 +197,157 @@ def run_spec(spec: ExperimentSpec, out: str | Path | None = None, *, quick: bool
                 used = {name: stage_recipes[name] for name in sorted(stage_references(recipe))}
                 fingerprint = _fingerprint({"recipe": recipe, "stages": used, "data": key, "seed": seed,
                                             "evaluations": evaluations})
-            path = out / "cells" / variant.name / f"seed{seed}.json"
-            cell = _read_finished(path, fingerprint)
-            if cell is not None:
-                log(f"[{done}/{total}] {variant.name}, seed {seed}: finished before, skipped")
-            else:
-                log(f"[{done}/{total}] {variant.name}, seed {seed}: "
-                    + (f"evaluating stage {variant.stage}" if variant.stage else "training"))
-                began = time.perf_counter()
-                if variant.stage:
-                    logged, model_file = {}, stage_files[variant.stage]
-                else:
-                    folder = out / "train" / variant.name / f"seed{seed}"
-                    logged = _train(_resolve(recipe, data / "train", stage_files), folder, seed, fingerprint,
-                                    progress)
-                    model_file = folder / "model.pt"
-                trained = time.perf_counter() - began
-                evaluated = _evaluate_model_file(spec, model_file, data)
-                cell = {"variant": variant.name, "seed": seed, "quick": quick, "fingerprint": fingerprint,
-                        "seconds": time.perf_counter() - began, "train_seconds": trained, "train": logged,
-                        "evaluations": evaluated}
-                _write_json(path, cell)
-                shown = ", ".join(f"{e} {v['primary']} {v['metrics'][v['primary']]:.4f}"
-                                  for e, v in evaluated.items() if v["metrics"][v["primary"]] is not None)
-                log(f"[{done}/{total}] {variant.name}, seed {seed}: done in {cell['seconds']:.1f} s ({shown}; "
-                    f"elapsed {time.perf_counter() - started:.0f} s)")
-            cells.setdefault(variant.name, {})[seed] = cell
+            tasks.append(_Task("cell", variant.name, seed, out / "cells" / variant.name / f"seed{seed}.json",
+                               fingerprint, tuple((name, seed) for name in sorted(used)),
+                               f"evaluating stage {variant.stage}" if variant.stage else "training"))
+    return tasks
+
+
+def _perform(spec: ExperimentSpec, task: _Task, data: Path, out: Path, quick: bool, progress: bool,
+             stage_recipes: Mapping[str, dict]) -> dict:
+    """Compute one task and write its record (atomically) to ``task.path``; the record."""
+    if task.kind == "floors":
+        record = {"seed": task.seed, "fingerprint": task.fingerprint,
+                  "rows": _evaluate_floors(spec, data, task.seed)}
+        _write_json(task.path, record)
+        return record
+    stage_files = {name: out / "stages" / name / f"seed{task.seed}" / "model.pt" for name in stage_recipes}
+    began = time.perf_counter()
+    if task.kind == "stage":
+        logged = _train(_resolve(stage_recipes[task.name], data / "train", {}), task.path.parent, task.seed,
+                        task.fingerprint, progress)
+        record = {"stage": task.name, "seed": task.seed, "fingerprint": task.fingerprint,
+                  "seconds": time.perf_counter() - began, "train": logged}
+        _write_json(task.path, record)
+        return record
+    variant = spec.variant(task.name)
+    if variant.stage:
+        logged, model_file = {}, stage_files[variant.stage]
+    else:
+        folder = out / "train" / variant.name / f"seed{task.seed}"
+        logged = _train(_resolve(spec.cell_recipe(variant.name, quick), data / "train", stage_files), folder,
+                        task.seed, task.fingerprint, progress)
+        model_file = folder / "model.pt"
+    trained = time.perf_counter() - began
+    evaluated = _evaluate_model_file(spec, model_file, data)
+    record = {"variant": variant.name, "seed": task.seed, "quick": quick, "fingerprint": task.fingerprint,
+              "seconds": time.perf_counter() - began, "train_seconds": trained, "train": logged,
+              "evaluations": evaluated}
+    _write_json(task.path, record)
+    return record
+
+
+def _summary(task: _Task, record: dict) -> str:
+    """What a finished task's log line shows: its primary metrics (a stage: its trainer's evaluations)."""
+    if task.kind == "stage":
+        return "".join(f"{key[len('eval/'):]} {value:.4g}; " for key, value in record["train"].items()
+                       if key.startswith("eval/") and value is not None)
+    cells = record["rows"].items() if task.kind == "floors" else [("", record)]
+    return "".join(f"{row + ' ' if row else ''}{e} {v['primary']} {v['metrics'][v['primary']]:.4f}; "
+                   for row, cell in cells for e, v in cell["evaluations"].items()
+                   if v["metrics"][v["primary"]] is not None)
+
+
+def _set_threads(threads: int) -> None:
+    """A worker process' initializer: its share of the machine's threads."""
+    torch.set_num_threads(threads)
+
+
+def _execute(tasks: list[_Task], perform: Callable[[_Task], dict], jobs: int, threads: int,
+             log: Callable[[str], None], started: float) -> dict[_Task, dict]:
+    """Run the unfinished ``tasks`` (``perform``, picklable when ``jobs`` > 1), at most ``jobs`` at once
+    in worker processes of ``threads`` threads each, a task once the stages it needs are finished;
+    every task's record."""
+    records, pending, total = {}, [], len(tasks)
+    for task in tasks:
+        record = _read_finished(task.path, task.fingerprint)
+        if record is None:
+            pending.append(task)
+        else:
+            records[task] = record
+            log(f"[{len(records)}/{total}] {task.label}: finished before, skipped")
+
+    def finished(task: _Task, record: dict, seconds: float) -> None:
+        records[task] = record
+        log(f"[{len(records)}/{total}] {task.label}: done in {seconds:.1f} s "
+            f"({_summary(task, record)}elapsed {time.perf_counter() - started:.0f} s)")
+
+    def ready(task: _Task) -> bool:
+        done = {(t.name, t.seed) for t in records if t.kind == "stage"}
+        return all(need in done for need in task.needs)
+
+    if jobs == 1:
+        for task in pending:
+            log(f"[{len(records) + 1}/{total}] {task.label}: {task.action}")
+            began = time.perf_counter()
+            finished(task, perform(task), time.perf_counter() - began)
+        return records
+    context = multiprocessing.get_context("spawn")   # fork would copy torch's thread pools and locks
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_threads, initargs=(threads,)) as pool:
+        running = {}
+        while pending or running:
+            for task in [t for t in pending if ready(t)][:jobs - len(running)]:
+                pending.remove(task)
+                log(f"{task.label}: {task.action}, started ({len(running) + 1} of {jobs} workers busy)")
+                running[pool.submit(perform, task)] = (task, time.perf_counter())
+            if not running:
+                raise RuntimeError("tasks wait for stages that never run: " + ", ".join(t.label for t in pending))
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                task, began = running.pop(future)
+                finished(task, future.result(), time.perf_counter() - began)
+    return records
+
+
+def run_spec(spec: ExperimentSpec, out: str | Path | None = None, *, quick: bool = False, seeds: int | None = None,
+             cache: str | Path = DEFAULT_CACHE, progress: bool = True, command: str | None = None,
+             log: Callable[[str], None] = print, jobs: int = 1) -> dict:
+    """Run a reproduction (module docstring): render, train and evaluate every unfinished cell, then
+    write ``results.json``, ``results.md`` and the plots into ``out``; returns the results document.
+
+    Args:
+        spec: the experiment. out: the output folder (default :func:`default_output`).
+        quick: the spec's quick mode (``quick_seeds`` seeds, the ``quick`` recipe overrides).
+        seeds: how many seeds (0 .. seeds-1) instead of the spec's count.
+        cache: the folder of rendered worlds (:data:`DEFAULT_CACHE`).
+        progress: the trainers' and renderers' progress bars (off in worker processes).
+        command: the command line to record. log: where the per-task progress lines go.
+        jobs: how many cells (and stages) train at once, each in a worker process with its share of
+            ``torch.get_num_threads()`` threads; a cell starts once its seed's stages are finished. On
+            small networks two one-thread processes beat one two-thread process. The records are the
+            same as a serial run's with that many threads.
+    """
+    started = time.perf_counter()
+    out = Path(out) if out is not None else default_output(spec.name, quick)
+    count = spec.quick_seeds if quick else spec.seeds
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"seeds: expected an int >= 1, got {seeds!r}")
+        count = seeds
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected an int >= 1, got {jobs!r}")
+    seed_list = list(range(count))
+    record = run_record(command or f"run_spec({spec.name!r}, quick={quick}, seeds={count})")
+
+    settings = spec.world.data_settings()
+    key = settings_key(settings)
+    log(f"[{spec.name}] world {key}: rendering into {Path(cache) / key} (skipped when cached)")
+    data = render_data(Path(cache) / key, settings, progress)
+
+    stage_recipes = {stage.name: spec.stage_recipe(stage, quick) for stage in spec.stages}
+    tasks = _plan(spec, out, key, quick, seed_list, stage_recipes)
+    perform = partial(_perform, spec, data=data, out=out, quick=quick, progress=progress and jobs == 1,
+                      stage_recipes=stage_recipes)
+    records = _execute(tasks, perform, jobs, max(1, torch.get_num_threads() // jobs), log, started)
+    cells: dict[str, dict[int, dict]] = {}
+    floors: dict[str, dict[int, dict]] = {}
+    for task in tasks:
+        finished = records[task]
+        if task.kind == "floors":
+            for row, cell in finished["rows"].items():
+                floors.setdefault(row, {})[task.seed] = cell
+        elif task.kind == "cell":
+            cells.setdefault(task.name, {})[task.seed] = finished
     return publish(spec, out, cells, floors, record, quick=quick, seeds=seed_list,
                    wall_time=time.perf_counter() - started, log=log)
 

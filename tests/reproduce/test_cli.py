@@ -41,7 +41,8 @@ def test_quick_run_of_the_micro_spec_then_a_rerun_trains_nothing(tmp_path, capsy
     capsys.readouterr()
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert printed.count("finished before, skipped") == 3 and ": training" not in printed
+    assert printed.count("finished before, skipped") == 4 and ": training" not in printed   # floors, stage, 2 cells
+    assert "shortcut floors, seed 0: finished before, skipped" in printed
 
 
 def test_pilot_trains_the_baseline_on_every_candidate_world(tmp_path, capsys):

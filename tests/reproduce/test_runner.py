@@ -108,3 +108,24 @@ def test_cells_of_other_settings_are_refused_not_mixed(tmp_path, trainings):
     with pytest.raises(ValueError, match="stage.json was finished under other settings"):
         run_spec(SPEC, out, quick=False, cache=cache, progress=False, log=lambda line: None)
     assert len(trainings["configs"]) == 3
+
+
+def test_parallel_jobs_give_the_serial_records_and_wait_for_their_stage(tmp_path):
+    cache, lines = tmp_path / "cache", []
+    serial = run_spec(SPEC, tmp_path / "serial", cache=cache, progress=False, log=lambda line: None)
+    parallel = run_spec(SPEC, tmp_path / "parallel", cache=cache, progress=False, log=lines.append, jobs=2)
+    # one thread per process in both runs (the session fixture; 1 // 2 -> 1): the same computation
+    for variant in ("arcface", "finetuned"):
+        for seed in ("0", "1"):
+            ours, theirs = parallel["cells"][variant][seed], serial["cells"][variant][seed]
+            assert ours["fingerprint"] == theirs["fingerprint"]
+            for name, evaluation in theirs["evaluations"].items():
+                assert ours["evaluations"][name]["metrics"] == pytest.approx(evaluation["metrics"], abs=1e-6)
+    assert parallel["claims"][0]["differences"] == pytest.approx(serial["claims"][0]["differences"], abs=1e-4)
+    for seed in (0, 1):   # a fine-tuned cell starts only after the stage it loads has finished
+        stage_done = next(i for i, line in enumerate(lines) if f"stage extractor, seed {seed}: done" in line)
+        cell_started = next(i for i, line in enumerate(lines) if f"finetuned, seed {seed}: training, started" in line)
+        assert stage_done < cell_started
+    assert sum("workers busy" in line for line in lines) == 8   # 2 seeds x (floors, stage, 2 cells)
+    with pytest.raises(ValueError, match="jobs: expected an int >= 1"):
+        run_spec(SPEC, tmp_path / "parallel", cache=cache, progress=False, log=lambda line: None, jobs=0)

@@ -50,6 +50,7 @@ augmentation's motion blur is 3-9 px at 64 px (the paper's up to 9 px at 112), s
 inside the training range. Quick: one seed, the extractor for 2 epochs and the aggregators for 1.
 """
 from ..spec import Claim, Evaluation, ExperimentSpec, Metric, Protocol, Stage, Variant, World
+from .common import ARCFACE_HEAD
 
 IMAGE_SIZE = 64
 BLUR = 9
@@ -62,7 +63,7 @@ _EMBEDDING = 128
 _EXTRACTOR = {
     "trainer": "classification",
     "model": {"name": "iresnet18", "kwargs": {**_BACKBONE, "num_features": _EMBEDDING}},
-    "head": {"kind": "arcface"},
+    "head": ARCFACE_HEAD,
     "data": {"train": "$train", "batch_size": 64, "image_size": IMAGE_SIZE, "num_workers": 0, "augment": ["flip"]},
     "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5.0e-4},
     "schedule": {"kind": "cosine", "warmup_epochs": 1},

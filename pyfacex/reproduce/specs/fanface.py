@@ -53,6 +53,7 @@ stage 3.6, rows 15, evaluations and floors 2.5): full run (3 seeds) ~64 min, --q
 to itself (two threads beside another busy process are several times slower than one).
 """
 from ..spec import Claim, Evaluation, ExperimentSpec, Metric, Protocol, Stage, Variant, World
+from .common import ARCFACE_HEAD
 
 IMAGE_SIZE = 56
 """The faces the FRN sees (rendered at 112, resized): the paper's 112 halved."""
@@ -88,7 +89,7 @@ _FAN_STAGE = {
 # Sec. 4: ArcFace, SGD with momentum 0.9 and weight decay 5e-4, flips; the rate and schedule are the
 # synthetic recipes' (the paper's follow insightface's code)
 _RECIPE = {
-    "head": {"kind": "arcface"},
+    "head": ARCFACE_HEAD,
     "data": {"batch_size": 64, "image_size": IMAGE_SIZE, "num_workers": 0, "augment": ["flip"]},
     "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5.0e-4},
     "schedule": {"kind": "cosine", "warmup_epochs": 0.5},

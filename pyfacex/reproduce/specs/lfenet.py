@@ -22,6 +22,7 @@ How each row is trained (Sec. IV-B, scaled down):
 """
 from ...eval.report import tar_column
 from ..spec import Claim, Evaluation, ExperimentSpec, Metric, Protocol, Stage, Variant, World
+from .common import ARCFACE_HEAD
 
 _SIZE = 64                         # the faces the networks see (rendered at 112, resized)
 _BACKBONE = {"layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "input_size": _SIZE, "num_features": 128}
@@ -38,7 +39,7 @@ _STAGE = {
     **_COMMON,
     "trainer": "classification",
     "model": {"name": "irse50", "kwargs": _BACKBONE},
-    "head": {"kind": "arcface"},
+    "head": ARCFACE_HEAD,
     "data": {**_DATA, "train": "$train", "batch_size": 64},
     "optim": {"lr": 0.1},
     "schedule": {"kind": "cosine", "warmup_epochs": 1},
@@ -49,7 +50,7 @@ _STAGE = {
 # pretrained backbone: 0.05 vs 0.001 for ResNet-34, 0.01 vs 1e-4 for SENet-50; here 0.1 vs 0.005).
 _RECIPE = {
     **_COMMON,
-    "head": {"kind": "arcface"},
+    "head": ARCFACE_HEAD,
     "data": {**_DATA, "batch_size": _IMAGES_PER_BATCH},
     "optim": {"lr": 0.005, "lr_scales": {"head": 20.0}},
     "schedule": {"kind": "cosine", "warmup_epochs": 0},

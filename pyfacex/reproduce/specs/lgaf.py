@@ -20,6 +20,7 @@ MS1MV2's 85K identities × 5.8M images → 500 identities × 16; 24 epochs → 6
 therefore far from the paper's; the claims are about the ordering of the rows.
 """
 from ..spec import Claim, Evaluation, ExperimentSpec, Metric, Protocol, Variant, World
+from .common import ARCFACE_HEAD
 
 TEST_IDENTITIES = 300
 _PER_FOLD = TEST_IDENTITIES // 10
@@ -29,7 +30,7 @@ BACKBONE = {"layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128], "input_size": 6
 _RECIPE = {
     "trainer": "classification",
     "model": {"name": "lgaf_r50", "kwargs": {"backbone_kwargs": BACKBONE}},
-    "head": {"kind": "arcface"},
+    "head": ARCFACE_HEAD,
     "data": {"batch_size": 64, "image_size": 64, "num_workers": 1, "augment": ["flip"]},
     "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
     "schedule": {"kind": "cosine", "warmup_epochs": 1},

@@ -63,7 +63,8 @@ def test_rows_are_recipes_of_one_network_and_schedule():
         assert row.model.kwargs["embedding_size"] == arcface.model.kwargs["num_features"]
         assert row.head == arcface.head and row.data == arcface.data and row.optim == arcface.optim
         assert (row.epochs, row.schedule) == (arcface.epochs, arcface.schedule)
-    assert arcface.data.augment == ["flip"]   # no Tab. 5 augmentation: the tiny baseline collapsed with it
+    assert arcface.data.augment == ["flip", "crop_down_sample"]   # Tab. 5 for every row
+    assert arcface.head.grad == "straight_through"   # docs/reproductions/margin-gradient.md
     assert config("QAFace", quick=True).epochs < qaface.epochs
 
 
