@@ -5,7 +5,7 @@
 #                  LFW/CFP-FP/TinyFace-like results (the CPU-only torch: the demo runs on CPU, and that
 #                  build installs and compiles in a fraction of the CUDA one's time)
 # make reproduce : every registered paper spec in quick mode (pyfacex reproduce PAPER --quick), results under
-#                  runs/reproduce/PAPER-quick
+#                  runs/reproduce/PAPER-quick; JOBS cells at once (2: two one-thread processes on a 2-core CPU)
 PYTHON ?= python3
 TORCH ?= 2.14.1
 VENV ?= .venv
@@ -15,6 +15,7 @@ export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 
 .PHONY: install test test-cpu bench demo reproduce clean
 
+JOBS ?= 2
 DEMO_TORCH ?= 2.13.0
 DEMO_VENV ?= .venv-cpu
 
@@ -49,7 +50,7 @@ demo:
 reproduce: install
 	@papers="$$($(VENV)/bin/pyfacex reproduce --list)" || exit 1; papers="$$(printf '%s\n' "$$papers" | cut -f1)"; \
 	if [ -z "$$papers" ]; then echo "make reproduce: no paper specs are registered yet, nothing to run"; fi; \
-	for paper in $$papers; do $(VENV)/bin/pyfacex reproduce $$paper --quick || exit 1; done
+	for paper in $$papers; do $(VENV)/bin/pyfacex reproduce $$paper --quick --jobs $(JOBS) || exit 1; done
 
 clean:
 	rm -rf build .venv .venv-cpu bench/results runs

@@ -17,7 +17,10 @@ s·φ(cos θ) with φ(cos θ) = cos(m1·θ + m2) − m3: SphereFace m1 > 1, ArcF
   cos θ is clamped to [−1 + 1e-7, 1 − 1e-7] before acos, so dφ/dcos stays finite at θ → 0.
 * ``grad="straight_through"``: insightface arcface_torch's current behaviour: the value of
   cos(m1·acos(clamp(cos, −1, 1)) + m2) − m3, no angle clamp, and dφ/dcos = 1, so the gradient of
-  the loss with respect to the cosines is s·(softmax − onehot).
+  the loss with respect to the cosines is s·(softmax − onehot). Its pull on a target does not fade
+  as θ nears θ*, where the exact slope sin(m1·θ + m2)/sin θ (m1 = 1) falls to 0: on tiny networks the
+  exact gradient stalled two of four trainings on a loss plateau, so the reproductions train with
+  this one (docs/reproductions/margin-gradient.md).
 
 AdaFace (Kim et al. 2022) makes the margin per sample from the standardised feature norm
 ẑ = clip(h·(‖x‖ − μ)/(σ + eps), −1, 1): m2 = −m·ẑ, m3 = m·ẑ + m (:func:`adaface_margins`).

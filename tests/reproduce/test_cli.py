@@ -59,6 +59,11 @@ def test_pilot_trains_the_baseline_on_every_candidate_world(tmp_path, capsys):
             spec.world.replaced(spec.pilot_worlds[name]).data_settings()
     # the two candidates are two worlds: their renders differ, so does a floor on them
     assert pilot["candidates"]["easier"]["rows"][MEAN_COLOUR] != pilot["candidates"]["harder"]["rows"][MEAN_COLOUR]
+    # a rerun over the finished cells keeps the minutes they took
+    assert main(["reproduce", "_micro", "--pilot", "--quick", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    rerun = json.loads((out / "pilot.json").read_text())
+    assert all(c["minutes"] > 0 for c in pilot["candidates"].values())
+    assert [c["minutes"] for c in rerun["candidates"].values()] == [c["minutes"] for c in pilot["candidates"].values()]
     markdown = (out / "pilot.md").read_text()
     assert "easier / arcface" in markdown and f"harder / {UNTRAINED}" in markdown
     assert main(["reproduce", "_micro", "--pilot", "--seeds", "2", "--out", str(out)]) == 2
