@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from ..data.synthetic.protocols.ijba import FACE_BOXES
 from ._args import positive_int
 
 __all__ = ["add_parser"]
@@ -87,9 +88,35 @@ def add_parser(commands) -> None:
                        help="folder,record (default both)")
     synth.add_argument("--protocols", type=_csv(_PROTOCOLS), default=[],
                        help=f"benchmarks to write under OUT/protocols/: some of {','.join(_PROTOCOLS)}")
+    synth.add_argument("--ijb-loose-crop", type=float, default=1.5, metavar="FACTOR",
+                       help="ijb: loose crops of FACTOR x the face's side in [1, 4], as a detector's boxes, with "
+                            "their 5 points (1.5); 0: the tight, already aligned renders")
+    synth.add_argument("--ijba-yaw-spread", type=float, default=None, metavar="DEGREES",
+                       help="ijba: spread each template's yaws over [-DEGREES, DEGREES] in (0, 90] (default: the "
+                            "world's own yaw draws)")
+    synth.add_argument("--ijba-occlusion-share", type=_fraction, default=None, metavar="FRACTION",
+                       help="ijba: this share of each template's media hide different face regions (default: the "
+                            "world's own occluders)")
+    synth.add_argument("--ijba-face-box", choices=FACE_BOXES, default="landmarks",
+                       help="ijba: the CSVs' face box: the square around the landmarks (default) or the whole image")
     synth.add_argument("--quality", type=int, default=95, help="JPEG quality (95)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing set")
     synth.set_defaults(run=_synth)
+
+
+def _check_protocol_options(args) -> None:
+    """The protocol writers' options: in range, and only with their protocol (checked before rendering)."""
+    given = {"--ijb-loose-crop": ("ijb", args.ijb_loose_crop != 1.5),
+             "--ijba-yaw-spread": ("ijba", args.ijba_yaw_spread is not None),
+             "--ijba-occlusion-share": ("ijba", args.ijba_occlusion_share is not None),
+             "--ijba-face-box": ("ijba", args.ijba_face_box != "landmarks")}
+    for flag, (protocol, used) in given.items():
+        if used and protocol not in args.protocols:
+            raise ValueError(f"{flag}: applies to the {protocol} protocol, which --protocols does not name")
+    if args.ijb_loose_crop != 0 and not 1.0 <= args.ijb_loose_crop <= 4.0:
+        raise ValueError(f"--ijb-loose-crop: expected 0 (tight renders) or a factor in [1, 4], got {args.ijb_loose_crop}")
+    if args.ijba_yaw_spread is not None and not 0.0 < args.ijba_yaw_spread <= 90.0:
+        raise ValueError(f"--ijba-yaw-spread: expected degrees in (0, 90], got {args.ijba_yaw_spread}")
 
 
 def _synth(args) -> int:
@@ -99,6 +126,7 @@ def _synth(args) -> int:
     from ..data.synthetic import protocols as P
     from ..data.synthetic.export import write_training_set
 
+    _check_protocol_options(args)
     world = SyntheticFaceWorld(seed=args.seed, size=args.size, nuisance=Nuisance(difficulty=args.difficulty,
                                                                                **args.nuisance),
                                cohort_size=args.cohort_size, cohort_jitter=args.cohort_jitter,
@@ -108,8 +136,12 @@ def _synth(args) -> int:
                              overwrite=args.overwrite)
     writers = {"lfw": P.write_lfw_like, "cfp-fp": P.write_cfp_fp_like, "tinyface": P.write_tinyface_like,
                "ijb": P.write_ijb_like, "ijba": P.write_ijba_like, "ytf": P.write_ytf_like}
+    options = {"ijb": {"loose_crop": args.ijb_loose_crop or None},
+               "ijba": {"yaw_spread": args.ijba_yaw_spread, "occlusion_share": args.ijba_occlusion_share,
+                        "face_box": args.ijba_face_box}}
     for name in args.protocols:
-        writers[name](world, Path(out) / "protocols" / name, seed=args.seed, quality=args.quality)
+        writers[name](world, Path(out) / "protocols" / name, seed=args.seed, quality=args.quality,
+                      **options.get(name, {}))
     print(f"wrote {args.ids * args.per_id} images of {args.ids} identities to {out}"
           + (f" and protocols {', '.join(args.protocols)}" if args.protocols else ""))
     return 0

@@ -75,3 +75,39 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_protocol_options_reach_their_writers(tmp_path):
+    """--ijba-* and --ijb-loose-crop give the files the writers give with those keywords."""
+    from pyfacex.data.synthetic import protocols as P
+
+    out = tmp_path / "synth"
+    assert main(["data", "synth", "--ids", "2", "--per-id", "1", "--out", str(out), "--size", "32",
+                 "--formats", "record", "--seed", "3", "--protocols", "ijb,ijba", "--ijb-loose-crop", "0",
+                 "--ijba-yaw-spread", "45", "--ijba-occlusion-share", "0.5", "--ijba-face-box", "image"]) == 0
+    world = SyntheticFaceWorld(seed=3, size=32, nuisance=Nuisance(difficulty=0.3))
+    ijba = P.write_ijba_like(world, tmp_path / "ijba", seed=3, progress=False, yaw_spread=45.0,
+                             occlusion_share=0.5, face_box="image")
+    ijb = P.write_ijb_like(world, tmp_path / "ijb", seed=3, progress=False, loose_crop=None)
+    for ours, theirs in ((out / "protocols" / "ijba", ijba), (out / "protocols" / "ijb", ijb)):
+        files = sorted(p.relative_to(theirs) for p in theirs.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(ours) for p in ours.rglob("*") if p.is_file())
+        assert all((ours / f).read_bytes() == (theirs / f).read_bytes() for f in files)
+    default = P.write_ijba_like(world, tmp_path / "default", seed=3, progress=False)
+    comparisons = "IJB-A_11_sets/split1/verify_metadata_1.csv"
+    assert (default / comparisons).read_bytes() != (ijba / comparisons).read_bytes()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--ijba-yaw-spread", "30"], "--ijba-yaw-spread: applies to the ijba protocol"),
+    (["--protocols", "ijba", "--ijba-yaw-spread", "120"], "(0, 90]"),
+    (["--protocols", "ijb", "--ijb-loose-crop", "0.5"], "--ijb-loose-crop: expected 0"),
+    (["--protocols", "ijba", "--ijba-occlusion-share", "2"], "[0, 1]"),
+])
+def test_protocol_options_are_checked_before_rendering(tmp_path, extra, message, capsys):
+    out = tmp_path / "never"
+    try:   # argparse's own checks exit, the rest return 2
+        status = main(["data", "synth", "--ids", "2", "--per-id", "1", "--out", str(out), "--size", "32", *extra])
+    except SystemExit as exit_info:
+        status = exit_info.code
+    assert status == 2 and message in capsys.readouterr().err and not out.exists()

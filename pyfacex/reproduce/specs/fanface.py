@@ -17,7 +17,8 @@ faces of other identities of the same world, rendered in the same framing, is re
 table (0.11 in a trial at seed 0; profiles inflate it, their inter-ocular distance being small). The paper's
 FAN is pre-trained elsewhere and frozen; here it is frozen too, and every row of a seed uses that seed's.
 
-Rows (Tab. 1, in its order), every one on the same FRN, trained alike (ArcFace s = 64, m = 0.5, SGD):
+Rows (Tab. 1, in its order), every one on the same FRN, trained alike (ArcFace s = 64, m = 0.5 with the
+straight-through gradient of docs/reproductions/margin-gradient.md, SGD):
 ArcFace (the baseline: the FRN alone); H2 (AS1: the 51 internal heatmaps of hourglass 2 stacked with the
 image); H2,1-1,BL,h2l-2 (AS2: H2 and, at each stage end, the high-to-low features of hourglass 2 through
 the Basic Layer; the paper's best, Sec. 6); H2,1-1,AL,h2l-2 and H2,1-1,SL,h2l-2 (AS3: the Advanced and
