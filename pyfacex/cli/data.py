@@ -114,7 +114,8 @@ def _check_protocol_options(args) -> None:
         if used and protocol not in args.protocols:
             raise ValueError(f"{flag}: applies to the {protocol} protocol, which --protocols does not name")
     if args.ijb_loose_crop != 0 and not 1.0 <= args.ijb_loose_crop <= 4.0:
-        raise ValueError(f"--ijb-loose-crop: expected 0 (tight renders) or a factor in [1, 4], got {args.ijb_loose_crop}")
+        raise ValueError(f"--ijb-loose-crop: expected 0 (tight renders) or a factor in [1, 4], "
+                         f"got {args.ijb_loose_crop}")
     if args.ijba_yaw_spread is not None and not 0.0 < args.ijba_yaw_spread <= 90.0:
         raise ValueError(f"--ijba-yaw-spread: expected degrees in (0, 90], got {args.ijba_yaw_spread}")
 

@@ -41,7 +41,8 @@ def run_pilot(spec: ExperimentSpec, out: str | Path | None = None, *, quick: boo
     Args:
         spec: an experiment with ``pilot_worlds``. out: the output folder (default
             :func:`default_pilot_output`). quick: the variant's quick-mode recipe (fewer epochs).
-        cache, progress, log, jobs: as :func:`~pyfacex.reproduce.run_spec` (per candidate). command: the command line to record.
+        cache, progress, log, jobs: as :func:`~pyfacex.reproduce.run_spec` (per candidate).
+        command: the command line to record.
     Returns:
         The ``pilot.json`` document.
     Raises:

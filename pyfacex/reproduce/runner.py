@@ -205,21 +205,16 @@ def _plan(spec: ExperimentSpec, out: Path, key: str, quick: bool, seeds: list[in
 
 def _perform(spec: ExperimentSpec, task: _Task, data: Path, out: Path, quick: bool, progress: bool,
              stage_recipes: Mapping[str, dict]) -> dict:
-    """Compute one task and write its record (atomically) to ``task.path``; the record."""
+    """Compute one task; its record (written to ``task.path`` by the caller)."""
     if task.kind == "floors":
-        record = {"seed": task.seed, "fingerprint": task.fingerprint,
-                  "rows": _evaluate_floors(spec, data, task.seed)}
-        _write_json(task.path, record)
-        return record
+        return {"seed": task.seed, "fingerprint": task.fingerprint, "rows": _evaluate_floors(spec, data, task.seed)}
     stage_files = {name: out / "stages" / name / f"seed{task.seed}" / "model.pt" for name in stage_recipes}
     began = time.perf_counter()
     if task.kind == "stage":
         logged = _train(_resolve(stage_recipes[task.name], data / "train", {}), task.path.parent, task.seed,
                         task.fingerprint, progress)
-        record = {"stage": task.name, "seed": task.seed, "fingerprint": task.fingerprint,
-                  "seconds": time.perf_counter() - began, "train": logged}
-        _write_json(task.path, record)
-        return record
+        return {"stage": task.name, "seed": task.seed, "fingerprint": task.fingerprint,
+                "seconds": time.perf_counter() - began, "train": logged}
     variant = spec.variant(task.name)
     if variant.stage:
         logged, model_file = {}, stage_files[variant.stage]
@@ -230,11 +225,9 @@ def _perform(spec: ExperimentSpec, task: _Task, data: Path, out: Path, quick: bo
         model_file = folder / "model.pt"
     trained = time.perf_counter() - began
     evaluated = _evaluate_model_file(spec, model_file, data)
-    record = {"variant": variant.name, "seed": task.seed, "quick": quick, "fingerprint": task.fingerprint,
-              "seconds": time.perf_counter() - began, "train_seconds": trained, "train": logged,
-              "evaluations": evaluated}
-    _write_json(task.path, record)
-    return record
+    return {"variant": variant.name, "seed": task.seed, "quick": quick, "fingerprint": task.fingerprint,
+            "seconds": time.perf_counter() - began, "train_seconds": trained, "train": logged,
+            "evaluations": evaluated}
 
 
 def _summary(task: _Task, record: dict) -> str:
@@ -268,6 +261,7 @@ def _execute(tasks: list[_Task], perform: Callable[[_Task], dict], jobs: int, th
             log(f"[{len(records)}/{total}] {task.label}: finished before, skipped")
 
     def finished(task: _Task, record: dict, seconds: float) -> None:
+        _write_json(task.path, record)   # atomically, the moment it is known: a rerun skips it
         records[task] = record
         log(f"[{len(records)}/{total}] {task.label}: done in {seconds:.1f} s "
             f"({_summary(task, record)}elapsed {time.perf_counter() - started:.0f} s)")
