@@ -5,7 +5,7 @@
 #                  LFW/CFP-FP/TinyFace-like results (the CPU-only torch: the demo runs on CPU, and that
 #                  build installs and compiles in a fraction of the CUDA one's time)
 # make reproduce : every registered paper spec in quick mode (pyfacex reproduce PAPER --quick), results under
-#                  runs/reproduce/PAPER-quick; JOBS cells at once (2: two one-thread processes on a 2-core CPU)
+#                  runs/reproduce/PAPER-quick; JOBS cells at once (2: one process and thread each on a 2-core CPU)
 PYTHON ?= python3
 TORCH ?= 2.14.1
 VENV ?= .venv

@@ -33,8 +33,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--quick", action="store_true", help="the spec's quick mode: fewer seeds and epochs")
     parser.add_argument("--seeds", type=positive_int, help="how many seeds (0..N-1) instead of the spec's count")
     parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="train N cells at once, each in its own process with 1/N of the threads (1); on "
-                             "small networks two one-thread processes finish sooner than one two-thread one")
+                        help="train N cells at once, each in its own process with 1/N of the threads (default 1)")
     parser.add_argument("--pilot", action="store_true",
                         help="the baseline alone, seed 0, on each of the spec's candidate worlds (choosing the "
                              "world's difficulty before any method is trained)")

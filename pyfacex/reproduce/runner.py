@@ -307,9 +307,8 @@ def run_spec(spec: ExperimentSpec, out: str | Path | None = None, *, quick: bool
         progress: the trainers' and renderers' progress bars (off in worker processes).
         command: the command line to record. log: where the per-task progress lines go.
         jobs: how many cells (and stages) train at once, each in a worker process with its share of
-            ``torch.get_num_threads()`` threads; a cell starts once its seed's stages are finished. On
-            small networks two one-thread processes beat one two-thread process. The records are the
-            same as a serial run's with that many threads.
+            ``torch.get_num_threads()`` threads; a cell starts once its seed's stages are finished. The
+            records are the same as a serial run's with that many threads.
     """
     started = time.perf_counter()
     out = Path(out) if out is not None else default_output(spec.name, quick)
