@@ -7,8 +7,8 @@ For every registered paper whose full run has a ``results.json`` under ``--runs`
   ``<paper>/``) is rewritten between the ``<!-- results:begin -->`` / ``<!-- results:end -->`` markers; the
   text around them (the pilot's reading, what was scaled down, the look into a claim that did not
   reproduce) is written by hand and kept. A missing file is created with the markers alone;
-- the pilot (``runs/reproduce/<paper>-pilot/pilot.md`` and ``.json``), when present, beside it as
-  ``<paper>-pilot.md`` / ``<paper>-pilot.json``;
+- the pilot (``runs/reproduce/<paper>-pilot/pilot.md`` and ``.json``), when present and not yet
+  published, beside it as ``<paper>-pilot.md`` / ``<paper>-pilot.json`` (a published pilot is kept);
 - README.md: the table between ``<!-- reproductions:begin -->`` and ``<!-- reproductions:end -->`` gets one
   row per claim of every published paper: the claim, the paper's two numbers, ours (mean ± 95 % CI
   half-width) and the paired difference with its CI, the verdict, and the world's shortcut floors on
@@ -74,10 +74,13 @@ def publish_paper(paper: str, runs: Path, docs: Path) -> dict | None:
     text = page.read_text(encoding="utf-8") if page.is_file() else \
         f"# {results['paper']}: reproduction\n\n{RESULTS_MARKERS[0]}\n{RESULTS_MARKERS[1]}\n"
     page.write_text(_replace_between(text, RESULTS_MARKERS, generated, str(page)), encoding="utf-8")
+    # The pilot is published once, with the world it chose and before the full run; the published copy
+    # may carry notes added by hand since, so a later publish never overwrites it.
     pilot = runs / f"{paper}-pilot"
     for suffix in ("md", "json"):
-        if (pilot / f"pilot.{suffix}").is_file():
-            shutil.copy2(pilot / f"pilot.{suffix}", docs / f"{paper}-pilot.{suffix}")
+        published = docs / f"{paper}-pilot.{suffix}"
+        if (pilot / f"pilot.{suffix}").is_file() and not published.exists():
+            shutil.copy2(pilot / f"pilot.{suffix}", published)
     return results
 
 

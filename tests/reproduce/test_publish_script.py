@@ -78,3 +78,18 @@ def test_quick_runs_and_broken_markers_are_refused(publish, runs, tmp_path):
     assert publish.publish_paper("absent", quick, tmp_path) is None
     with pytest.raises(SystemExit, match="README.md: expected one"):
         publish._replace_between("no markers here", publish.README_MARKERS, "body", "README.md")
+
+
+def test_the_pilot_is_published_once_and_then_kept(publish, runs, tmp_path):
+    pilot = tmp_path / "runs" / "_micro-pilot"
+    pilot.mkdir(parents=True)
+    (pilot / "pilot.md").write_text("# Pilot\n")
+    (tmp_path / "runs" / "_micro").symlink_to(runs / "_micro")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    publish.publish_paper("_micro", tmp_path / "runs", docs)
+    assert (docs / "_micro-pilot.md").read_text() == "# Pilot\n"
+    (docs / "_micro-pilot.md").write_text("# Pilot\n\nA note added by hand.\n")
+    (pilot / "pilot.md").write_text("# Pilot, rerun\n")
+    publish.publish_paper("_micro", tmp_path / "runs", docs)
+    assert (docs / "_micro-pilot.md").read_text() == "# Pilot\n\nA note added by hand.\n"
