@@ -4,6 +4,8 @@
 # make demo      : a fresh machine -> the embedded demo: synthetic faces, LGAF vs ArcFace trained on CPU,
 #                  LFW/CFP-FP/TinyFace-like results (the CPU-only torch: the demo runs on CPU, and that
 #                  build installs and compiles in a fraction of the CUDA one's time)
+# make gpu-check : on a machine with one GPU, build for it and check every CUDA/Triton path (gpucheck/run.sh,
+#                  about 8 minutes; report in runs/gpu-check/report.md); DRY_RUN=1: the check's logic on the CPU
 # make reproduce : every registered paper spec in quick mode (pyfacex reproduce PAPER --quick), results under
 #                  runs/reproduce/PAPER-quick; JOBS cells at once (2: one process and thread each on a 2-core CPU)
 PYTHON ?= python3
@@ -13,9 +15,10 @@ PIP := $(VENV)/bin/pip
 # nvcc builds for every architecture it knows unless told: keep it to what we ship.
 export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 
-.PHONY: install test test-cpu bench demo reproduce clean
+.PHONY: install test test-cpu bench gpu-check demo reproduce clean
 
 JOBS ?= 2
+DRY_RUN ?= 0
 DEMO_TORCH ?= 2.13.0
 DEMO_VENV ?= .venv-cpu
 
@@ -42,6 +45,9 @@ bench: install
 	mkdir -p bench/results
 	$(VENV)/bin/pytest bench -q --benchmark-json=bench/results/latest.json
 	$(VENV)/bin/python bench/report.py bench/results/latest.json
+
+gpu-check: $(VENV)/.deps-torch-$(TORCH)
+	DRY_RUN=$(DRY_RUN) VENV=$(VENV) bash gpucheck/run.sh
 
 demo:
 	$(MAKE) install TORCH=$(DEMO_TORCH) VENV=$(DEMO_VENV)

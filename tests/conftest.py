@@ -1,10 +1,12 @@
 import os
 
-# Triton's interpreter must be chosen before any kernel module is imported.
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+# Triton's interpreter must be chosen before any kernel module is imported: on a machine without a
+# GPU it runs the Triton tests on the CPU; with one, the kernels compile for it (the GPU check sets
+# TRITON_INTERPRET=0 explicitly). Importing torch first is fine: it does not import triton.
+os.environ.setdefault("TRITON_INTERPRET", "0" if torch.cuda.is_available() else "1")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -63,7 +63,7 @@ def test_missing_build_info_is_reported(monkeypatch, tmp_path):
 def test_auto_falls_back_to_reference_with_one_warning(monkeypatch):
     broken = _ext.NativeStatus(False, False, "1.0.0", "pyfacex._C was built against torch 1.0.0; rebuild")
     monkeypatch.setattr(_backend, "native", broken)
-    monkeypatch.setattr(_backend, "_fallback_warned", False)
+    monkeypatch.setattr(_backend, "_fallback_warned", set())
     x = torch.randn(4, 3)
     offsets = torch.tensor([0, 1, 4])
     with pytest.warns(RuntimeWarning, match="built against torch 1.0.0"):

@@ -62,13 +62,10 @@ def _version(distribution: str, module: str) -> str:
 
 
 def _auto_backend(device: str) -> dict:
-    """What ``use_backend("auto")`` runs on ``device``: for ops with Triton kernels and for those without."""
-    from ..ops._backend import available_backends, native_unavailable_reason
+    """What ``use_backend("auto")`` runs each dispatching op with on ``device``, and what is available there."""
+    from ..ops._backend import auto_backends, available_backends, native_unavailable_reason
 
-    found = available_backends(device)
-    native = "native" if "native" in found else "reference"
-    triton = "triton" if device == "cuda" and "triton" in found else native
-    return {"available": found, "ops_with_triton": triton, "other_ops": native,
+    return {"available": available_backends(device), "ops": auto_backends(device),
             "native_unavailable": native_unavailable_reason(device) or None}
 
 
@@ -80,9 +77,9 @@ def collect_info() -> dict:
         simplejpeg, triton, matplotlib, pyyaml, tensorboard, tqdm), ``"torch_build"``: the CUDA
         version torch was built with or "CPU-only build", ``"platform"``, ``"native"``: {loaded,
         reason, built_for, cuda_kernels}, ``"cuda"``: {available, device_count, devices, reason},
-        ``"triton"``: {available, reason, interpreter}, ``"auto"``: {"cpu": ..., "cuda": ...} the
-        backends ``auto`` picks (``ops_with_triton``, ``other_ops``) and those available per
-        device}. Reasons are None where the feature is available. JSON-serialisable.
+        ``"triton"``: {available, reason, interpreter}, ``"auto"``: {"cpu": ..., "cuda": ...}: per
+        device, ``ops`` {op name: the backend ``auto`` picks} and the backends ``available`` there}.
+        Reasons are None where the feature is available. JSON-serialisable.
     """
     import torch
 
@@ -147,10 +144,12 @@ def format_info(info: dict) -> str:
                                            if triton["available"] else f"unavailable: {triton['reason']}"))
     for device in ("cpu", "cuda"):
         auto = info["auto"][device]
-        picked = (auto["other_ops"] if auto["ops_with_triton"] == auto["other_ops"]
-                  else f"{auto['ops_with_triton']} (ops with Triton kernels), {auto['other_ops']} (others)")
-        why = f" [native: {auto['native_unavailable']}]" if auto["native_unavailable"] and auto["other_ops"] != "native" \
-            else ""
+        by_backend: dict[str, list[str]] = {}
+        for op, backend in auto["ops"].items():
+            by_backend.setdefault(backend, []).append(op)
+        picked = (f"{next(iter(by_backend))} (every op)" if len(by_backend) == 1
+                  else "; ".join(f"{backend} ({', '.join(ops)})" for backend, ops in by_backend.items()))
+        why = f" [native: {auto['native_unavailable']}]" if auto["native_unavailable"] else ""
         lines.append(f"  auto on {device.upper() + ':':<9} {picked}{why}")
     return "\n".join(lines)
 

@@ -1,11 +1,13 @@
 """Functional ops of pyfacex.
 
-Every op has a pure-PyTorch reference and native (C++/CUDA) kernels; choose with
-:func:`use_backend` (default ``"auto"``) and see what this installation has with
-:func:`available_backends`.
+Every op has a pure-PyTorch reference (the oracle of the tests). The ops that dispatch also have
+native kernels (C++ on CPU; CUDA kernels, or ATen compositions, on GPUs; the margin loss has C++
+kernels only) and some Triton kernels. Choose with :func:`use_backend` (default ``"auto"``) and see
+what this installation runs an op with on a device with :func:`available_backends`.
 """
 from . import attention, margin, quality, sets
 from ._backend import available_backends, current_backend, native_unavailable_reason, use_backend
+from ._checks import sync_free
 from .attention import (
     RELATIONS,
     lit_attention,
@@ -17,6 +19,7 @@ from .margin import (
     MarginCrossEntropy,
     adaface_margins,
     combined_margin,
+    combined_margin_slope,
     cosine_logsumexp,
     margin_cross_entropy,
     margin_logits,
@@ -38,6 +41,7 @@ __all__ = [
     "current_backend",
     "native_unavailable_reason",
     "use_backend",
+    "sync_free",
     *sets.__all__,
     *margin.__all__,
     *attention.__all__,

@@ -1,9 +1,49 @@
-"""Input validation shared by the ops: clear errors, raised before any kernel runs."""
+"""Input validation shared by the ops: clear errors, raised before any kernel runs.
+
+Shape, dtype and device checks always run. Checks of tensor *values* (offsets, label ranges,
+finiteness, signs) read them on the host, which on CUDA waits for the device. They are skipped,
+see :func:`reads_values`, while ``torch.compile`` traces, while a CUDA stream captures a graph, and
+inside :func:`sync_free`; the kernels then never read out of bounds on bad values (invalid set
+offsets give NaN outputs) but give no error either.
+"""
 from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
 
 import torch
 
+from .._thread_settings import overriding
+
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_state = threading.local()  # per thread, like use_backend
+
+
+@contextlib.contextmanager
+def sync_free() -> Iterator[None]:
+    """Run the ops inside the block without reading tensor values on the host (no device sync).
+
+    For CUDA-graph capture by hand, and for eager loops where the syncs cost (torch.compile and a
+    capturing stream skip the value checks by themselves). Bad values then raise no error: invalid
+    set offsets give NaN outputs, labels outside [−1, C) and non-finite inputs give undefined
+    losses. Ops whose native CPU path needs the offsets on the host (the attention's segment
+    grouping) run their reference instead.
+
+    Example:
+        >>> with pyfacex.ops.sync_free():
+        ...     y = pyfacex.ops.set_max(torch.ones(3, 2), torch.tensor([0, 1, 3]))
+    """
+    with overriding(_state, "sync_free", True, False):
+        yield
+
+
+def reads_values(t: torch.Tensor) -> bool:
+    """Whether the checks of ``t``'s values run now: not while ``torch.compile`` traces, not while the
+    current CUDA stream captures a graph (``t`` on CUDA), not inside :func:`sync_free`."""
+    if torch.compiler.is_compiling() or getattr(_state, "sync_free", False):
+        return False
+    return not (t.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
 def check_tensor(value: object, name: str, *, dtypes: tuple[torch.dtype, ...] | None = None, dim: int | None = None,
@@ -29,9 +69,9 @@ def check_same_device(value: torch.Tensor, name: str, ref: torch.Tensor, ref_nam
 def check_labels(labels: torch.Tensor, num_classes: int, count_name: str = "num_classes") -> None:
     """Raise ``ValueError`` naming the first entry of ``labels`` outside [−1, num_classes).
 
-    Reads the values (a device sync on CUDA); skipped while ``torch.compile`` traces.
+    Reads the values (a device sync on CUDA); skipped where :func:`reads_values` says so.
     """
-    if labels.numel() and not torch.compiler.is_compiling():
+    if labels.numel() and reads_values(labels):
         outside = (labels < -1) | (labels >= num_classes)
         if bool(outside.any()):
             i = int(outside.nonzero()[0])
@@ -39,22 +79,23 @@ def check_labels(labels: torch.Tensor, num_classes: int, count_name: str = "num_
 
 
 def check_finite(t: torch.Tensor, name: str, why: str = "") -> None:
-    """Raise ``ValueError`` if ``t`` holds NaN or inf (a device sync on CUDA; skipped while compiling)."""
-    if not torch.compiler.is_compiling() and t.numel() and not bool(torch.isfinite(t).all()):
+    """Raise ``ValueError`` if ``t`` holds NaN or inf (a device sync on CUDA; skipped where
+    :func:`reads_values` says so)."""
+    if t.numel() and reads_values(t) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} has non-finite values (NaN or inf)" + (f": {why}" if why else ""))
 
 
 def check_offsets(offsets: object, x: torch.Tensor, *, allow_empty_sets: bool = True) -> list[int] | None:
     """Validate ragged-set ``offsets`` (b+1, int64) against ``x`` packed along dim 0.
 
-    Returns the offsets as a Python list, or ``None`` while ``torch.compile`` traces (values cannot be
-    read then; the native kernels check them on CPU).
+    Returns the offsets as a Python list, or ``None`` where :func:`reads_values` says not to read them
+    (the native CPU kernels still check them; the CUDA kernels give NaN outputs for invalid ones).
     """
     check_tensor(offsets, "offsets", dtypes=(torch.int64,), dim=1)
     if offsets.numel() == 0:
         raise ValueError("offsets must have b+1 >= 1 entries (offsets[0] = 0), got an empty tensor")
     check_same_device(offsets, "offsets", x, "x")
-    if torch.compiler.is_compiling():
+    if not reads_values(offsets):
         return None
     values = offsets.tolist()
     if values[0] != 0:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._backend import resolve
-from ._checks import FLOAT_DTYPES, check_offsets, check_same_device, check_tensor
+from ._backend import Kernels, declare_kernels, resolve
+from ._checks import FLOAT_DTYPES, check_offsets, check_same_device, check_tensor, reads_values
 
 __all__ = [
     "RELATIONS",
@@ -33,6 +33,11 @@ __all__ = [
     "segment_linear_attention",
     "lit_attention",
 ]
+
+# The native paths are compositions of ATen ops, so they run on every device torch does. lit_attention
+# dispatches to the softmax op (softmax_a/b) or the linear one (scaled_dot, which has no Triton kernel).
+_SOFTMAX_KERNELS = declare_kernels(Kernels(("native", "triton")), "segment_softmax_attention", "lit_attention")
+_LINEAR_KERNELS = declare_kernels(Kernels(("native",)), "segment_linear_attention")
 
 RELATIONS = ("softmax_b", "softmax_a", "scaled_dot")
 
@@ -56,14 +61,29 @@ def segment_bounds(offsets: list[int], segment: int | None = None) -> list[int]:
 
 
 @torch.compiler.disable
-def _segment_token_offsets(offsets: torch.Tensor, segment: int, positions: int) -> torch.Tensor:
+def _segment_token_offsets(offsets: torch.Tensor, segment: int, positions: int, images: int) -> torch.Tensor:
     """Token offsets of the θ segments of sets given by image ``offsets`` (``positions`` tokens per image).
 
     Their number depends on the offsets' values, which ``torch.compile`` does not see while tracing:
-    this runs eagerly there (a graph break), so a compiled LIT segments exactly as an eager one.
+    this runs eagerly there (a graph break), so a compiled LIT segments exactly as an eager one. Where
+    values must not be read on the host (:func:`~pyfacex.ops.sync_free`, CUDA-graph capture) the
+    segments are found on the device and padded with empty ones to a fixed count (N + 1 offsets for
+    N images): the same attention, no sync.
     """
+    if not reads_values(offsets):
+        return _segment_token_offsets_on_device(offsets, segment, images) * positions
     bounds = segment_bounds(offsets.tolist(), segment)
     return torch.tensor([b * positions for b in bounds], dtype=torch.int64, device=offsets.device)
+
+
+def _segment_token_offsets_on_device(offsets: torch.Tensor, segment: int, images: int) -> torch.Tensor:
+    """:func:`segment_bounds` of ``images`` images without reading ``offsets`` on the host: image i
+    starts a segment when it is a multiple of θ images into its set; the starts, padded with N (empty
+    segments) to N entries, then N."""
+    index = torch.arange(images, device=offsets.device)
+    owner = torch.bucketize(index, offsets[1:], right=True).clamp(max=max(offsets.shape[0] - 2, 0))
+    starts = torch.nonzero_static((index - offsets[owner]) % segment == 0, size=images, fill_value=images)
+    return torch.cat([starts.reshape(-1), offsets.new_full((1,), images)])
 
 
 def _segment_ids(offsets: torch.Tensor, n: int) -> torch.Tensor:
@@ -173,7 +193,7 @@ def segment_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         group of equal-length segments at a time (O(length²) per segment).
     """
     bounds = _check_qkv(q, k, v, offsets)
-    backend = resolve("segment_softmax_attention", ("reference", "native", "triton"), q.device)
+    backend = resolve("segment_softmax_attention", _SOFTMAX_KERNELS, q.device, q.dtype)
     if backend == "triton":
         from ..triton.attention import segment_attention  # triton is optional: imported on use
 
@@ -193,7 +213,7 @@ def segment_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         (N, dv); memory O(S·dk·dv) besides the output, never N×N (the reference builds N×N).
     """
     bounds = _check_qkv(q, k, v, offsets)
-    if resolve("segment_linear_attention", ("reference", "native"), q.device) == "native" and bounds is not None:
+    if resolve("segment_linear_attention", _LINEAR_KERNELS, q.device) == "native" and bounds is not None:
         return _linear_native(q, k, v, bounds)
     return segment_linear_attention_reference(q, k, v, offsets)
 
@@ -237,7 +257,7 @@ def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | No
     if segment is None:  # one segment per set; no values read, so torch.compile traces it whole
         token_offsets = offsets * positions
     else:
-        token_offsets = _segment_token_offsets(offsets, segment, positions)
+        token_offsets = _segment_token_offsets(offsets, segment, positions, batch)
     v = _project(tokens, w_v, b_v, "w_v", dim)
     if relation == "softmax_a":
         moved = segment_softmax_attention(tokens, tokens, v, token_offsets, scale)

@@ -42,11 +42,12 @@ import torch
 import torch.nn.functional as F
 
 from .._ext import native
-from ._backend import resolve
-from ._checks import FLOAT_DTYPES, check_finite, check_labels, check_same_device, check_tensor
+from ._backend import Kernels, declare_kernels, resolve
+from ._checks import FLOAT_DTYPES, check_finite, check_labels, check_same_device, check_tensor, reads_values
 
 __all__ = [
     "combined_margin",
+    "combined_margin_slope",
     "adaface_margins",
     "margin_logits",
     "cosine_logsumexp",
@@ -58,7 +59,9 @@ __all__ = [
 GRAD_MODES = ("exact", "straight_through")
 _COS_EPS = 1e-7  # keeps acos' derivative finite at θ → 0 and θ → π
 _NORM_EPS = 1e-12  # as F.normalize
-_BACKENDS = ("reference", "native", "triton")
+# C++ kernels only: on CUDA the fused loss runs on Triton (or, without it, on the reference).
+_KERNELS = declare_kernels(Kernels(("native", "triton"), native_devices=("cpu",)), "cosine_logsumexp",
+                           "margin_cross_entropy")
 
 
 def stat_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -96,6 +99,30 @@ def combined_margin(cos: torch.Tensor, m1: float = 1.0, m2: float | torch.Tensor
     # past π: the straight continuation in cos θ from θ* = (π − m2)/m1 (module docstring)
     cos_limit = torch.cos(torch.as_tensor((math.pi - m2) / m1, dtype=cos.dtype, device=cos.device))
     return torch.where(angle > math.pi, cos - cos_limit - 1.0 - m3, on_arc)
+
+
+def combined_margin_slope(cos: torch.Tensor, m1: float = 1.0, m2: float | torch.Tensor = 0.0,
+                          grad: str = "exact") -> torch.Tensor:
+    """dφ/dcos θ of :func:`combined_margin` in closed form (equal to its autograd derivative).
+
+    ``"straight_through"`` and CosFace (m1 = 1, m2 = 0): 1. Otherwise, with c = cos θ clamped to
+    [−1 + 1e-7, 1 − 1e-7] and angle = m1·θ + m2: m1·sin(angle)/√(1 − c²) while 0 ≤ angle ≤ π and cos θ
+    is inside the clamp, 0 where either clamp holds, and 1 past π (the straight continuation). Closed
+    form so that :func:`margin_cross_entropy` stays one graph under ``torch.compile`` (an autograd
+    call inside the forward would break it).
+
+    Shapes: cos (B,); m2 a float or (B,) -> (B,), cos's dtype.
+    """
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    if grad == "straight_through" or (m1 == 1.0 and not isinstance(m2, torch.Tensor) and m2 == 0.0):
+        return torch.ones_like(cos)
+    lo, hi = -1.0 + _COS_EPS, 1.0 - _COS_EPS
+    c = cos.clamp(lo, hi)
+    angle = m1 * torch.acos(c) + m2
+    on_arc = (angle >= 0.0) & (angle <= math.pi) & (cos >= lo) & (cos <= hi)
+    arc_slope = torch.where(on_arc, m1 * torch.sin(angle) / torch.sqrt(1.0 - c * c), 0.0)
+    return torch.where(angle > math.pi, 1.0, arc_slope).to(cos.dtype)
 
 
 def adaface_margins(norms: torch.Tensor, stats: torch.Tensor, m: float = 0.4, h: float = 0.333):
@@ -182,21 +209,24 @@ def cosine_logsumexp_reference(xn, weight, labels, target_logit, target_slope, s
 
 
 def _backward_fn(backward_op):
-    """The autograd of a kernel pair (forward op, ``backward_op``), shared by native and Triton."""
+    """The autograd of a kernel pair (forward op, ``backward_op``), shared by native and Triton.
+
+    Inputs of the forward op after ``s`` (Triton's ``precision``) are passed on to ``backward_op``.
+    """
 
     def setup(ctx, inputs, output):
-        xn, weight, labels, target_logit, target_slope, s = inputs
+        xn, weight, labels, target_logit, target_slope, s, *options = inputs
         row_max, inv_norm = output[0], output[4]
         ctx.save_for_backward(xn, weight, labels, target_logit, target_slope, row_max, inv_norm)
-        ctx.s = s
+        ctx.s, ctx.options = s, options
         ctx.mark_non_differentiable(row_max, inv_norm)
 
     def backward(ctx, _g_max, g_sumexp, g_nontarget, g_target, _g_inv):
         xn, weight, labels, target_logit, target_slope, row_max, inv_norm = ctx.saved_tensors
         grads = [torch.zeros_like(row_max) if g is None else g.contiguous() for g in (g_sumexp, g_nontarget, g_target)]
         grad_xn, grad_weight = backward_op(*grads, xn, weight, inv_norm, labels, target_logit, target_slope, row_max,
-                                           ctx.s)
-        return grad_xn, grad_weight, None, None, None, None
+                                           ctx.s, *ctx.options)
+        return grad_xn, grad_weight, None, None, None, None, *(None for _ in ctx.options)
 
     return setup, backward
 
@@ -270,7 +300,7 @@ def cosine_logsumexp(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tenso
 def _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s) -> CosineLSE:
     """:func:`cosine_logsumexp` on arguments already validated."""
     args = (xn, weight, labels, target_logit.detach(), target_slope.detach(), float(s))
-    backend = resolve("cosine_logsumexp", _BACKENDS, xn.device)
+    backend = resolve("cosine_logsumexp", _KERNELS, xn.device, xn.dtype)
     if backend == "native":
         return CosineLSE(*torch.ops.pyfacex.cosine_lse(*args))
     if backend == "triton":
@@ -310,18 +340,17 @@ def margin_targets(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
                    m2: float | torch.Tensor = 0.0, m3: float | torch.Tensor = 0.0, grad: str = "exact"):
     """The target inputs of :func:`cosine_logsumexp`: cos θ_y, t = s·φ(cos θ_y) and dt/dcos θ_y.
 
-    The slope is φ's autograd derivative on the B cosines (``grad="straight_through"``: s).
+    The slope is s·:func:`combined_margin_slope` (``grad="straight_through"``: s).
 
     Returns:
         cos (B,), target_logit (B,), target_slope (B,), all detached, 0 where labels == −1.
     """
     cos = target_cosine(xn, weight, labels)
-    with torch.enable_grad():
-        leaf = cos.detach().requires_grad_()
-        target = s * combined_margin(leaf, m1, m2, m3, grad)
-        (slope,) = torch.autograd.grad(target.sum(), leaf)
+    with torch.no_grad():
+        target = s * combined_margin(cos, m1, m2, m3, grad)
+        slope = s * combined_margin_slope(cos, m1, m2, grad)
     has_target = labels >= 0
-    return cos, torch.where(has_target, target.detach(), 0.0), torch.where(has_target, slope, 0.0)
+    return cos, torch.where(has_target, target, 0.0), torch.where(has_target, slope, 0.0)
 
 
 def loss_from_partials(lse: CosineLSE, has_target: torch.Tensor, num_classes: int, label_smoothing: float = 0.0,
@@ -406,7 +435,7 @@ def margin_cross_entropy(x: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     xn = F.normalize(x.to(weight.dtype), dim=1)
     _check_lse_inputs(xn, weight, labels)
     has_target = labels >= 0
-    if not torch.compiler.is_compiling() and not bool(has_target.any()):
+    if reads_values(has_target) and not bool(has_target.any()):
         raise ValueError("every label is -1: no row has a target class")
     cos, target_logit, target_slope = margin_targets(xn, weight, labels, s, m1, m2, m3, grad)
     lse = _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s)

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from .._ext import native
-from ._backend import resolve
-from ._checks import FLOAT_DTYPES, check_finite, check_labels, check_same_device, check_tensor
+from ._backend import Kernels, declare_kernels, resolve
+from ._checks import FLOAT_DTYPES, check_finite, check_labels, check_same_device, check_tensor, reads_values
 
 __all__ = [
     "standardized_norm",
@@ -50,7 +50,7 @@ __all__ = [
     "memory_step",
 ]
 
-_BACKENDS = ("reference", "native")
+_KERNELS = declare_kernels(Kernels(("native",)), "lgaf_fusion", "memory_inject", "memory_write_", "memory_step")
 
 
 # ---------------------------------------------------------------- element-wise maps (B-sized; plain torch)
@@ -214,7 +214,7 @@ def _check_write(memory, stamps, features, labels, scale, iteration) -> torch.Te
     # A NaN feature would otherwise poison a class centre for Δt iterations without any error.
     check_finite(features, "features")
     check_finite(scale, "scale")
-    if scale.numel() and not torch.compiler.is_compiling() and bool((scale < 0).any()):
+    if scale.numel() and reads_values(scale) and bool((scale < 0).any()):
         raise ValueError(f"scale must be >= 0 (a quality weight; 0 writes nothing), got min {float(scale.min())}")
     check_labels(labels, memory.shape[0], "C")
     return scale
@@ -242,9 +242,9 @@ def lgaf_fusion(local: torch.Tensor, global_: torch.Tensor, stats: torch.Tensor,
     if stats.shape[0] != 4:
         raise ValueError(f"stats must be (4,) = [mean_local, std_local, mean_global, std_global], got {tuple(stats.shape)}")
     check_same_device(stats, "stats", local, "local")
-    if stats.device.type == "cpu" and not torch.compiler.is_compiling() and not bool((stats[[1, 3]] > 0).all()):
+    if stats.device.type == "cpu" and reads_values(stats) and not bool((stats[[1, 3]] > 0).all()):
         raise ValueError(f"stats std entries must be > 0, got {stats.tolist()}")
-    if resolve("lgaf_fusion", _BACKENDS, local.device) == "native":
+    if resolve("lgaf_fusion", _KERNELS, local.device) == "native":
         return tuple(torch.ops.pyfacex.lgaf_fusion(local, global_, stats, float(h)))
     return lgaf_fusion_reference(local, global_, stats, h)
 
@@ -275,7 +275,7 @@ def memory_inject(weight: torch.Tensor, memory: torch.Tensor, stamps: torch.Tens
 
 
 def _inject(weight, memory, stamps, iteration, delta_t, vpl, lam):
-    if resolve("memory_inject", _BACKENDS, weight.device) == "native":
+    if resolve("memory_inject", _KERNELS, weight.device) == "native":
         return tuple(torch.ops.pyfacex.memory_inject(weight, memory, stamps, iteration, delta_t, float(lam), bool(vpl)))
     return memory_inject_reference(weight, memory, stamps, iteration, delta_t, lam, vpl)
 
@@ -304,7 +304,7 @@ def memory_write_(memory: torch.Tensor, stamps: torch.Tensor, features: torch.Te
 
 
 def _write(memory, stamps, features, labels, scale, iteration):
-    if resolve("memory_write_", _BACKENDS, memory.device) == "native":
+    if resolve("memory_write_", _KERNELS, memory.device) == "native":
         torch.ops.pyfacex.memory_write_(memory, stamps, features, labels, scale, iteration)
     else:
         memory_write_reference_(memory, stamps, features, labels, scale, iteration)

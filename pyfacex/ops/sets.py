@@ -21,12 +21,12 @@ from __future__ import annotations
 import torch
 
 from .._ext import native
-from ._backend import resolve
+from ._backend import Kernels, declare_kernels, resolve
 from ._checks import FLOAT_DTYPES, check_offsets, check_tensor, dense_offsets
 
 __all__ = ["set_max", "global_concat", "set_max_dense", "global_concat_dense"]
 
-_BACKENDS = ("reference", "native")
+_KERNELS = declare_kernels(Kernels(("native",)), "set_max", "global_concat", "set_max_dense", "global_concat_dense")
 
 
 # ---------------------------------------------------------------- reference (the oracle)
@@ -85,9 +85,11 @@ def _register_native() -> None:
     def _(x, offsets):
         return x.new_empty((offsets.shape[0] - 1, *x.shape[1:]))
 
+    # The kernels return contiguous tensors whatever x's layout (empty_like would copy a channels_last
+    # x's strides and tell the compiled graph a layout the kernel does not produce).
     @torch.library.register_fake("pyfacex::set_max_backward")
     def _(grad, x, offsets):
-        return torch.empty_like(x)
+        return x.new_empty(x.shape)
 
     @torch.library.register_fake("pyfacex::global_concat")
     def _(x, offsets):
@@ -95,7 +97,7 @@ def _register_native() -> None:
 
     @torch.library.register_fake("pyfacex::global_concat_backward")
     def _(grad, x, offsets):
-        return torch.empty_like(x)
+        return x.new_empty(x.shape)
 
 
 if native.loaded:
@@ -117,7 +119,7 @@ def set_max(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """
     check_tensor(x, "x", dtypes=FLOAT_DTYPES, min_dim=1)
     check_offsets(offsets, x, allow_empty_sets=False)
-    if resolve("set_max", _BACKENDS, x.device) == "native":
+    if resolve("set_max", _KERNELS, x.device) == "native":
         return torch.ops.pyfacex.set_max(x, offsets)
     return set_max_reference(x, offsets)
 
@@ -134,7 +136,7 @@ def global_concat(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """
     check_tensor(x, "x", dtypes=FLOAT_DTYPES, min_dim=2)
     check_offsets(offsets, x)
-    if resolve("global_concat", _BACKENDS, x.device) == "native":
+    if resolve("global_concat", _KERNELS, x.device) == "native":
         return torch.ops.pyfacex.global_concat(x, offsets)
     return global_concat_reference(x, offsets)
 

@@ -27,7 +27,10 @@ def test_json_has_the_facts_of_this_installation(capsys):
     if not torch.cuda.is_available():
         assert info["cuda"]["reason"] in ("no CUDA device visible", "CPU-only torch build")
     assert info["auto"]["cpu"]["available"] == available_backends("cpu")
-    assert info["auto"]["cpu"]["other_ops"] == ("native" if "native" in available_backends("cpu") else "reference")
+    expected = "native" if "native" in available_backends("cpu") else "reference"
+    assert info["auto"]["cpu"]["ops"]["margin_cross_entropy"] == info["auto"]["cpu"]["ops"]["set_max"] == expected
+    # the margin loss has C++ kernels only: on CUDA, auto picks Triton or the reference, never native
+    assert info["auto"]["cuda"]["ops"]["margin_cross_entropy"] in ("triton", "reference")
 
 
 def test_triton_reasons(monkeypatch):

@@ -52,7 +52,7 @@ class OpSpec:
     """How the harness exercises one public op.
 
     Attributes:
-        name: the op's name in test ids.
+        name: the op's name in test ids (a variant's name may add a suffix: ``"set_max-gpu"``).
         public: the dispatching function in ``pyfacex.ops``.
         samples: ``(dtype, device) -> [Sample]``; include odd sizes and empty batches. The harness
             adds a non-contiguous copy of every sample itself.
@@ -66,6 +66,8 @@ class OpSpec:
             an in-place op mutates). Defaults to the function's outputs.
         tolerances: per-dtype (rtol, atol) replacing :data:`TOLERANCES`, for ops whose outputs are
             reductions long enough that summation order shows (say why where you set it).
+        op (property): the name ``pyfacex.ops.available_backends`` knows the op by: ``name`` up to
+            its first ``-``.
     """
 
     name: str
@@ -78,6 +80,10 @@ class OpSpec:
     dtypes: Sequence[torch.dtype] = (torch.float32, torch.float16, torch.bfloat16)
     call: Callable[[Callable, Sample], tuple] | None = None
     tolerances: dict = field(default_factory=dict)
+
+    @property
+    def op(self) -> str:
+        return self.name.split("-")[0]
 
     def run(self, sample: Sample) -> tuple:
         if self.call is not None:
@@ -115,13 +121,32 @@ def non_contiguous(sample: Sample) -> Sample | None:
     return Sample(sample.label + "-noncontig", tuple(args), dict(sample.kwargs), sample.gradcheck) if changed else None
 
 
+def _channels_last(a):
+    """A 4-D floating tensor with channels and pixels stored channels_last (else None)."""
+    if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dim() == 4 and a.shape[1] > 1 and a.shape[2] * a.shape[3] > 1:
+        return a.contiguous(memory_format=torch.channels_last)
+    return None
+
+
+def channels_last_args(args: Sequence) -> tuple | None:
+    """``args`` with every 4-D floating tensor channels_last (None if no tensor changes)."""
+    moved = [_channels_last(a) for a in args]
+    if all(m is None for m in moved):
+        return None
+    return tuple(a if m is None else m for a, m in zip(args, moved))
+
+
 def with_variants(samples: list[Sample]) -> list[Sample]:
+    """Every sample, plus its column-major copy and its channels_last copy where they differ from it."""
     out = []
     for s in samples:
         out.append(s)
         nc = non_contiguous(s)
         if nc is not None:
             out.append(nc)
+        cl = channels_last_args(s.args)
+        if cl is not None:
+            out.append(Sample(s.label + "-channels_last", cl, dict(s.kwargs), s.gradcheck))
     return out
 
 

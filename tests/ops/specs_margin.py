@@ -167,10 +167,13 @@ COSINE_LOGSUMEXP = OpSpec(
     dtypes=(torch.float32,),  # its statistics are float32 for every input dtype but float64
 )
 
-# Triton is verified here under the interpreter, in float32 (DESIGN.md: tl.dot on bf16 is wrong there).
+# Triton is verified here under the interpreter in every dtype: its tl.dot on bf16 is wrong there, so the
+# kernels widen half operands after rounding them (pyfacex/triton/_common.py operand), as a GPU's tensor
+# cores see them.
 SPECS = [
     MARGIN_CROSS_ENTROPY,
     COSINE_LOGSUMEXP,
-    dataclasses.replace(MARGIN_CROSS_ENTROPY, name="margin_cross_entropy-gpu", backends=("triton",), dtypes=(torch.float32,)),
+    dataclasses.replace(MARGIN_CROSS_ENTROPY, name="margin_cross_entropy-gpu", backends=("triton",),
+                        dtypes=(torch.float32, torch.float16, torch.bfloat16)),
     dataclasses.replace(COSINE_LOGSUMEXP, name="cosine_logsumexp-gpu", backends=("triton",)),
 ]

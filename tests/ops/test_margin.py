@@ -155,3 +155,42 @@ def test_mixed_dtypes_cast_embeddings_to_the_weight_dtype():
     loss32 = ops.margin_cross_entropy(x.detach().half().float(), weight, labels, s=16.0)
     assert loss16.dtype == torch.float16
     torch.testing.assert_close(loss16.float(), loss32, rtol=1e-3, atol=1e-3)
+
+
+_MARGINS = [(1.0, 0.5, 0.0), (2.0, 0.0, 0.0), (1.35, 0.3, 0.2), (1.0, 0.0, 0.4), (1.0, 1.2, 0.0)]
+
+
+@pytest.mark.parametrize("grad", ops.margin.GRAD_MODES)
+@pytest.mark.parametrize("m1,m2,m3", _MARGINS)
+def test_closed_form_slope_is_the_autograd_derivative(m1, m2, m3, grad):
+    # every regime: both clamps of cos θ, θ → 0 and π, the angle on the arc and past π
+    edges = torch.tensor([-1.0, -1.0 + 1e-8, -0.999, 0.999, 1.0 - 1e-8, 1.0], dtype=torch.float64)
+    cos = torch.cat([torch.linspace(-1.0, 1.0, 401, dtype=torch.float64), edges]).requires_grad_()
+    (expected,) = torch.autograd.grad(ops.combined_margin(cos, m1, m2, m3, grad).sum(), cos)
+    torch.testing.assert_close(ops.combined_margin_slope(cos.detach(), m1, m2, grad), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_closed_form_slope_with_per_sample_margins():
+    cos = torch.linspace(-1.0, 1.0, 101, dtype=torch.float64).requires_grad_()
+    m2 = torch.linspace(-0.4, 0.8, 101, dtype=torch.float64)  # AdaFace: negative m2 holds the angle at 0
+    (expected,) = torch.autograd.grad(ops.combined_margin(cos, 1.0, m2, 0.1).sum(), cos)
+    torch.testing.assert_close(ops.combined_margin_slope(cos.detach(), 1.0, m2), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["reference", "native"])
+def test_margin_cross_entropy_compiles_as_one_graph(backend):
+    if backend not in ops.available_backends("cpu", op="margin_cross_entropy"):
+        pytest.skip(f"{backend} is unavailable: {ops.native_unavailable_reason('cpu')}")
+    x, weight, labels = _problem(dtype=torch.float32)
+
+    def loss(x, weight):
+        with ops.use_backend(backend):
+            return ops.margin_cross_entropy(x, weight, labels, m2=0.5)
+
+    expected = loss(x, weight)
+    expected_grads = torch.autograd.grad(expected, (x, weight))
+    torch._dynamo.reset()
+    actual = torch.compile(loss, fullgraph=True)(x, weight)  # fullgraph: a graph break raises
+    torch.testing.assert_close(actual, expected)
+    for a, e in zip(torch.autograd.grad(actual, (x, weight)), expected_grads):
+        torch.testing.assert_close(a, e)

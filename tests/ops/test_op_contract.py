@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import pyfacex.ops as ops
-from harness import BadInput, OpSpec, Sample, assert_close, clone_sample, with_variants
+from harness import BadInput, OpSpec, Sample, assert_close, channels_last_args, clone_sample, with_variants
 from specs_attention import SPECS as ATTENTION_SPECS
 from specs_margin import SPECS as MARGIN_SPECS
 from specs_quality import SPECS as QUALITY_SPECS
@@ -28,9 +28,10 @@ def dtype_params():
                 yield pytest.param(spec, backend, dtype, id=f"{spec.name}-{backend}-{str(dtype)[6:]}")
 
 
-def _require(backend: str, device: str) -> None:
-    if backend not in ops.available_backends(device):
-        pytest.skip(f"{backend} is unavailable on {device}: {ops.native_unavailable_reason(device)}")
+def _require(spec: OpSpec, backend: str, device: str) -> None:
+    if backend not in ops.available_backends(device, op=spec.op):
+        reason = ops.native_unavailable_reason(device) or f"{spec.name} has no {backend} kernels for {device}"
+        pytest.skip(f"{backend} is unavailable on {device}: {reason}")
 
 
 def _run(spec: OpSpec, backend: str, sample: Sample, grad_seed: int):
@@ -51,7 +52,7 @@ def _run(spec: OpSpec, backend: str, sample: Sample, grad_seed: int):
 @pytest.mark.parametrize("spec,backend,dtype", list(dtype_params()))
 def test_parity_with_reference(spec: OpSpec, backend: str, dtype: torch.dtype, device: str):
     """Every backend matches the reference, forward and backward, in every dtype and layout."""
-    _require(backend, device)
+    _require(spec, backend, device)
     for sample in with_variants(spec.samples(dtype, torch.device(device))):
         mine = clone_sample(sample, requires_grad=spec.grad_args)
         # The oracle runs in float32 on the same (already rounded) values.
@@ -72,7 +73,7 @@ def test_parity_with_reference(spec: OpSpec, backend: str, dtype: torch.dtype, d
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("spec,backend", [p for p in backend_params() if p.values[0].grad_args])
 def test_gradcheck_float64(spec: OpSpec, backend: str, device: str):
-    _require(backend, device)
+    _require(spec, backend, device)
     for sample in spec.samples(torch.float64, torch.device(device)):
         s = clone_sample(sample, requires_grad=spec.grad_args)
         if not s.gradcheck or any(s.args[i].numel() == 0 for i in spec.grad_args):
@@ -92,10 +93,13 @@ def test_gradcheck_float64(spec: OpSpec, backend: str, device: str):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("spec", [s for s in SPECS if "native" in s.backends and s.native_calls], ids=str)
 def test_opcheck_native(spec: OpSpec, device: str):
-    _require("native", device)
+    _require(spec, "native", device)
     for dtype in (torch.float32, torch.float64):
         for op, args in spec.native_calls(dtype, torch.device(device)):
             torch.library.opcheck(op, args)
+            moved = channels_last_args(args)  # the fake kernels must report the kernels' output strides
+            if moved is not None:
+                torch.library.opcheck(op, moved)
 
 
 def bad_input_params():
@@ -110,6 +114,6 @@ def bad_input_params():
 @pytest.mark.parametrize("spec,case", list(bad_input_params()))
 def test_bad_input_errors(spec: OpSpec, case: BadInput, backend: str):
     """Bad input raises a clear error naming the argument, whatever the backend."""
-    _require(backend, "cpu")
+    _require(spec, backend, "cpu")
     with ops.use_backend(backend), pytest.raises(case.error, match=case.match):
         spec.public(*case.args, **case.kwargs)

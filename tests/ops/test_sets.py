@@ -85,3 +85,15 @@ def test_native_ops_compile_without_graph_breaks():
     (grad_actual,) = torch.autograd.grad(actual, x)
     torch.testing.assert_close(actual, expected)
     torch.testing.assert_close(grad_actual, grad_expected)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("op", ["set_max_backward", "global_concat_backward"])
+def test_native_backward_rejects_grad_on_another_device(op):
+    if "native" not in ops.available_backends("cuda", op="set_max"):
+        pytest.skip(f"no native CUDA kernels: {ops.native_unavailable_reason('cuda')}")
+    x = torch.randn(5, 3, device="cuda")
+    offsets = torch.tensor([0, 2, 5], device="cuda")
+    grad = torch.randn(2 if op == "set_max_backward" else 5, 3 if op == "set_max_backward" else 6)  # on the CPU
+    with pytest.raises(ValueError, match="grad must be on x's device cuda:0, got cpu"):
+        getattr(torch.ops.pyfacex, op)(grad, x, offsets)

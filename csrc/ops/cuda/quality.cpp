@@ -23,7 +23,7 @@ std::tuple<at::Tensor, at::Tensor> lgaf_fusion_cuda(const at::Tensor& local_in, 
   auto kappa = at::empty_like(local);
   auto gamma = at::empty({local.size(0), 2}, local.options());
   check_launch(cuda::launch_lgaf_fusion(local.const_data_ptr(), global_.const_data_ptr(), stats.const_data_ptr<float>(),
-                                        static_cast<float>(h), kappa.mutable_data_ptr(), gamma.mutable_data_ptr(),
+                                        h, kappa.mutable_data_ptr(), gamma.mutable_data_ptr(),
                                         local.size(0), local.size(1), dtype_code(local, "local"),
                                         c10::cuda::getCurrentCUDAStream()),
                "lgaf_fusion");
@@ -40,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor> lgaf_fusion_backward_cuda(const at::Tensor& g
   const auto grad = grad_in.contiguous();
   auto grad_local = at::empty_like(local), grad_global = at::empty_like(local);
   check_launch(cuda::launch_lgaf_fusion_backward(grad.const_data_ptr(), local.const_data_ptr(), global_.const_data_ptr(),
-                                                 stats.const_data_ptr<float>(), static_cast<float>(h),
+                                                 stats.const_data_ptr<float>(), h,
                                                  grad_local.mutable_data_ptr(), grad_global.mutable_data_ptr(),
                                                  local.size(0), local.size(1), dtype_code(local, "local"),
                                                  c10::cuda::getCurrentCUDAStream()),
@@ -57,7 +57,7 @@ std::tuple<at::Tensor, at::Tensor> memory_inject_cuda(const at::Tensor& weight_i
   auto injected = at::empty_like(weight);
   auto active = at::empty({weight.size(0)}, stamps.options().dtype(at::kBool));
   check_launch(cuda::launch_memory_inject(weight.const_data_ptr(), memory.const_data_ptr(),
-                                          stamps.const_data_ptr<int64_t>(), iteration, delta_t, static_cast<float>(lam),
+                                          stamps.const_data_ptr<int64_t>(), iteration, delta_t, lam,
                                           vpl, injected.mutable_data_ptr(), active.mutable_data_ptr<bool>(),
                                           weight.size(0), weight.size(1), dtype_code(weight, "weight"),
                                           c10::cuda::getCurrentCUDAStream()),
@@ -74,7 +74,7 @@ at::Tensor memory_inject_backward_cuda(const at::Tensor& grad_in, const at::Tens
   const auto grad = grad_in.contiguous(), weight = weight_in.contiguous(), active = active_in.contiguous();
   auto grad_weight = at::empty_like(weight);
   check_launch(cuda::launch_memory_inject_backward_vpl(grad.const_data_ptr(), weight.const_data_ptr(),
-                                                       active.const_data_ptr<bool>(), static_cast<float>(lam),
+                                                       active.const_data_ptr<bool>(), lam,
                                                        grad_weight.mutable_data_ptr(), weight.size(0), weight.size(1),
                                                        dtype_code(weight, "weight"), c10::cuda::getCurrentCUDAStream()),
                "memory_inject_backward");

@@ -59,7 +59,7 @@ __device__ inline void row_scale(acc_t<T> a, const T* x, T* out, int64_t d) {
 
 template <typename T>
 __device__ inline FusionWeights<acc_t<T>> fusion_weights(const T* local, const T* global_, int64_t d,
-                                                         const float* stats, float h) {
+                                                         const float* stats, double h) {
   using A = acc_t<T>;
   const A z_local = standardized_norm<A>(std::sqrt(row_dot(local, local, d)), stats[0], stats[1]);
   const A z_global = standardized_norm<A>(std::sqrt(row_dot(global_, global_, d)), stats[2], stats[3]);
@@ -67,7 +67,7 @@ __device__ inline FusionWeights<acc_t<T>> fusion_weights(const T* local, const T
 }
 
 template <typename T>
-__global__ void lgaf_fusion_kernel(const T* local, const T* global_, const float* stats, float h, T* kappa, T* gamma,
+__global__ void lgaf_fusion_kernel(const T* local, const T* global_, const float* stats, double h, T* kappa, T* gamma,
                                    int64_t rows, int64_t d) {
   for_each_row(rows, [&](int64_t r) {
     const T *l = local + r * d, *g = global_ + r * d;
@@ -82,7 +82,7 @@ __global__ void lgaf_fusion_kernel(const T* local, const T* global_, const float
 
 template <typename T>
 __global__ void lgaf_fusion_backward_kernel(const T* grad, const T* local, const T* global_, const float* stats,
-                                            float h, T* grad_local, T* grad_global, int64_t rows, int64_t d) {
+                                            double h, T* grad_local, T* grad_global, int64_t rows, int64_t d) {
   for_each_row(rows, [&](int64_t r) {
     const auto w = fusion_weights(local + r * d, global_ + r * d, d, stats, h);
     row_scale(w.local, grad + r * d, grad_local + r * d, d);
@@ -92,7 +92,7 @@ __global__ void lgaf_fusion_backward_kernel(const T* grad, const T* local, const
 
 template <typename T>
 __global__ void memory_inject_kernel(const T* weight, const T* memory, const int64_t* stamps, int64_t iteration,
-                                     int64_t delta_t, float lam, bool vpl, T* injected, bool* active, int64_t rows,
+                                     int64_t delta_t, double lam, bool vpl, T* injected, bool* active, int64_t rows,
                                      int64_t d) {
   for_each_row(rows, [&](int64_t r) {
     const T* w = weight + r * d;
@@ -109,7 +109,7 @@ __global__ void memory_inject_kernel(const T* weight, const T* memory, const int
 }
 
 template <typename T>
-__global__ void memory_inject_backward_vpl_kernel(const T* grad, const T* weight, const bool* active, float lam,
+__global__ void memory_inject_backward_vpl_kernel(const T* grad, const T* weight, const bool* active, double lam,
                                                   T* grad_weight, int64_t rows, int64_t d) {
   for_each_row(rows, [&](int64_t r) {
     const T *g = grad + r * d, *w = weight + r * d;
@@ -146,7 +146,7 @@ __global__ void memory_write_kernel(T* memory, int64_t* stamps, const T* feature
 
 }  // namespace
 
-cudaError_t launch_lgaf_fusion(const void* local, const void* global_, const float* stats, float h, void* kappa,
+cudaError_t launch_lgaf_fusion(const void* local, const void* global_, const float* stats, double h, void* kappa,
                                void* gamma, int64_t rows, int64_t d, DTypeCode dtype, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   dispatch_dtype(dtype, [&](auto tag) {
@@ -159,7 +159,7 @@ cudaError_t launch_lgaf_fusion(const void* local, const void* global_, const flo
 }
 
 cudaError_t launch_lgaf_fusion_backward(const void* grad, const void* local, const void* global_, const float* stats,
-                                        float h, void* grad_local, void* grad_global, int64_t rows, int64_t d,
+                                        double h, void* grad_local, void* grad_global, int64_t rows, int64_t d,
                                         DTypeCode dtype, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   dispatch_dtype(dtype, [&](auto tag) {
@@ -172,7 +172,7 @@ cudaError_t launch_lgaf_fusion_backward(const void* grad, const void* local, con
 }
 
 cudaError_t launch_memory_inject(const void* weight, const void* memory, const int64_t* stamps, int64_t iteration,
-                                 int64_t delta_t, float lam, bool vpl, void* injected, bool* active, int64_t rows,
+                                 int64_t delta_t, double lam, bool vpl, void* injected, bool* active, int64_t rows,
                                  int64_t d, DTypeCode dtype, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   dispatch_dtype(dtype, [&](auto tag) {
@@ -184,7 +184,7 @@ cudaError_t launch_memory_inject(const void* weight, const void* memory, const i
   return cudaGetLastError();
 }
 
-cudaError_t launch_memory_inject_backward_vpl(const void* grad, const void* weight, const bool* active, float lam,
+cudaError_t launch_memory_inject_backward_vpl(const void* grad, const void* weight, const bool* active, double lam,
                                               void* grad_weight, int64_t rows, int64_t d, DTypeCode dtype,
                                               cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;

@@ -11,18 +11,18 @@
 namespace pyfacex::quality::cuda {
 
 // local, global_ (rows, d); stats float (4,). Forward: kappa (rows, d), gamma (rows, 2).
-cudaError_t launch_lgaf_fusion(const void* local, const void* global_, const float* stats, float h, void* kappa,
+cudaError_t launch_lgaf_fusion(const void* local, const void* global_, const float* stats, double h, void* kappa,
                                void* gamma, int64_t rows, int64_t d, DTypeCode dtype, cudaStream_t stream);
 // grad (rows, d) -> grad_local, grad_global (rows, d).
 cudaError_t launch_lgaf_fusion_backward(const void* grad, const void* local, const void* global_, const float* stats,
-                                        float h, void* grad_local, void* grad_global, int64_t rows, int64_t d,
+                                        double h, void* grad_local, void* grad_global, int64_t rows, int64_t d,
                                         DTypeCode dtype, cudaStream_t stream);
 // weight, memory (rows, d), stamps (rows,) -> injected (rows, d), active (rows,).
 cudaError_t launch_memory_inject(const void* weight, const void* memory, const int64_t* stamps, int64_t iteration,
-                                 int64_t delta_t, float lam, bool vpl, void* injected, bool* active, int64_t rows,
+                                 int64_t delta_t, double lam, bool vpl, void* injected, bool* active, int64_t rows,
                                  int64_t d, DTypeCode dtype, cudaStream_t stream);
 // VPL's backward (QAFace's is the identity): grad, weight (rows, d), active (rows,) -> grad_weight.
-cudaError_t launch_memory_inject_backward_vpl(const void* grad, const void* weight, const bool* active, float lam,
+cudaError_t launch_memory_inject_backward_vpl(const void* grad, const void* weight, const bool* active, double lam,
                                               void* grad_weight, int64_t rows, int64_t d, DTypeCode dtype,
                                               cudaStream_t stream);
 // memory (classes, d) and stamps (classes,) in place from features (batch, d) of memory's dtype,

@@ -15,6 +15,9 @@
 namespace pyfacex::sets {
 namespace {
 
+// The device flag the launchers write when the offsets are invalid (sets.h).
+at::Tensor invalid_flag(const at::Tensor& x) { return at::empty({1}, x.options().dtype(at::kInt)); }
+
 at::Tensor set_max_cuda(const at::Tensor& x_in, const at::Tensor& offsets_in) {
   check_ragged_input(x_in, offsets_in, 1);
   const c10::cuda::CUDAGuard guard(x_in.device());
@@ -23,9 +26,9 @@ at::Tensor set_max_cuda(const at::Tensor& x_in, const at::Tensor& offsets_in) {
   auto sizes = x.sizes().vec();
   sizes[0] = offsets.numel() - 1;
   auto out = at::empty(sizes, x.options());
-  check_launch(cuda::launch_set_max(x.const_data_ptr(), offsets.const_data_ptr<int64_t>(), out.mutable_data_ptr(),
-                                    sizes[0], member_numel(x), dtype_code(x, "x"),
-                                    c10::cuda::getCurrentCUDAStream()),
+  check_launch(cuda::launch_set_max(x.const_data_ptr(), offsets.const_data_ptr<int64_t>(),
+                                    invalid_flag(x).mutable_data_ptr<int>(), out.mutable_data_ptr(), x.size(0),
+                                    sizes[0], member_numel(x), dtype_code(x, "x"), c10::cuda::getCurrentCUDAStream()),
                "set_max");
   return out;
 }
@@ -40,8 +43,9 @@ at::Tensor set_max_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_
   const auto grad = grad_in.to(x.scalar_type()).contiguous();
   auto grad_x = at::zeros_like(x);
   check_launch(cuda::launch_set_max_backward(grad.const_data_ptr(), x.const_data_ptr(),
-                                             offsets.const_data_ptr<int64_t>(), grad_x.mutable_data_ptr(), num_sets,
-                                             member_numel(x), dtype_code(x, "x"), c10::cuda::getCurrentCUDAStream()),
+                                             offsets.const_data_ptr<int64_t>(), invalid_flag(x).mutable_data_ptr<int>(),
+                                             grad_x.mutable_data_ptr(), x.size(0), num_sets, member_numel(x),
+                                             dtype_code(x, "x"), c10::cuda::getCurrentCUDAStream()),
                "set_max_backward");
   return grad_x;
 }
@@ -55,8 +59,9 @@ at::Tensor global_concat_cuda(const at::Tensor& x_in, const at::Tensor& offsets_
   sizes[1] *= 2;
   auto out = at::empty(sizes, x.options());
   check_launch(cuda::launch_global_concat(x.const_data_ptr(), offsets.const_data_ptr<int64_t>(),
-                                          out.mutable_data_ptr(), offsets.numel() - 1, member_numel(x),
-                                          dtype_code(x, "x"), c10::cuda::getCurrentCUDAStream()),
+                                          invalid_flag(x).mutable_data_ptr<int>(), out.mutable_data_ptr(), x.size(0),
+                                          offsets.numel() - 1, member_numel(x), dtype_code(x, "x"),
+                                          c10::cuda::getCurrentCUDAStream()),
                "global_concat");
   return out;
 }
@@ -71,9 +76,10 @@ at::Tensor global_concat_backward_cuda(const at::Tensor& grad_in, const at::Tens
   const auto grad = grad_in.to(x.scalar_type()).contiguous();
   auto grad_x = at::empty_like(x);
   check_launch(cuda::launch_global_concat_backward(grad.const_data_ptr(), x.const_data_ptr(),
-                                                   offsets.const_data_ptr<int64_t>(), grad_x.mutable_data_ptr(),
-                                                   offsets.numel() - 1, member_numel(x), dtype_code(x, "x"),
-                                                   c10::cuda::getCurrentCUDAStream()),
+                                                   offsets.const_data_ptr<int64_t>(),
+                                                   invalid_flag(x).mutable_data_ptr<int>(), grad_x.mutable_data_ptr(),
+                                                   x.size(0), offsets.numel() - 1, member_numel(x),
+                                                   dtype_code(x, "x"), c10::cuda::getCurrentCUDAStream()),
                "global_concat_backward");
   return grad_x;
 }

@@ -10,17 +10,23 @@
 
 namespace pyfacex::sets::cuda {
 
-// x (N, features), offsets (num_sets+1); out (num_sets, features).
-cudaError_t launch_set_max(const void* x, const int64_t* offsets, void* out, int64_t num_sets, int64_t features,
-                           DTypeCode dtype, cudaStream_t stream);
+// Every launcher first flags invalid offsets (offsets[0] != 0, decreasing, offsets[-1] != N) into
+// *invalid, a device int the caller allocates; the kernel then fills its whole output with NaN instead
+// of reading out of bounds (eager callers have checked the offsets on the host already).
+
+// x (N = members, features), offsets (num_sets+1); out (num_sets, features), NaN rows for empty sets.
+cudaError_t launch_set_max(const void* x, const int64_t* offsets, int* invalid, void* out, int64_t members,
+                           int64_t num_sets, int64_t features, DTypeCode dtype, cudaStream_t stream);
 // grad (num_sets, features); grad_x (N, features), zero-filled by the caller.
-cudaError_t launch_set_max_backward(const void* grad, const void* x, const int64_t* offsets, void* grad_x,
-                                    int64_t num_sets, int64_t features, DTypeCode dtype, cudaStream_t stream);
+cudaError_t launch_set_max_backward(const void* grad, const void* x, const int64_t* offsets, int* invalid,
+                                    void* grad_x, int64_t members, int64_t num_sets, int64_t features,
+                                    DTypeCode dtype, cudaStream_t stream);
 // x (N, features); out (N, 2*features).
-cudaError_t launch_global_concat(const void* x, const int64_t* offsets, void* out, int64_t num_sets,
-                                 int64_t features, DTypeCode dtype, cudaStream_t stream);
+cudaError_t launch_global_concat(const void* x, const int64_t* offsets, int* invalid, void* out, int64_t members,
+                                 int64_t num_sets, int64_t features, DTypeCode dtype, cudaStream_t stream);
 // grad (N, 2*features), x (N, features); grad_x (N, features).
-cudaError_t launch_global_concat_backward(const void* grad, const void* x, const int64_t* offsets, void* grad_x,
-                                          int64_t num_sets, int64_t features, DTypeCode dtype, cudaStream_t stream);
+cudaError_t launch_global_concat_backward(const void* grad, const void* x, const int64_t* offsets, int* invalid,
+                                          void* grad_x, int64_t members, int64_t num_sets, int64_t features,
+                                          DTypeCode dtype, cudaStream_t stream);
 
 }  // namespace pyfacex::sets::cuda
