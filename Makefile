@@ -5,7 +5,7 @@
 #                  LFW/CFP-FP/TinyFace-like results (the CPU-only torch: the demo runs on CPU, and that
 #                  build installs and compiles in a fraction of the CUDA one's time)
 # make gpu-check : on a machine with one GPU, build for it and check every CUDA/Triton path (gpucheck/run.sh,
-#                  about 8 minutes; report in runs/gpu-check/report.md); DRY_RUN=1: the check's logic on the CPU
+#                  sized for about 8 minutes; report in runs/gpu-check/report.md); DRY_RUN=1: the check's logic on the CPU
 # make reproduce : every registered paper spec in quick mode (pyfacex reproduce PAPER --quick), results under
 #                  runs/reproduce/PAPER-quick; JOBS cells at once (2: one process and thread each on a 2-core CPU)
 PYTHON ?= python3

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make gpu-check: the one-shot check of every GPU path on a machine with one GPU (about 8 minutes):
+# make gpu-check: the one-shot check of every GPU path on a machine with one GPU (sized for about 8 minutes, not yet timed):
 #   1. build pyfacex._C for this GPU's architecture (make install);
 #   2. every cuda-marked test with compiled Triton (TRITON_INTERPRET=0), every dtype the op specs list;
 #   3. python -m gpucheck: production-shape parity, grid-stride and > 2^31 sizes, determinism, a side

@@ -121,10 +121,14 @@ def available_backends(device: torch.device | str = "cpu", op: str | None = None
     found = ["reference"]
     if _native_usable(device) and (op is None or _covers(_KERNELS[op], device)):
         found.append("native")
-    if _triton_usable(device) and (op is None or "triton" in _KERNELS[op].backends) and not (
-            dtype is not None and unsupported_reason(dtype, device)):
+    if (op is None or "triton" in _KERNELS[op].backends) and _triton_runs(device, dtype):
         found.append("triton")
     return found
+
+
+def _triton_runs(device: torch.device, dtype: torch.dtype | None) -> bool:
+    """Triton can run here, and the GPU can run its dots on ``dtype`` (None: any dtype)."""
+    return _triton_usable(device) and not (dtype is not None and unsupported_reason(dtype, device))
 
 
 def _covers(kernels: Kernels, device: torch.device) -> bool:
@@ -169,8 +173,7 @@ def resolve(op: str, kernels: Kernels, device: torch.device, dtype: torch.dtype 
 
 
 def _auto(kernels: Kernels, device: torch.device, dtype: torch.dtype | None = None) -> str:
-    if device.type == "cuda" and "triton" in kernels.backends and _triton_usable(device) and not (
-            dtype is not None and unsupported_reason(dtype, device)):
+    if device.type == "cuda" and "triton" in kernels.backends and _triton_runs(device, dtype):
         return "triton"
     if _covers(kernels, device) and _native_usable(device):
         return "native"
