@@ -1,3 +1,4 @@
+# make lint      : ruff check (config in pyproject.toml) from its own small virtualenv (no torch)
 # make test      : virtualenv + pinned torch + pyfacex (editable) + the test suite
 # make test-cpu  : the same against the CPU-only torch build, in its own virtualenv
 # make bench     : the benchmarks, and the ratio table (bench/README.md shows the latest)
@@ -15,17 +16,27 @@ PIP := $(VENV)/bin/pip
 # nvcc builds for every architecture it knows unless told: keep it to what we ship.
 export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 
-.PHONY: install test test-cpu bench gpu-check demo reproduce clean
+.PHONY: lint install test test-cpu bench gpu-check demo reproduce clean
 
 JOBS ?= 2
 DRY_RUN ?= 0
 DEMO_TORCH ?= 2.13.0
 DEMO_VENV ?= .venv-cpu
+RUFF ?= 0.17.6
+LINT_VENV ?= .venv-lint
 
 $(VENV)/.deps-torch-$(TORCH):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==$(TORCH) scikit-build-core ninja numpy pytest pytest-benchmark
 	touch $@
+
+$(LINT_VENV)/.ruff-$(RUFF):
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install -q ruff==$(RUFF)
+	touch $@
+
+lint: $(LINT_VENV)/.ruff-$(RUFF)
+	$(LINT_VENV)/bin/ruff check .
 
 # Editable, so Python edits need no reinstall; C++/CUDA edits: run `make install` again (the build
 # directory is kept per torch version, so only changed files recompile). The plot extra
@@ -59,4 +70,4 @@ reproduce: install
 	for paper in $$papers; do $(VENV)/bin/pyfacex reproduce $$paper --quick --jobs $(JOBS) || exit 1; done
 
 clean:
-	rm -rf build .venv .venv-cpu bench/results runs
+	rm -rf build .venv .venv-cpu .venv-lint bench/results runs

@@ -3,8 +3,8 @@
     python bench/report.py results.json [--markdown-out FILE]
 
 Columns: the implementation, its median time, ``vs eager`` = eager time / its time (> 1: faster
-than the eager composition), ``of floor`` = floor time / its time (the floor is a clone of the bytes the op must move, or the
-bare GEMMs it must run; blank without a floor row in the group),
+than the eager composition), ``of floor`` = floor time / its time (the floor is a clone of the bytes
+the op must move, or the bare GEMMs it must run; blank without a floor row in the group),
 and the peak extra memory of one call. Ratios only mean something within one run, one machine.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LFENet's Local Information Transfer (lfenet.md eq. 1-5): pyfacex against per-set loops and the quadratic form.
+"""LFENet's Local Information Transfer (LFENet eq. 1-5): pyfacex against per-set loops and the quadratic form.
 
 Issue targets (ratios in one run):
 - a ragged batch of 64 sets (1-20 images of 7×7 positions, d = 512) in one call >= 3× faster than a

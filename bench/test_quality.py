@@ -2,7 +2,7 @@
 
 Issue target: B = 512, d = 512, C = 100,000 fp32 on CPU, native >= 2x the eager composition.
 
-One training step's quality work (qaface.md): the running norm statistics and f(ẑ) (eq. 8-11), the
+One training step's quality work (QAFace): the running norm statistics and f(ẑ) (eq. 8-11), the
 injection W̃ = W + M of the classes written within the last Δt iterations (eq. 12) from the memory
 as earlier steps left it, then the write of this batch into the memory (eq. 7).
 

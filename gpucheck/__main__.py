@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     for section in args.sections:
         for step in SECTIONS[section]:
             step(run, gen)
-    summary = f"{len(run.lines)} lines, {run.failed} FAIL, {time.perf_counter() - start:.0f} s" + (" (dry run)" if run.dry else "")
+    summary = (f"{len(run.lines)} lines, {run.failed} FAIL, {time.perf_counter() - start:.0f} s"
+               + (" (dry run)" if run.dry else ""))
     print(summary)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,8 @@ def bandwidth(run: Run, gen: torch.Generator) -> None:
     """global_concat and memory_inject against a clone of the same bytes (target ≥ 70 %)."""
     x = random(gen, run.device, 64 * 6, 64, run.size(56, 4), run.size(56, 4), dtype=torch.float16)
     offsets = torch.arange(65, device=run.device) * 6
-    moved = torch.empty(3 * x.numel() // 2, dtype=x.dtype, device=run.device)  # 1 read + 2 writes = 1.5x read + 1.5x write
+    # 1 read + 2 writes = 1.5x read + 1.5x write
+    moved = torch.empty(3 * x.numel() // 2, dtype=x.dtype, device=run.device)
     ms_op, ms_clone = _milliseconds(run, lambda: ops.global_concat(x, offsets)), _milliseconds(run, moved.clone)
     run.report("INFO", f"bench global_concat {tuple(x.shape)} float16",
                f"{ms_op:.3f} ms, clone of the same bytes {ms_clone:.3f} ms: {100 * ms_clone / ms_op:.0f} % of clone "

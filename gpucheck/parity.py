@@ -123,7 +123,8 @@ def native_parity(run: Run, gen: torch.Generator) -> None:
     def quality_rows(dtype):
         _require_native(run)
         rows, dim = run.size(600_000, 50), 64
-        local, global_ = random(gen, dev, rows, dim, scale=0.5, dtype=dtype), random(gen, dev, rows, dim, scale=0.4, dtype=dtype)
+        local, global_ = (random(gen, dev, rows, dim, scale=0.5, dtype=dtype),
+                          random(gen, dev, rows, dim, scale=0.4, dtype=dtype))
         weight, memory = random(gen, dev, rows, dim, dtype=dtype), random(gen, dev, rows, dim, scale=0.3, dtype=dtype)
         stamps = torch.tensor([-1, 10, 5, 4, 0, 9], device=dev).repeat(rows // 6 + 1)[:rows]
         tol = 1e-12 if dtype == torch.float64 else 1e-5

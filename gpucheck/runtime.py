@@ -70,7 +70,8 @@ def compiled(run: Run, gen: torch.Generator) -> None:
     dev = run.device
 
     def margin_one_graph():
-        x, w = random(gen, dev, 64, 128).requires_grad_(), random(gen, dev, run.size(1000, 50), 128, scale=0.1).requires_grad_()
+        x, w = (random(gen, dev, 64, 128).requires_grad_(),
+                random(gen, dev, run.size(1000, 50), 128, scale=0.1).requires_grad_())
         labels = torch.randint(0, w.shape[0], (64,), generator=gen).to(dev)
         loss = lambda x, w: ops.margin_cross_entropy(x, w, labels)  # noqa: E731
         torch._dynamo.reset()

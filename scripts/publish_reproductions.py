@@ -86,7 +86,8 @@ def publish_paper(paper: str, runs: Path, docs: Path) -> dict | None:
 
 def summary_table(published: dict[str, dict]) -> str:
     """The README rows: one per claim of every published paper."""
-    lines = ["| paper | claim | paper's numbers | ours (mean ± 95 % CI) | Δ ours [95 % CI] | verdict | shortcut floors |",
+    lines = ["| paper | claim | paper's numbers | ours (mean ± 95 % CI) | Δ ours [95 % CI] | verdict "
+             "| shortcut floors |",
              "|---|---|---|---|---|---|---|"]
     for paper, results in published.items():
         seeds = len(results["run"]["seeds"])
@@ -98,7 +99,8 @@ def summary_table(published: dict[str, dict]) -> str:
                 f"{_number(theirs['variant'])} vs {_number(theirs['baseline'])}"
             difference = claim["difference"]
             delta = "–" if difference is None else (_number(difference["mean"], True) if difference["n"] < 2 else
-                                                    f"{_number(difference['mean'], True)} [{_number(difference['low'], True)}, "
+                                                    f"{_number(difference['mean'], True)} "
+                                                    f"[{_number(difference['low'], True)}, "
                                                     f"{_number(difference['high'], True)}]")
             floors = ", ".join(f"{name} {_number(row[metric].get('mean'))}" for name, row in results["floors"].items()
                                if row[metric].get("n"))

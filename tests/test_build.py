@@ -37,7 +37,8 @@ def _other_major() -> str:
 def test_an_nvcc_of_another_major_version_builds_cpu_kernels_only(tmp_path):
     code, messages = _configure(tmp_path, _other_major(), "AUTO")
     assert code == 0, messages
-    assert f"is CUDA {_other_major()} but torch {torch.__version__} was built with CUDA {torch.version.cuda}" in messages
+    assert (f"is CUDA {_other_major()} but torch {torch.__version__} "
+            f"was built with CUDA {torch.version.cuda}") in messages
     assert "Building the CPU kernels only" in messages
 
 

@@ -1,4 +1,4 @@
-"""The Face Aggregation Network's generator and discriminator (face-aggregation.md Sec. 3.1).
+"""The Face Aggregation Network's generator and discriminator (Face Aggregation Network Sec. 3.1).
 
 :class:`FaceAggregator` is the permutation-invariant U-Net: every member of a set runs through the
 same weights, and global concatenation (eq. 4, :func:`pyfacex.ops.global_concat`) lets each member
@@ -8,7 +8,8 @@ then merges the branches into one image per set: eq. 1, {I_1, ..., I_N} -> A, fo
 :class:`Discriminator` judges whether a face is real or aggregated (Sec. 3.1.2).
 
 Sets are ragged, packed along dim 0 with ``offsets`` (b+1,) as every pyfacex set op takes them.
-Channel widths and kernel sizes the paper leaves open follow papers/NOTES.md; they are arguments.
+Channel widths and kernel sizes the paper leaves open follow docs/readings.md "Face Aggregation Network",
+"Layout and widths of the aggregator"; they are arguments.
 """
 from __future__ import annotations
 
@@ -64,11 +65,12 @@ class _DecoderBlock(nn.Module):
 class FaceAggregator(nn.Module):
     """Permutation-invariant U-Net aggregating each set of faces into one face (Sec. 3.1.1, eq. 1, 4).
 
-    Layout (NOTES.md): a 3x3 conv (width ``widths[0]``); 4 encoder blocks (global concat, 1x1 conv,
-    3x3 conv stride 2) to ``widths[1..4]`` at H/2 ... H/16 (112 -> 7); 4 decoder blocks (4x4 deconv,
-    global concat, concat with the encoder map of that resolution, 1x1 conv, 3x3 conv) back to
-    ``widths[3..0]`` at H; the max over each set; two 3x3 convs to ``out_channels``. ELU after every
-    conv and deconv but the last, so the output is an unbounded image in the input's normalisation.
+    Layout (docs/readings.md "Face Aggregation Network"): a 3x3 conv (width ``widths[0]``); 4 encoder
+    blocks (global concat, 1x1 conv, 3x3 conv stride 2) to ``widths[1..4]`` at H/2 ... H/16 (112 -> 7);
+    4 decoder blocks (4x4 deconv, global concat, concat with the encoder map of that resolution, 1x1
+    conv, 3x3 conv) back to ``widths[3..0]`` at H; the max over each set; two 3x3 convs to
+    ``out_channels``. ELU after every conv and deconv but the last, so the output is an unbounded image
+    in the input's normalisation.
 
     Args:
         widths: 5 channel widths (stem, then each encoder block's output); decoder widths mirror them.
@@ -111,7 +113,8 @@ class Discriminator(nn.Module):
 
     Four 3x3 convs with leaky ReLU, the first two with stride 2 (112 -> 28), then one fully connected
     unit over every pixel of the last map, so that the decision can weigh the face centre more than
-    the background. Kernel sizes and widths are not in the paper (NOTES.md): arguments here.
+    the background. Kernel sizes and widths are not in the paper (docs/readings.md "Face Aggregation
+    Network", "Discriminator"): arguments here.
 
     Args:
         widths: 4 conv widths.

@@ -1,6 +1,6 @@
 """FAN, the stacked-hourglass landmark network, state_dict-compatible with face-alignment's 2DFAN4.
 
-FAN-Face (fanface.md Sec. 3.2-3.3) takes three things from a pre-trained FAN: the landmark heatmaps
+FAN-Face (Sec. 3.2-3.3) takes three things from a pre-trained FAN: the landmark heatmaps
 H (stacked with the image, eq. 1), and the high-to-low and low-to-high features of one hourglass at
 every resolution (the x_l of eq. 2). :class:`FAN` returns all of them from one forward pass, and
 :func:`decode_landmarks` turns heatmaps into coordinates (argmax H_i, Sec. 3.2) as face-alignment does.
@@ -164,7 +164,7 @@ class FAN(nn.Module):
     The defaults are face-alignment's 2DFAN4 (``FAN(num_modules=4)``), whose checkpoint loads with
     ``strict=True``. ``pool="avg"`` is the pooling of face-alignment's current FAN (1.5.0, which
     loads 2DFAN4-11f355bf06.pth.tar); ``pool="max"`` is that of its first releases (2DFAN-4.pth.tar):
-    the weights have the same names either way. FAN-Face (fanface.md Sec. 3.1) uses 2 stacks; see
+    the weights have the same names either way. FAN-Face (Sec. 3.1) uses 2 stacks; see
     :func:`truncate_stacks` to take them from the 4-stack checkpoint.
 
     Args:
@@ -258,7 +258,7 @@ def truncate_stacks(state_dict: Mapping[str, torch.Tensor], num_stacks: int) -> 
     """The part of a FAN state_dict that a FAN with the first ``num_stacks`` stacks holds.
 
     FAN(n)'s keys are FAN(N)'s keys of the stem and stacks 0…n−1, minus bl{n−1}/al{n−1}, and its
-    heatmaps equal the first n of FAN(N)'s: so FAN-Face's 2-stack FAN (fanface.md Sec. 3.1) can be
+    heatmaps equal the first n of FAN(N)'s: so FAN-Face's 2-stack FAN (FAN-Face Sec. 3.1) can be
     loaded from face-alignment's 4-stack checkpoint with ``strict=True``.
 
     Raises:

@@ -259,7 +259,7 @@ class IResNet(nn.Module):
         return self.prelu(self.bn1(self.conv1(x)))
 
     def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The four stage outputs (ends of layer1..4), where FAN-Face integrates (fanface.md Sec. 3.3).
+        """The four stage outputs (ends of layer1..4), where FAN-Face integrates (FAN-Face Sec. 3.3).
 
         Shapes: (B, in_channels, H, W) → ((B, widths[i], ⌈H/2^(i+1)⌉, ⌈W/2^(i+1)⌉) for i = 0..3):
         56, 28, 14, 7 at 112. The last one is C(x) of ``forward(x, return_feature_map=True)``.
@@ -273,7 +273,7 @@ class IResNet(nn.Module):
         """bn2 → flatten → dropout → fc → features (fc and features in fp32 when ``fp16``).
 
         Shapes: C(x) (B, widths[3], *feature_map_size) → (B, num_features).
-        The BN-Dropout-FC-BN compression LFENet applies after its LIT module (lfenet.md Sec. III-D).
+        The BN-Dropout-FC-BN compression LFENet applies after its LIT module (LFENet Sec. III-D).
         """
         expected = (self.widths[3], *self.feature_map_size)
         if not isinstance(feature_map, torch.Tensor) or tuple(feature_map.shape[1:]) != expected:
@@ -363,7 +363,7 @@ def iresnet200(num_features: int = 512, dropout: float = 0.0, fp16: bool = False
 
 def irse50(num_features: int = 512, dropout: float = 0.0, fp16: bool = False, **overrides) -> IResNet:
     """IR-SE-50: iResNet-50 with squeeze-excitation (reduction 16) in every block, LFENet's SENet-50
-    role (lfenet.md Sec. IV-B); ``overrides`` go to :class:`IResNet`. State_dict naming: ours for ``se.*``.
+    role (LFENet Sec. IV-B); ``overrides`` go to :class:`IResNet`. State_dict naming: ours for ``se.*``.
     """
     return _build(IRESNET_LAYERS[50], num_features=num_features, dropout=dropout, fp16=fp16,
                   **{"se": True, **overrides})

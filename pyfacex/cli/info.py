@@ -137,7 +137,8 @@ def format_info(info: dict) -> str:
                                                          if native["built_for"] else "")
                                            if native["loaded"] else f"not loaded: {native['reason']}"))
     lines.append("  CUDA kernels:     " + ("compiled in" if native["cuda_kernels"] else
-                                           "not compiled in" if native["loaded"] else "no (native extension not loaded)"))
+                                           "not compiled in" if native["loaded"] else
+                                           "no (native extension not loaded)"))
     lines.append("  CUDA device:      " + (f"{cuda['device_count']}: {', '.join(cuda['devices'])}" if cuda["available"]
                                            else f"none ({cuda['reason']})"))
     lines.append("  Triton:           " + ("available" + (f" - {triton['note']}" if triton.get("note") else "")

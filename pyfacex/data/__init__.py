@@ -6,7 +6,14 @@ Images are RGB uint8 tensors (3, H, W), batches (B, 3, H, W).
 from .codec import DecodeError, decode_image, encode_jpeg, encode_png
 from .folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from .landmarks import LandmarkTable, align_face, read_landmarks_csv
-from .ragged import RaggedBatchSampler, RaggedSetDataset, chunk_frames, collate_ragged, resample_frames, sets_from_labels
+from .ragged import (
+    RaggedBatchSampler,
+    RaggedSetDataset,
+    chunk_frames,
+    collate_ragged,
+    resample_frames,
+    sets_from_labels,
+)
 from .record_dataset import RecordDataset, write_record_dataset
 from .recordio import IRHeader, RecordIOError, RecordReader, RecordWriter, pack_record, read_index, unpack_record
 from .samplers import SetSampler, collate_sets

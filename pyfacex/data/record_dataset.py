@@ -34,8 +34,16 @@ from torch.utils.data import Dataset
 from ._args import label_vector
 from .codec import DecodeError, decode_image, encode_jpeg, encode_png
 from .folder import ImageFolderDataset
-from .recordio import (IRHeader, RecordIOError, RecordReader, RecordWriter, leading_labels, pack_record, read_index,
-                       unpack_record)
+from .recordio import (
+    IRHeader,
+    RecordIOError,
+    RecordReader,
+    RecordWriter,
+    leading_labels,
+    pack_record,
+    read_index,
+    unpack_record,
+)
 
 __all__ = ["RecordDataset", "RecordDatasetWriter", "write_record_dataset"]
 

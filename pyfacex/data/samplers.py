@@ -1,4 +1,4 @@
-"""Set sampling for LFENet training (lfenet.md Sec. III-B): batches of b sets × T images of one identity.
+"""Set sampling for LFENet training (LFENet Sec. III-B): batches of b sets × T images of one identity.
 
 "b image sets which contain T_tr images in each are randomly chosen in a batch, thus each batch
 contains B = b × T_tr images"; the loss is a classification loss on every image, so the sampler only

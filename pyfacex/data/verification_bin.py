@@ -93,7 +93,8 @@ def _load_pairs(path: Path) -> tuple[list[bytes], list[bool]]:
     if isinstance(issame, np.ndarray):
         issame = issame.reshape(-1).tolist()
     if not isinstance(bins, (list, tuple)) or not isinstance(issame, (list, tuple)):
-        raise VerificationBinError(f"{path}: expected (list, list), got ({type(bins).__name__}, {type(issame).__name__})")
+        raise VerificationBinError(f"{path}: expected (list, list), "
+                                   f"got ({type(bins).__name__}, {type(issame).__name__})")
     if any(not isinstance(same, (bool, np.bool_)) for same in issame):
         raise VerificationBinError(f"{path}: issame must hold bools only")
     if len(bins) != 2 * len(issame):

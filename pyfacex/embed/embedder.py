@@ -34,10 +34,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class FaceEmbedder:
     """Embed faces with a pyfacex model file, compare them, and search a gallery.
 
-    >>> embedder = FaceEmbedder("model.pt")                                    # doctest: +SKIP
-    >>> a = embedder.embed(photos, landmarks)        # (B, d) L2-normalised    # doctest: +SKIP
-    >>> embedder.similarity(a[0], a[1])              # cosine                  # doctest: +SKIP
-    >>> scores, rows = embedder.search(a, gallery, k=5)                        # doctest: +SKIP
+    >>> import tempfile, torch
+    >>> from pyfacex.backbones import iresnet18
+    >>> from pyfacex.train.checkpoint import save_model
+    >>> tiny = {"layers": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "num_features": 16}
+    >>> path = save_model(f"{tempfile.mkdtemp()}/model.pt", iresnet18(**tiny), name="iresnet18", kwargs=tiny)
+    >>> embedder = FaceEmbedder(path)                # a training run's model.pt, or pyfacex convert's output
+    >>> faces = torch.randint(0, 256, (3, 3, 112, 112), dtype=torch.uint8)   # aligned crops (or photos + landmarks)
+    >>> a = embedder.embed(faces)                    # (B, d) L2-normalised
+    >>> a.shape, round(float(a.norm(dim=1).mean()), 4)
+    (torch.Size([3, 16]), 1.0)
+    >>> float(embedder.similarity(a[0], a[0])) > 0.9999   # cosine
+    True
+    >>> scores, rows = embedder.search(a, a, k=2)    # the 2 most similar gallery rows per query
+    >>> rows[:, 0].tolist()
+    [0, 1, 2]
 
     Embeddings are computed as ``pyfacex eval`` computes them (:func:`pyfacex.eval.embed`): the
     model's embedder (:func:`pyfacex.train.checkpoint.embedder_for`) on ``(x/255 − 0.5)/0.5``, plus

@@ -14,19 +14,44 @@
   ``[name=][kind:]path[@option...]``.
 """
 from . import ijb
-from .ranking import IdentificationResult, identification, identification_from_scores
-from .metrics import CONVENTIONS, ROC, auc, eer, roc, roc_tar_at_far, tar_at_far
-from .report import ResultsTable, save_cmc_png, save_roc_png, score_metrics, tar_column
-from .sets import (SET_FUNCTIONS, aggregate_then_embed, apply_set_fn, embed_sets, has_set_function, mean_pooling,
-                   model_set_fn, select_set_fn)
 from .degrade import BlurAllButOne, DegradedSets, down_up_transform
-from .tinyface import DISTRACTOR_LABEL, TINYFACE_RANKS, TinyFaceProtocol, evaluate_tinyface, read_tinyface
-from .verification import (TAR_FARS, PairList, VerificationResult, embed, evaluate_bin, evaluate_pair_list,
-                           read_cfp_pairs, read_lfw_pairs, verify_pairs)
-from .video import YTFProtocol, evaluate_ytf, read_ytf
-from .protocols import (KINDS, SET_KINDS, ProtocolResult, SpecOptions, detect_kind, evaluate_protocol, parse_spec,
-                        resolve_spec)
+from .metrics import CONVENTIONS, ROC, auc, eer, roc, roc_tar_at_far, tar_at_far
+from .protocols import (
+    KINDS,
+    SET_KINDS,
+    ProtocolResult,
+    SpecOptions,
+    detect_kind,
+    evaluate_protocol,
+    parse_spec,
+    resolve_spec,
+)
+from .ranking import IdentificationResult, identification, identification_from_scores
+from .report import ResultsTable, save_cmc_png, save_roc_png, score_metrics, tar_column
+from .sets import (
+    SET_FUNCTIONS,
+    aggregate_then_embed,
+    apply_set_fn,
+    embed_sets,
+    has_set_function,
+    mean_pooling,
+    model_set_fn,
+    select_set_fn,
+)
 from .summary import protocol_cells, save_summary, summarize
+from .tinyface import DISTRACTOR_LABEL, TINYFACE_RANKS, TinyFaceProtocol, evaluate_tinyface, read_tinyface
+from .verification import (
+    TAR_FARS,
+    PairList,
+    VerificationResult,
+    embed,
+    evaluate_bin,
+    evaluate_pair_list,
+    read_cfp_pairs,
+    read_lfw_pairs,
+    verify_pairs,
+)
+from .video import YTFProtocol, evaluate_ytf, read_ytf
 
 __all__ = [
     "ijb",

@@ -9,8 +9,9 @@ The release (TinyFace, Cheng et al., ACCV 2018, qmul-tinyface.github.io) lays it
     <root>/Testing_Set/gallery_match_img_ID_pairs.mat        gallery_set, gallery_ids likewise
 
 Every probe is searched in Gallery_Match + Gallery_Distractor. The probe and match lists come from
-the .mat files (MATLAB Level 5, read by :func:`pyfacex.data.matfile.read_mat` without scipy) and each name's ``<id>_`` prefix must agree with its id (the rule AdaFace's
-``tinyface_helper.py`` labels by); distractors are every image of Gallery_Distractor in name order,
+the .mat files (MATLAB Level 5, read by :func:`pyfacex.data.matfile.read_mat` without scipy) and
+each name's ``<id>_`` prefix must agree with its id (the rule AdaFace's ``tinyface_helper.py``
+labels by); distractors are every image of Gallery_Distractor in name order,
 labelled :data:`DISTRACTOR_LABEL`, which no probe carries. AdaFace evaluates aligned copies of the
 same images kept in another folder (``Probe/``, ``Gallery_Match/``, ``Gallery_Distractor/`` under
 it): pass that folder as ``images``; or give the release's images a landmark sidecar

@@ -33,7 +33,7 @@ CHANNEL_ORDERS = ("RGB", "BGR")
 
 
 class SingleImageLFENet(nn.Module):
-    """LFENet's embedding of each image as a set of one (lfenet.md eq. 1-5 with T = 1).
+    """LFENet's embedding of each image as a set of one (LFENet eq. 1-5 with T = 1).
 
     backbone C(x) → LIT among the h·w positions of each image → the backbone's BN-Dropout-FC-BN
     head. With a single image per set the θ segmentation never splits anything, so the result is

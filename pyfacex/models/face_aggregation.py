@@ -1,4 +1,4 @@
-"""The Face Aggregation Network (face-aggregation.md): a set of faces -> one face -> one feature.
+"""The Face Aggregation Network: a set of faces -> one face -> one feature.
 
 A permutation-invariant U-Net (:class:`~pyfacex.backbones.aggregator.FaceAggregator`) aggregates
 each set {I_1, ..., I_N} into one image A (eq. 1); a frozen feature extractor F (an ArcFace
@@ -9,7 +9,7 @@ ResNet-50 in the paper, Sec. 3.1.3) gives f_A, which represents the whole set; a
 
 and the discriminator with L_adv^D (eq. 12), alternately (Sec. 4.1).
 
-Readings (papers/NOTES.md, and choices where the paper is silent):
+Readings (docs/readings.md "Face Aggregation Network", and choices where the paper is silent):
 
 * L_dis (eq. 6-7) takes β = 32 on squared distances, a scale of unnormalised ArcFace features: raw
   features by default, L2-normalised ones with ``normalize_features=True``. α (eq. 7) is a target
@@ -242,7 +242,8 @@ def discriminative_loss(f_a: torch.Tensor, f_p: torch.Tensor, f_n: torch.Tensor,
     Args:
         f_a, f_p, f_n: (b, d) features of the aggregated, positive and negative images.
         f_inputs: (N, d) features of the input frames, packed by ``offsets`` (b+1,), non-empty sets.
-        beta: the margin β on squared distances (32 suits raw ArcFace features, NOTES.md).
+        beta: the margin β on squared distances (32 suits raw ArcFace features, docs/readings.md "Face
+            Aggregation Network", "Scale of the margin β (eq. 6)").
         normalize: L2-normalise all features first.
 
     Returns:
@@ -274,7 +275,7 @@ def _set_means(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 def faceagg_unet(*, num_classes: int | None = None, extractor: nn.Module | None = None,
                  widths=(32, 64, 128, 256, 512), discriminator_widths=(64, 128, 256, 256), input_size: int = 112,
                  embedding_size: int = 512, **overrides) -> FaceAggregation:
-    """Face Aggregation Network (face-aggregation.md): permutation-invariant U-Net with global
+    """Face Aggregation Network: permutation-invariant U-Net with global
     concatenation (eq. 1, 4), discriminator (Sec. 3.1.2), frozen extractor; L_G of eq. 5 with L_dis
     (eq. 6-7, β = 32), L_rec^cen (eq. 9-10, r = 0.5; eq. 8 with ``reconstruction="average"``),
     L_adv (eq. 11-12), L_tv (eq. 13); λ_dis = λ_adv = 1, λ_rec = 0.5, λ_tv = 1e-4.

@@ -1,4 +1,4 @@
-"""LFENet: Local Feature Enhancement Network for set-based face recognition (lfenet.md Sec. III).
+"""LFENet: Local Feature Enhancement Network for set-based face recognition (LFENet Sec. III).
 
 A truncated backbone gives each image's feature map C(x) (Sec. III-B); the Local Information
 Transfer lets every local feature of a set attend to all T·h·w local features of its set (eq. 1-5);
@@ -23,7 +23,7 @@ __all__ = ["BACKBONES", "LFENet", "set_mean", "lfenet_irse50", "lfenet_r34", "lf
 class LFENet(nn.Module):
     """Backbone feature maps → LIT within each set → BN-Dropout-FC-BN → image embeddings (Sec. III).
 
-    The readings of NOTES.md: Q, K, V are 1×1 projections (q, k to ``qk_dim`` = d/2 by default);
+    The readings of docs/readings.md "LFENet": Q, K, V are 1×1 projections (q, k to ``qk_dim`` = d/2 by default);
     SoftmaxB without 1/√d (``scale`` = 1); the compression is the backbone's own iResNet head
     (``backbone.head``: bn2, flatten, dropout, fc, features, as ArcFace), so its fc sees the whole
     flattened map and a pretrained head is reused; the classification loss (ArcFace by default; the
@@ -136,7 +136,7 @@ def set_mean(embeddings: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 
 @register_model
 def lfenet_irse50(**overrides) -> LFENet:
-    """LFENet on IR-SE-50 (the paper's SENet-50 role, its best; lfenet.md Sec. III, eq. 1-5).
+    """LFENet on IR-SE-50 (the paper's SENet-50 role, its best; LFENet Sec. III, eq. 1-5).
 
     SoftmaxB LIT (eq. 3) with the residual of eq. 5, BN-Dropout-FC-BN compression, ArcFace on every
     image embedding when ``num_classes`` is given, set = mean of embeddings with θ = 12.
@@ -153,11 +153,11 @@ def lfenet_r34(**overrides) -> LFENet:
 
 @register_model
 def lfenet_r50(**overrides) -> LFENet:
-    """LFENet on iResNet-50 (lfenet.md Sec. III, eq. 1-5; LIT relation eq. 3 by default)."""
+    """LFENet on iResNet-50 (LFENet Sec. III, eq. 1-5; LIT relation eq. 3 by default)."""
     return LFENet(**{"backbone": "iresnet50", **overrides})
 
 
 @register_model
 def lfenet_r100(**overrides) -> LFENet:
-    """LFENet on iResNet-100 (lfenet.md Sec. III, eq. 1-5; LIT relation eq. 3 by default)."""
+    """LFENet on iResNet-100 (LFENet Sec. III, eq. 1-5; LIT relation eq. 3 by default)."""
     return LFENet(**{"backbone": "iresnet100", **overrides})

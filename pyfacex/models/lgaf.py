@@ -1,4 +1,4 @@
-"""LGAF: Local and Global Feature Attention Fusion network (lgaf.md Sec. 3).
+"""LGAF: Local and Global Feature Attention Fusion network (LGAF Sec. 3).
 
 An iResNet gives the feature map C(x) (Sec. 3). Two branches read it:
 
@@ -12,7 +12,7 @@ LGF (Sec. 3.2) weighs them by the quality of each feature: Ẑ = clip(h·(Z − 
 with μ, σ running statistics of the batch (eq. 7-8, α = 0.01), γʲ = Ẑʲ / (Ẑˡ + Ẑᵍ) (eq. 9) and
 κ = γˡ·local + γᵍ·global (eq. 10), which the margin head normalises.
 
-Readings (NOTES.md): local = MHMS output, global = GFE output (the paper swaps Υ and Ψ between
+Readings (docs/readings.md "LGAF"): local = MHMS output, global = GFE output (the paper swaps Υ and Ψ between
 Sec. 3 and eq. 4-5); γˡ weighs the MHMS feature. LANet is two 1×1 convs C → C/r → 1 with ReLU and a
 sigmoid giving an h×w map that multiplies its input (eq. 11 literally applies them to GAP(ω), which
 would leave no spatial map). Norms are detached when they weigh the fusion; both Ẑ = 0 gives equal
@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..backbones.iresnet import SqueezeExcitation
-from ..nn import ArcFace, CosFace, NormStats
+from ..nn import NormStats, create_head
 from ..nn.attentional_fusion import IterativeAttentionalFusion
 from ..ops.quality import lgaf_fusion, lgaf_quality
 from ._backbone import build_backbone, check_head_labels
@@ -51,7 +51,7 @@ __all__ = ["LANet", "MSNet", "MHMS", "LocalGlobalFusion", "LGAF", "LGAFOutput", 
 BRANCHES = ("both", "mhms_only", "gfe_only")
 QUALITIES = ("energy", "entropy", "none")
 FUSIONS = ("add", "cat", "iaff")
-LOSSES = {"arcface": (ArcFace, 0.5), "cosface": (CosFace, 0.4)}
+LOSSES = ("arcface", "cosface")  # Sec. 4.1.3: registered head kinds (pyfacex.nn.list_heads())
 
 
 def _positive_int(value, name: str) -> int:
@@ -67,7 +67,8 @@ def _choice(value, name: str, choices: Sequence[str]) -> str:
 
 
 class LANet(nn.Module):
-    """Spatial attention of LS-CNN as LGAF's P(·) (eq. 11, read as in NOTES.md): ω · σ(conv₂(ReLU(conv₁(ω)))).
+    """Spatial attention of LS-CNN as LGAF's P(·): ω · σ(conv₂(ReLU(conv₁(ω)))) (eq. 11, read as
+    docs/readings.md "LGAF", "LANet is a spatial attention").
 
     conv₁: 1×1, C → max(1, C // reduction); conv₂: 1×1 → 1 channel; the sigmoid map (B, 1, h, w)
     multiplies every channel of ω at its position.
@@ -100,7 +101,7 @@ def _scale(in_channels: int, channels: int, depth: int) -> nn.Sequential:
 
 
 class MSNet(nn.Module):
-    """One MHMS head: L = F(S(Ω(P(Φ_1(C)), …, P(Φ_J(C))))) (lgaf.md eq. 11-13).
+    """One MHMS head: L = F(S(Ω(P(Φ_1(C)), …, P(Φ_J(C))))) (LGAF eq. 11-13).
 
     Φ_j: ``scales[j]`` stacked 3×3 convs + BN (equivalent kernel 2·scales[j] + 1; default 1, 2, 3 →
     3, 5, 7), each to ``branch_channels``; P: a :class:`LANet` per scale; Ω: channel concatenation;
@@ -145,7 +146,7 @@ class MSNet(nn.Module):
 
 
 class MHMS(nn.Module):
-    """Multi-Head Multi-Scale local features Ψ = Ω(L¹, …, L^b) (lgaf.md eq. 14): b :class:`MSNet` s.
+    """Multi-Head Multi-Scale local features Ψ = Ω(L¹, …, L^b) (LGAF eq. 14): b :class:`MSNet` s.
 
     Args:
         in_channels, feature_map_size: of C(x).
@@ -172,7 +173,7 @@ class MHMS(nn.Module):
 
 def gaussian_entropy(features: torch.Tensor) -> torch.Tensor:
     """Differential entropy ½·log(2πe·σ²) of each row taken as Gaussian samples, σ its (unbiased)
-    std: TransFace's estimate of a token's information, the "entropy" quality of lgaf.md Tab. 3.
+    std: TransFace's estimate of a token's information, the "entropy" quality of LGAF Tab. 3.
 
     Shapes: (B, d) → (B,) float32, detached.
     """
@@ -181,7 +182,7 @@ def gaussian_entropy(features: torch.Tensor) -> torch.Tensor:
 
 
 class LocalGlobalFusion(nn.Module):
-    """LGF (lgaf.md eq. 6-10): κ from the local (MHMS) and global (GFE) features, weighed by quality.
+    """LGF (LGAF eq. 6-10): κ from the local (MHMS) and global (GFE) features, weighed by quality.
 
     ``quality="energy"`` (the paper's): Z = ‖feature‖ (eq. 4-5) → ``pyfacex.ops.lgaf_fusion``;
     ``"entropy"`` (Tab. 3): Z = :func:`gaussian_entropy`; ``"none"`` (Tab. 3 Baseline = Tab. 1
@@ -267,7 +268,7 @@ class LGAFOutput(NamedTuple):
 
 
 class LGAF(nn.Module):
-    """C(x) → GFE + MHMS → LGF → κ, trained with a margin head (lgaf.md Sec. 3, eq. 4-14, Fig. 2).
+    """C(x) → GFE + MHMS → LGF → κ, trained with a margin head (LGAF Sec. 3, eq. 4-14, Fig. 2).
 
     The backbone's parameters keep insightface's names under ``backbone.`` (load an arcface_torch
     checkpoint with ``model.backbone.load_state_dict(ckpt)``). The MHMS runs in float32 on C(x), as
@@ -287,7 +288,7 @@ class LGAF(nn.Module):
             ``se_reduction``: of each :class:`MSNet`.
         num_classes: identities of the margin head; 0 (and no ``head``): the model only embeds.
         loss: ``"arcface"`` or ``"cosface"`` (Sec. 4.1.3); ``margin`` (None: 0.5 ArcFace, 0.4
-            CosFace, the reading of NOTES.md) and ``s`` (64) of that head.
+            CosFace, docs/readings.md "LGAF", "Margin of the ArcFace head") and ``s`` (64) of that head.
         head: a loss module ``head(embeddings, labels)`` instead (e.g. :class:`pyfacex.nn.PartialFC`).
 
     Shapes:
@@ -351,13 +352,13 @@ def _build_head(head, num_classes, loss, margin, s, dim):
             raise ValueError(f"give either head or num_classes (for the {loss} head), got both "
                              f"(head={type(head).__name__}, num_classes={num_classes})")
         return head
-    cls, default_margin = LOSSES[_choice(loss, "loss", tuple(LOSSES))]
-    return cls(dim, num_classes, s=s, m=default_margin if margin is None else margin) if num_classes else None
+    params = {"s": s} if margin is None else {"s": s, "margin": margin}  # None: the kind's default margin
+    return create_head(_choice(loss, "loss", LOSSES), dim, num_classes, **params) if num_classes else None
 
 
 @register_model
 def lgaf_r50(**overrides) -> LGAF:
-    """LGAF on iResNet-50 (lgaf.md Sec. 3): GFE + MHMS (b = 4 MSNets, eq. 11-14) fused by LGF (energy
+    """LGAF on iResNet-50 (LGAF Sec. 3): GFE + MHMS (b = 4 MSNets, eq. 11-14) fused by LGF (energy
     quality, eq. 4-10, h = 0.333, α = 0.01), ArcFace m = 0.5, s = 64 when ``num_classes`` is given.
     Ablations through ``branches``, ``quality``, ``fusion`` (Tab. 1, 3, 4).
     """
@@ -366,7 +367,7 @@ def lgaf_r50(**overrides) -> LGAF:
 
 @register_model
 def lgaf_r100(**overrides) -> LGAF:
-    """LGAF on iResNet-100, the paper's setting (lgaf.md Sec. 3-4): GFE + MHMS (b = 4, eq. 11-14)
+    """LGAF on iResNet-100, the paper's setting (LGAF Sec. 3-4): GFE + MHMS (b = 4, eq. 11-14)
     fused by LGF (eq. 4-10, h = 0.333, α = 0.01), ArcFace m = 0.5 or CosFace m = 0.4 (``loss=``), s = 64.
     """
     return LGAF(**{"backbone": "iresnet100", **overrides})

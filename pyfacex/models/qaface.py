@@ -1,13 +1,13 @@
 """QAFace: quality-aware injection of a momentum backbone's features into the softmax centres, and VPL.
 
-QAFace (qaface.md Sec. 3.4, Fig. 3) trains a backbone with ArcFace (eq. 3) whose class centres are
+QAFace (Sec. 3.4, Fig. 3) trains a backbone with ArcFace (eq. 3) whose class centres are
 "injected" with a memory M ∈ R^{C×d} of earlier samples of each class: W̃_y = W_y + M_y (eq. 12)
 with M_y = f(ẑ)·x/‖x‖ (eq. 7), ẑ = (‖x‖ − μ)/σ (eq. 10) from running norm statistics (eq. 8-9) and
 f(ẑ) = exp(−ẑ) if ẑ ≥ −τ else 0 (eq. 11). The memorised x come from a momentum copy of the backbone
 (Fig. 3 right, γ = 0.99 as MoCo). VPL (Deng et al. 2021; insightface recognition/vpl), the paper's
 baseline, memorises plain x/‖x‖ of the online backbone and mixes W̃ = normalize((1−λ)·Ŵ + λ·M).
 
-Readings (NOTES.md):
+Readings (docs/readings.md "QAFace"):
 
 * running = 0.99·running + 0.01·batch for μ and σ (eq. 8-9 taken as the EMA the text describes);
   the statistics are those of the memorised (momentum) features, whose norms eq. 7 weighs.
@@ -58,7 +58,7 @@ __all__ = ["MemoryInjectionHead", "QAFace", "QAFaceOutput", "qaface_r50", "qafac
 
 MODES = ("qaface", "vpl")
 
-# "After the fourth epoch" (qaface.md Sec. 4.3) of WebFace4M (4 235 242 images) at the paper's
+# "After the fourth epoch" (QAFace Sec. 4.3) of WebFace4M (4 235 242 images) at the paper's
 # global batch of 2 × 512: 4 · ⌊4 235 242 / 1024⌋ iterations (the last incomplete batch is dropped,
 # as insightface's loader does).
 _QAFACE_START = 4 * 4135
@@ -82,7 +82,7 @@ class QAFaceOutput(NamedTuple):
 
 
 class MemoryInjectionHead(CombinedMarginHead):
-    """Margin softmax over class centres injected with a memory of features (qaface.md eq. 7-12; VPL).
+    """Margin softmax over class centres injected with a memory of features (QAFace eq. 7-12; VPL).
 
     Holds the class weights ``weight`` (C, d), the memory ``memory`` (C, d), the iteration of each
     class's last write ``stamps`` (C,) int64 (−1: never) and, in QAFace mode, the norm statistics
@@ -101,7 +101,7 @@ class MemoryInjectionHead(CombinedMarginHead):
         delta_t: staleness window Δt: a class is injected iff iteration − stamp <= Δt.
         tau: τ of eq. 11 (QAFace).
         lam: λ of VPL's mix.
-        stats_momentum: weight of the batch in the EMA of μ and σ (eq. 8-9, read as NOTES.md).
+        stats_momentum: weight of the batch in the EMA of μ and σ (eq. 8-9, read as docs/readings.md "QAFace").
         s, m1, m2, m3, grad, label_smoothing: the margin loss, as :class:`pyfacex.nn.CombinedMarginHead`
             (default ArcFace s = 64, m = 0.5, the loss QAFace trains with).
     """
@@ -188,7 +188,7 @@ class MemoryInjectionHead(CombinedMarginHead):
 
 
 class QAFace(nn.Module):
-    """A backbone trained with memory injection into its softmax centres: QAFace (qaface.md Fig. 3) or VPL.
+    """A backbone trained with memory injection into its softmax centres: QAFace (Fig. 3) or VPL.
 
     One training step::
 
@@ -238,7 +238,7 @@ class QAFace(nn.Module):
 
     @torch.no_grad()
     def momentum_update(self) -> None:
-        """θ_m ← γ·θ_m + (1 − γ)·θ for every parameter (qaface.md Fig. 3 right); buffers copied.
+        """θ_m ← γ·θ_m + (1 − γ)·θ for every parameter (QAFace Fig. 3 right); buffers copied.
 
         Call after each optimiser step. A no-op when ``momentum`` is ``None``.
         """
@@ -291,7 +291,7 @@ def _build(default_backbone: str, *, num_classes: int, embedding_size: int = 512
 
 @register_model
 def qaface_r50(*, num_classes: int, backbone: nn.Module | None = None, **overrides) -> QAFace:
-    """QAFace with an iResNet-50 (qaface.md eq. 3 ArcFace s = 64, m = 0.5; eq. 7-12 injection, τ = 2,
+    """QAFace with an iResNet-50 (QAFace eq. 3 ArcFace s = 64, m = 0.5; eq. 7-12 injection, τ = 2,
     Δt = 1000 from iteration 16 540 (epoch 4 of WebFace4M at batch 1024); momentum backbone γ = 0.99).
 
     Overrides: ``backbone`` (any module to (B, embedding_size)) or the iResNet's ``layers``, ``widths``,
@@ -304,7 +304,7 @@ def qaface_r50(*, num_classes: int, backbone: nn.Module | None = None, **overrid
 
 @register_model
 def qaface_r100(*, num_classes: int, backbone: nn.Module | None = None, **overrides) -> QAFace:
-    """QAFace with an iResNet-100, the paper's setting (qaface.md eq. 3 ArcFace; eq. 7-12 injection,
+    """QAFace with an iResNet-100, the paper's setting (QAFace eq. 3 ArcFace; eq. 7-12 injection,
     τ = 2, Δt = 1000 from iteration 16 540 (epoch 4 of WebFace4M at batch 1024); momentum γ = 0.99).
 
     Overrides: as :func:`qaface_r50`.
@@ -315,7 +315,7 @@ def qaface_r100(*, num_classes: int, backbone: nn.Module | None = None, **overri
 
 @register_model
 def vpl_r100(*, num_classes: int, backbone: nn.Module | None = None, **overrides) -> QAFace:
-    """VPL with an iResNet-100, QAFace's baseline (qaface.md Sec. 3.3, eq. 6 with the memory of
+    """VPL with an iResNet-100, QAFace's baseline (QAFace Sec. 3.3, eq. 6 with the memory of
     normalised online features; insightface recognition/vpl: W̃ = normalize((1−λ)·Ŵ + λ·M), λ = 0.15,
     Δt = 200, start at iteration 8000; ArcFace s = 64, m = 0.5; no momentum backbone).
 

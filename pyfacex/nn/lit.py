@@ -1,4 +1,4 @@
-"""LFENet's Local Information Transfer module (lfenet.md Sec. III-C, eq. 1-5)."""
+"""LFENet's Local Information Transfer module (LFENet Sec. III-C, eq. 1-5)."""
 from __future__ import annotations
 
 import torch
@@ -112,4 +112,5 @@ class LocalInformationTransfer(nn.Module):
 
     def extra_repr(self) -> str:
         qk = f", qk_dim={self.query.out_features}" if hasattr(self, "query") else ""
-        return f"dim={self.value.in_features}{qk}, relation={self.relation!r}, segment={self.segment}, scale={self.scale}"
+        return (f"dim={self.value.in_features}{qk}, relation={self.relation!r}, segment={self.segment}, "
+                f"scale={self.scale}")

@@ -116,7 +116,8 @@ class AdaFaceHead(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, return_details: bool = False):
         if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2:
-            raise ValueError(f"embeddings must be a (B, d) tensor, got {getattr(embeddings, 'shape', type(embeddings))}")
+            raise ValueError(f"embeddings must be a (B, d) tensor, "
+                             f"got {getattr(embeddings, 'shape', type(embeddings))}")
         norms = torch.linalg.vector_norm(embeddings.detach().float(), dim=1).clamp(0.001, 100.0)
         self.norm_stats(norms)  # updates the statistics in training mode
         m2, m3 = adaface_margins(norms, self.norm_stats.stats(), self.m, self.h)

@@ -11,8 +11,8 @@ from ..ops.quality import standardized_norm
 class NormStats(nn.Module):
     """EMA of the batch mean and std of feature norms, and the standardised norm ẑ = (‖x‖ − μ)/σ.
 
-    Update in training mode (lgaf.md eq. 7-8 with α = momentum; qaface.md eq. 8-9 read as in
-    NOTES.md, since the literal α = 0.99 on the batch would barely smooth):
+    Update in training mode (LGAF eq. 7-8 with α = momentum; QAFace eq. 8-9 read as in
+    docs/readings.md "QAFace", since the literal α = 0.99 on the batch would barely smooth):
     running = (1 − momentum)·running + momentum·batch, batch std unbiased (0 for a single sample).
     The very first update copies the batch statistics, so the result does not depend on an
     arbitrary initial value. ẑ uses the statistics after this batch's update (as AdaFace does);
@@ -61,7 +61,8 @@ class NormStats(nn.Module):
 
     def _norms(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor of features (B, d) or norms (B,), got {type(x).__name__}"
+            raise TypeError("x must be a floating-point tensor of features (B, d) or norms (B,), "
+                            f"got {type(x).__name__}"
                             + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
         if x.dim() == 2:
             norms = torch.linalg.vector_norm(x.detach().float(), dim=1)

@@ -143,7 +143,8 @@ class PartialFC(nn.Module):
         dist.all_gather(gathered, sizes, group=self.group)
         sizes = [int(t) for t in gathered]
         if len(set(sizes)) > 1:
-            raise ValueError(f"PartialFC needs the same batch size on every rank, got {sizes} (rank {self.rank}: {rows})")
+            raise ValueError(f"PartialFC needs the same batch size on every rank, "
+                             f"got {sizes} (rank {self.rank}: {rows})")
 
     # ------------------------------------------------------------ sampling
 
@@ -187,7 +188,8 @@ class PartialFC(nn.Module):
             num_classes = int(self._sum(torch.tensor(float(weight.shape[0]), device=weight.device)))
 
         xn = F.normalize(x_all, dim=1)
-        cos, target_logit, target_slope = margin_targets(xn, weight, local, self.s, self.m1, self.m2, self.m3, self.grad)
+        cos, target_logit, target_slope = margin_targets(xn, weight, local, self.s, self.m1, self.m2, self.m3,
+                                                         self.grad)
         lse = cosine_logsumexp(xn, weight, local, target_logit, target_slope, self.s)
         per_sample = loss_from_partials(lse, local >= 0, num_classes, self.label_smoothing,
                                         all_reduce_max=self._max, all_reduce_sum=self._sum)

@@ -75,7 +75,8 @@ def check_labels(labels: torch.Tensor, num_classes: int, count_name: str = "num_
         outside = (labels < -1) | (labels >= num_classes)
         if bool(outside.any()):
             i = int(outside.nonzero()[0])
-            raise ValueError(f"labels must be in [-1, {count_name} = {num_classes}), got labels[{i}] = {int(labels[i])}")
+            raise ValueError(f"labels must be in [-1, {count_name} = {num_classes}), "
+                             f"got labels[{i}] = {int(labels[i])}")
 
 
 def check_finite(t: torch.Tensor, name: str, why: str = "") -> None:
@@ -102,13 +103,15 @@ def check_offsets(offsets: object, x: torch.Tensor, *, allow_empty_sets: bool = 
         raise ValueError(f"offsets[0] must be 0, got {values[0]}")
     for i in range(1, len(values)):
         if values[i] < values[i - 1]:
-            raise ValueError(f"offsets must be non-decreasing, but offsets[{i}] = {values[i]} < offsets[{i - 1}] = {values[i - 1]}")
+            raise ValueError(f"offsets must be non-decreasing, "
+                             f"but offsets[{i}] = {values[i]} < offsets[{i - 1}] = {values[i - 1]}")
     if values[-1] != x.shape[0]:
         raise ValueError(f"offsets[-1] must equal x.shape[0] = {x.shape[0]} (the packed batch size), got {values[-1]}")
     if not allow_empty_sets:
         for i in range(len(values) - 1):
             if values[i + 1] == values[i]:
-                raise ValueError(f"set {i} is empty (offsets[{i}] = offsets[{i + 1}] = {values[i]}); its max is undefined")
+                raise ValueError(f"set {i} is empty (offsets[{i}] = offsets[{i + 1}] = {values[i]}); "
+                                 "its max is undefined")
     return values
 
 

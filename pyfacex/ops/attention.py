@@ -1,9 +1,9 @@
-"""Set-level attention: LFENet's Local Information Transfer (lfenet.md Sec. III-C, eq. 1-5).
+"""Set-level attention: LFENet's Local Information Transfer (LFENet Sec. III-C, eq. 1-5).
 
 A ragged batch of sets (set i: T_i images, packed along dim 0 with image ``offsets``) is seen as
 N_i = T_i·h·w local features of dim d per set. Every local feature attends to the local features of
 its own set only (or of its own segment, see below), and receives out = x + A·v (eq. 5), with the
-relation A (NOTES.md "lfenet.md"):
+relation A (docs/readings.md "LFENet"):
 
 * ``softmax_b`` (eq. 3): A = softmax(scale·qᵀk) over the keys of the set; q, k = learnable
   projections to ``qk_dim``; ``scale`` = 1.0 as the paper (no 1/√d);
@@ -49,7 +49,24 @@ def segment_bounds(offsets: list[int], segment: int | None = None) -> list[int]:
 
     Example: offsets [0, 2, 9] with segment 3 -> [0, 2, 5, 8, 9] (a set of 2; a set of 7 as 3, 3, 1).
     Empty sets give no segment.
+
+    Args:
+        offsets: a list (or tuple) of non-decreasing Python ints, read on the host (a tensor's
+            ``.tolist()``).
+        segment: θ, an int > 0, or None for one segment per set.
     """
+    if not isinstance(offsets, (list, tuple)):
+        raise TypeError(f"offsets must be a list of ints (host values: call .tolist() on a tensor), got "
+                        f"{type(offsets).__name__}")
+    for i, o in enumerate(offsets):
+        if not isinstance(o, int):
+            raise TypeError(f"offsets must be a list of ints, got offsets[{i}] = {o!r} ({type(o).__name__})")
+    for i in range(1, len(offsets)):
+        if offsets[i] < offsets[i - 1]:
+            raise ValueError(f"offsets must be non-decreasing, but offsets[{i}] = {offsets[i]} < "
+                             f"offsets[{i - 1}] = {offsets[i - 1]}")
+    if segment is not None and (not isinstance(segment, int) or segment <= 0):
+        raise ValueError(f"segment must be None or an int θ > 0 (images per segment), got {segment!r}")
     if segment is None:
         return sorted(set(offsets))
     bounds = [0]
@@ -181,7 +198,7 @@ def _check_qkv(q, k, v, offsets) -> list[int] | None:
 
 def segment_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor,
                               scale: float = 1.0) -> torch.Tensor:
-    """softmax(scale·q kᵀ)·v within each segment of tokens (lfenet.md eq. 2-3, 5 without the residual).
+    """softmax(scale·q kᵀ)·v within each segment of tokens (LFENet eq. 2-3, 5 without the residual).
 
     Args:
         q, k: (N, dk) queries and keys; v: (N, dv) values; same dtype and device.
@@ -204,7 +221,7 @@ def segment_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 def segment_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """(q kᵀ / N_s)·v within each segment s of N_s tokens, as q·(kᵀv)/N_s in O(N·dk·dv) (lfenet.md eq. 4).
+    """(q kᵀ / N_s)·v within each segment s of N_s tokens, as q·(kᵀv)/N_s in O(N·dk·dv) (LFENet eq. 4).
 
     Args:
         q, k: (N, dk); v: (N, dv); offsets: (S+1,) int64 token offsets.
@@ -230,7 +247,7 @@ def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | No
                   w_v: torch.Tensor, b_q: torch.Tensor | None = None, b_k: torch.Tensor | None = None,
                   b_v: torch.Tensor | None = None, *, relation: str = "softmax_b", scale: float = 1.0,
                   segment: int | None = None) -> torch.Tensor:
-    """Local Information Transfer over a ragged batch of sets of feature maps (lfenet.md eq. 1-5).
+    """Local Information Transfer over a ragged batch of sets of feature maps (LFENet eq. 1-5).
 
     Args:
         x: (B, d, h, w) feature maps of B images, packed by set.

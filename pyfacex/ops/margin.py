@@ -1,6 +1,6 @@
 """Margin-softmax losses of face recognition: combined margins, AdaFace, and the fused cross-entropy.
 
-The combined margin (insightface; NOTES.md "Margin heads") replaces the target logit of sample i by
+The combined margin (insightface; docs/readings.md "Margin heads") replaces the target logit of sample i by
 s·φ(cos θ) with φ(cos θ) = cos(m1·θ + m2) − m3: SphereFace m1 > 1, ArcFace m2 (0.5), CosFace m3
 (0.4). Two gradients are legitimate and both are offered:
 
@@ -36,6 +36,7 @@ no target logit on this shard, its other logits still count.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -71,6 +72,28 @@ def stat_dtype(dtype: torch.dtype) -> torch.dtype:
 
 # ---------------------------------------------------------------- margins (B-sized, plain autograd)
 
+def _check_margins(rows: int, name: str, ref: torch.Tensor, **margins) -> None:
+    """Each margin is a real number or a (rows,) tensor on ``ref``'s device (``name``: what has the rows)."""
+    for key, m in margins.items():
+        if isinstance(m, torch.Tensor):
+            if m.shape != (rows,):
+                raise ValueError(f"{key} must be a float or a (B,) = ({rows},) tensor (one per {name} row), "
+                                 f"got shape {tuple(m.shape)}")
+            check_same_device(m, key, ref, name)
+        elif not isinstance(m, numbers.Real):
+            raise TypeError(f"{key} must be a float or a (B,) tensor, got {type(m).__name__}")
+
+
+def _check_grad_mode(grad: str) -> None:
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+
+
+def _check_cos(cos: torch.Tensor, m2, m3=0.0) -> None:
+    check_tensor(cos, "cos", dtypes=FLOAT_DTYPES, dim=1)
+    _check_margins(cos.shape[0], "cos", cos, m2=m2, m3=m3)
+
+
 def combined_margin(cos: torch.Tensor, m1: float = 1.0, m2: float | torch.Tensor = 0.0, m3: float | torch.Tensor = 0.0,
                     grad: str = "exact") -> torch.Tensor:
     """φ(cos θ) = cos(m1·θ + m2) − m3, the combined margin of the target cosine (not scaled by s).
@@ -85,8 +108,8 @@ def combined_margin(cos: torch.Tensor, m1: float = 1.0, m2: float | torch.Tensor
     Returns:
         (B,) φ, same dtype as ``cos``.
     """
-    if grad not in GRAD_MODES:
-        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    _check_grad_mode(grad)
+    _check_cos(cos, m2, m3)
     if grad == "straight_through":
         with torch.no_grad():
             value = torch.cos(m1 * torch.acos(cos.clamp(-1.0, 1.0)) + m2) - m3
@@ -113,8 +136,8 @@ def combined_margin_slope(cos: torch.Tensor, m1: float = 1.0, m2: float | torch.
 
     Shapes: cos (B,); m2 a float or (B,) -> (B,), cos's dtype.
     """
-    if grad not in GRAD_MODES:
-        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    _check_grad_mode(grad)
+    _check_cos(cos, m2)
     if grad == "straight_through" or (m1 == 1.0 and not isinstance(m2, torch.Tensor) and m2 == 0.0):
         return torch.ones_like(cos)
     lo, hi = -1.0 + _COS_EPS, 1.0 - _COS_EPS
@@ -139,9 +162,11 @@ def adaface_margins(norms: torch.Tensor, stats: torch.Tensor, m: float = 0.4, h:
     Returns:
         m2 (B,) and m3 (B,) float32, for :func:`combined_margin` or :func:`margin_cross_entropy`.
     """
+    check_tensor(norms, "norms", dtypes=FLOAT_DTYPES, dim=1)
     check_tensor(stats, "stats", dtypes=FLOAT_DTYPES, dim=1)
     if stats.shape[0] != 2:
         raise ValueError(f"stats must be (2,) = [mean, std + eps], got shape {tuple(stats.shape)}")
+    check_same_device(stats, "stats", norms, "norms")
     z = (h * (norms.detach().float() - stats[0].float()) / stats[1].float()).clamp(-1.0, 1.0)
     return -m * z, m * z + m
 
@@ -152,7 +177,17 @@ def margin_logits(cos: torch.Tensor, labels: torch.Tensor, s: float = 64.0, m1: 
 
     For users who need the logits themselves; :func:`margin_cross_entropy` computes the loss without
     them. Rows with label −1 have no target and stay s·cos.
+
+    Shapes: cos (B, C); labels (B,) int64 (or int32) in [−1, C); m2, m3 floats or (B,) -> (B, C), cos's dtype.
     """
+    _check_grad_mode(grad)
+    check_tensor(cos, "cos", dtypes=FLOAT_DTYPES, dim=2)
+    check_tensor(labels, "labels", dtypes=(torch.int64, torch.int32), dim=1)
+    if labels.shape[0] != cos.shape[0]:
+        raise ValueError(f"labels must have B = {cos.shape[0]} entries (one per row of cos), got {labels.shape[0]}")
+    check_same_device(labels, "labels", cos, "cos")
+    _check_margins(cos.shape[0], "cos", cos, m2=m2, m3=m3)
+    check_labels(labels, cos.shape[1], "C")
     rows = torch.nonzero(labels >= 0).squeeze(1)
     target = cos[rows, labels[rows]]
     pick = lambda m: m[rows] if isinstance(m, torch.Tensor) else m  # noqa: E731
@@ -256,7 +291,9 @@ def _triton_ops():
     return triton_margin.ops()
 
 
-def _check_lse_inputs(xn, weight, labels):
+def _check_lse_inputs(xn, weight, labels, *, values: bool = True):
+    """Shapes, dtypes and devices of the embeddings, weight and labels; with ``values`` the labels'
+    range too (a device sync on CUDA, skipped where :func:`reads_values` says so)."""
     check_tensor(xn, "x", dtypes=FLOAT_DTYPES, dim=2)
     check_tensor(weight, "weight", dtypes=FLOAT_DTYPES, dim=2)
     if weight.shape[1] != xn.shape[1]:
@@ -268,7 +305,8 @@ def _check_lse_inputs(xn, weight, labels):
     if labels.shape[0] != xn.shape[0]:
         raise ValueError(f"labels must have B = {xn.shape[0]} entries (one per row of x), got {labels.shape[0]}")
     check_same_device(labels, "labels", xn, "x")
-    check_labels(labels, weight.shape[0])
+    if values:
+        check_labels(labels, weight.shape[0])
 
 
 def cosine_logsumexp(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, target_logit: torch.Tensor,
@@ -342,9 +380,23 @@ def margin_targets(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
 
     The slope is s·:func:`combined_margin_slope` (``grad="straight_through"``: s).
 
+    Args:
+        xn: (B, d) L2-normalised embeddings; weight: (C, d), xn's dtype; labels: (B,) int64 in
+            [−1, C) (their range is not read here, so no device sync: :func:`cosine_logsumexp`,
+            which the targets feed, checks it); s, m1, m2, m3, grad: as :func:`margin_cross_entropy`.
+
     Returns:
-        cos (B,), target_logit (B,), target_slope (B,), all detached, 0 where labels == −1.
+        cos (B,), target_logit (B,), target_slope (B,), all detached, 0 where labels == −1, in
+        float32 (float64 for float64 xn).
     """
+    _check_lse_inputs(xn, weight, labels, values=False)
+    _check_grad_mode(grad)
+    _check_margins(xn.shape[0], "x", xn, m2=m2, m3=m3)
+    return _margin_targets(xn, weight, labels, s, m1, m2, m3, grad)
+
+
+def _margin_targets(xn, weight, labels, s, m1, m2, m3, grad):
+    """:func:`margin_targets` on arguments already validated."""
     cos = target_cosine(xn, weight, labels)
     with torch.no_grad():
         target = s * combined_margin(cos, m1, m2, m3, grad)
@@ -388,8 +440,7 @@ def check_margin_args(x, labels, s, m1, m2, m3, grad, label_smoothing) -> None:
     check_tensor(labels, "labels", dtypes=(torch.int64, torch.int32, torch.int16, torch.uint8), dim=1)
     if labels.shape[0] != x.shape[0]:
         raise ValueError(f"labels must have B = {x.shape[0]} entries (one per row of x), got {labels.shape[0]}")
-    if grad not in GRAD_MODES:
-        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    _check_grad_mode(grad)
     if not s > 0:
         raise ValueError(f"s must be > 0, got {s}")
     if not m1 >= 1.0:
@@ -437,7 +488,7 @@ def margin_cross_entropy(x: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     has_target = labels >= 0
     if reads_values(has_target) and not bool(has_target.any()):
         raise ValueError("every label is -1: no row has a target class")
-    cos, target_logit, target_slope = margin_targets(xn, weight, labels, s, m1, m2, m3, grad)
+    cos, target_logit, target_slope = _margin_targets(xn, weight, labels, s, m1, m2, m3, grad)
     lse = _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s)
     per_sample = torch.where(has_target, loss_from_partials(lse, has_target, weight.shape[0], label_smoothing), 0.0)
     loss = (per_sample.sum() / has_target.sum()).to(x.dtype)

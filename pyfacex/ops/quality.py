@@ -3,10 +3,10 @@
 The feature norm ‖x‖ of a face embedding tracks image quality. Its running mean μ and std σ are
 kept by :class:`pyfacex.nn.NormStats`; the ops here turn a standardised norm ẑ = (‖x‖ − μ)/σ into
 
-* LGAF's fusion (lgaf.md eq. 6-10): Ẑ = clip(h·ẑ, −1, 1) + 1 per branch, γʲ = Ẑʲ / (Ẑˡ + Ẑᵍ),
-  κ = γˡ·local + γᵍ·global. Reading of NOTES.md: local = MHMS output, global = GFE output; the
-  norms are detached, so γ is a constant of the graph; when Ẑˡ = Ẑᵍ = 0 both weigh 1/2.
-* QAFace's quality weight f(ẑ) = exp(−ẑ) if ẑ ≥ −τ else 0 (qaface.md eq. 11) and its memory
+* LGAF's fusion (eq. 6-10): Ẑ = clip(h·ẑ, −1, 1) + 1 per branch, γʲ = Ẑʲ / (Ẑˡ + Ẑᵍ),
+  κ = γˡ·local + γᵍ·global. Reading (docs/readings.md "LGAF", "Which branch is local"): local = MHMS
+  output, global = GFE output; the norms are detached, so γ is a constant of the graph; when Ẑˡ = Ẑᵍ = 0 both weigh 1/2.
+* QAFace's quality weight f(ẑ) = exp(−ẑ) if ẑ ≥ −τ else 0 (QAFace eq. 11) and its memory
   injection W̃_y = W_y + M_y with M_y = f·x/‖x‖ (eq. 7, 12), for classes written within the last
   Δt iterations;
 * VPL's alternative W̃_y = (1 − λ)·W_y/‖W_y‖ + λ·M_y with M_y = x/‖x‖ (insightface recognition/vpl).
@@ -33,6 +33,8 @@ The margin head normalises W̃ before the logits, so rows of inactive classes ar
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -55,18 +57,37 @@ _KERNELS = declare_kernels(Kernels(("native",)), "lgaf_fusion", "memory_inject",
 
 # ---------------------------------------------------------------- element-wise maps (B-sized; plain torch)
 
+def _check_broadcasts(value: object, name: str, norms: torch.Tensor) -> None:
+    if isinstance(value, torch.Tensor):
+        try:
+            torch.broadcast_shapes(value.shape, norms.shape)
+        except RuntimeError:
+            raise ValueError(f"{name} must broadcast with norms' shape {tuple(norms.shape)}, got shape "
+                             f"{tuple(value.shape)}") from None
+    elif not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
+
+
 def standardized_norm(norms: torch.Tensor, mean: torch.Tensor | float, std: torch.Tensor | float) -> torch.Tensor:
-    """ẑ = (‖x‖ − μ)/σ (qaface.md eq. 10; the inner term of lgaf.md eq. 6). Shapes broadcast."""
+    """ẑ = (‖x‖ − μ)/σ (QAFace eq. 10; the inner term of LGAF eq. 6).
+
+    Shapes: norms any shape, floating; mean and std floats or tensors that broadcast with it.
+    """
+    check_tensor(norms, "norms", dtypes=FLOAT_DTYPES)
+    _check_broadcasts(mean, "mean", norms)
+    _check_broadcasts(std, "std", norms)
     return (norms - mean) / std
 
 
 def lgaf_quality(z: torch.Tensor, h: float = 0.333) -> torch.Tensor:
-    """LGAF quality Ẑ = clip(h·ẑ, −1, 1) + 1 ∈ [0, 2] (lgaf.md eq. 6)."""
+    """LGAF quality Ẑ = clip(h·ẑ, −1, 1) + 1 ∈ [0, 2] (LGAF eq. 6). Element-wise: z any shape, floating."""
+    check_tensor(z, "z", dtypes=FLOAT_DTYPES)
     return (h * z).clamp(-1.0, 1.0) + 1.0
 
 
 def qaface_weight(z: torch.Tensor, tau: float = 2.0) -> torch.Tensor:
-    """QAFace memory weight f(ẑ) = exp(−ẑ) if ẑ ≥ −τ else 0 (qaface.md eq. 11)."""
+    """QAFace memory weight f(ẑ) = exp(−ẑ) if ẑ ≥ −τ else 0 (QAFace eq. 11). Element-wise: z any shape, floating."""
+    check_tensor(z, "z", dtypes=FLOAT_DTYPES)
     return torch.where(z >= -tau, torch.exp(-z), torch.zeros_like(z))
 
 
@@ -90,7 +111,7 @@ def memory_inject_reference(weight, memory, stamps, iteration, delta_t, lam=0.15
     if vpl:
         mixed = (1 - lam) * F.normalize(weight, dim=1) + lam * memory
     else:
-        mixed = weight + memory  # qaface.md eq. 12
+        mixed = weight + memory  # QAFace eq. 12
     return torch.where(active[:, None], mixed, weight), active
 
 
@@ -200,7 +221,8 @@ def _check_write(memory, stamps, features, labels, scale, iteration) -> torch.Te
     if features.shape[1] != memory.shape[1]:
         raise ValueError(f"features must have d = {memory.shape[1]} columns (memory's), got {features.shape[1]}")
     if labels.shape[0] != features.shape[0]:
-        raise ValueError(f"labels must have B = {features.shape[0]} entries (one per feature row), got {labels.shape[0]}")
+        raise ValueError(f"labels must have B = {features.shape[0]} entries (one per feature row), "
+                         f"got {labels.shape[0]}")
     if scale is None:
         scale = features.new_ones(features.shape[0], dtype=torch.float32)
     check_tensor(scale, "scale", dtypes=FLOAT_DTYPES, dim=1)
@@ -223,10 +245,10 @@ def _check_write(memory, stamps, features, labels, scale, iteration) -> torch.Te
 # ---------------------------------------------------------------- public ops
 
 def lgaf_fusion(local: torch.Tensor, global_: torch.Tensor, stats: torch.Tensor, h: float = 0.333):
-    """LGAF's quality-weighted fusion of the local and global features (lgaf.md eq. 6, 9, 10).
+    """LGAF's quality-weighted fusion of the local and global features (LGAF eq. 6, 9, 10).
 
     Args:
-        local: (B, d) MHMS feature Ψ (see NOTES.md on the paper's symbol swap).
+        local: (B, d) MHMS feature Ψ (docs/readings.md "LGAF", "Which branch is local").
         global_: (B, d) GFE feature Υ, same dtype and device.
         stats: float32 (4,) = [μˡ, σˡ, μᵍ, σᵍ], the running norm statistics of each branch
             (two :class:`pyfacex.nn.NormStats`); σ > 0.
@@ -240,7 +262,8 @@ def lgaf_fusion(local: torch.Tensor, global_: torch.Tensor, stats: torch.Tensor,
     _check_rows(global_, "global_", like=local, like_name="local")
     check_tensor(stats, "stats", dtypes=(torch.float32,), dim=1)
     if stats.shape[0] != 4:
-        raise ValueError(f"stats must be (4,) = [mean_local, std_local, mean_global, std_global], got {tuple(stats.shape)}")
+        raise ValueError("stats must be (4,) = [mean_local, std_local, mean_global, std_global], "
+                         f"got {tuple(stats.shape)}")
     check_same_device(stats, "stats", local, "local")
     if stats.device.type == "cpu" and reads_values(stats) and not bool((stats[[1, 3]] > 0).all()):
         raise ValueError(f"stats std entries must be > 0, got {stats.tolist()}")
@@ -251,7 +274,7 @@ def lgaf_fusion(local: torch.Tensor, global_: torch.Tensor, stats: torch.Tensor,
 
 def memory_inject(weight: torch.Tensor, memory: torch.Tensor, stamps: torch.Tensor, iteration: int, delta_t: int,
                   *, vpl: bool = False, lam: float = 0.15):
-    """Class centres with the memory injected (qaface.md eq. 12, or VPL's mix), in one pass over C×d.
+    """Class centres with the memory injected (QAFace eq. 12, or VPL's mix), in one pass over C×d.
 
     For a class c whose memory is active (stamps[c] >= 0 and iteration − stamps[c] <= delta_t):
     QAFace W̃_c = W_c + M_c; VPL W̃_c = (1 − λ)·W_c/‖W_c‖ + λ·M_c. Other rows are W_c unchanged

@@ -1,7 +1,7 @@
 """Set ops: element-wise max over the members of each set, and global concatenation.
 
 Global concatenation is the Face Aggregation Network's permutation-invariant exchange between the
-members of a set (face-aggregation.md, eq. 4)::
+members of a set (Face Aggregation Network, eq. 4)::
 
     Y_n = X_n ⊕ max_j X_j        (⊕: concatenation along channels, max over the set's members)
 
@@ -125,7 +125,7 @@ def set_max(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 
 
 def global_concat(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Global concatenation Y_n = X_n ⊕ max_j X_j (face-aggregation.md eq. 4) within each set.
+    """Global concatenation Y_n = X_n ⊕ max_j X_j (Face Aggregation Network eq. 4) within each set.
 
     Args:
         x: (N, C, *rest) float32/float64/float16/bfloat16, b sets packed along dim 0.

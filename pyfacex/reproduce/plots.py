@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..eval.report import save_bar_png, save_roc_png
-from ..eval.summary import _file_name   # the file-name rule of the eval reports' PNGs
+from ..eval.summary import _file_name  # the file-name rule of the eval reports' PNGs
 from .spec import ExperimentSpec
 
 __all__ = ["save_plots"]

@@ -24,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import multiprocessing
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["atomic_save", "atomic_write", "safe_load", "build_model", "build_trained_model", "save_model", "load_model", "load_embedder", "embedder_for",
-           "load_state_dict_checked", "load_weights", "load_model_weights", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "mark_latest", "rng_state",
-           "set_rng_state"]
+__all__ = ["atomic_save", "atomic_write", "safe_load", "build_model", "build_trained_model", "save_model", "load_model",
+           "load_embedder", "embedder_for", "load_state_dict_checked", "load_weights", "load_model_weights",
+           "save_checkpoint", "load_checkpoint", "latest_checkpoint", "mark_latest", "rng_state", "set_rng_state"]
 
 MODEL_FORMAT = "pyfacex.model/1"
 CHECKPOINT_PREFIX = "step_"

@@ -13,39 +13,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import AdaFaceHead, ArcFace, CombinedMarginHead, CosFace, PartialFC, SoftmaxHead, SphereFace
+from ..nn import PartialFC, create_head
 from . import checkpoint as ckpt
-from .config import HeadConfig
 from .data import mix_seed
 from .distributed import wrap_ddp
 from .trainer import Trainer
 
-__all__ = ["ClassificationTrainer", "build_head", "embedding_size", "init_class_weights", "HEADS"]
+__all__ = ["ClassificationTrainer", "embedding_size", "init_class_weights"]
 
-HEADS = ("arcface", "cosface", "sphereface", "combined", "adaface", "partial_fc", "softmax")
 _BLOCK = 1024  # classes per independently seeded block of the initial class weights
-
-
-def build_head(config: HeadConfig, dim: int, num_classes: int) -> nn.Module:
-    """The head of ``config`` for ``dim``-d embeddings and ``num_classes`` identities."""
-    if config.kind == "softmax":  # no s, margins or grad: a plain biased linear layer + cross-entropy
-        return SoftmaxHead(dim, num_classes, label_smoothing=config.label_smoothing)
-    common = dict(s=config.s, grad=config.grad, label_smoothing=config.label_smoothing)
-    margin = {} if config.margin is None else {"m": config.margin}
-    if config.kind == "arcface":
-        return ArcFace(dim, num_classes, **margin, **common)
-    if config.kind == "cosface":
-        return CosFace(dim, num_classes, **margin, **common)
-    if config.kind == "sphereface":
-        return SphereFace(dim, num_classes, **margin, **common)
-    if config.kind == "adaface":
-        return AdaFaceHead(dim, num_classes, **margin, h=config.h, **common)
-    if config.kind in ("combined", "partial_fc"):
-        margins = dict(m1=config.m1, m2=config.m2, m3=config.m3)
-        if config.kind == "combined":
-            return CombinedMarginHead(dim, num_classes, **margins, **common)
-        return PartialFC(dim, num_classes, **margins, sample_rate=config.sample_rate, **common)
-    raise ValueError(f"head.kind: expected one of {HEADS}, got {config.kind!r}")
 
 
 @torch.no_grad()
@@ -91,7 +67,7 @@ class ClassificationTrainer(Trainer):
 
     def build_modules(self) -> dict[str, nn.Module]:
         model = self.build_model()
-        head = build_head(self.config.head, embedding_size(model), self.num_classes)
+        head = create_head(self.config.head.kind, embedding_size(model), self.num_classes, **self.config.head.params)
         init_class_weights(head.weight, getattr(head, "class_start", 0), self.config.seed)
         return {"model": model, "head": head}
 

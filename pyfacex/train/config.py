@@ -18,6 +18,7 @@ field's metadata) names the full key, the range and the value, e.g.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import os
@@ -44,8 +45,9 @@ class Rule:
     """The range of a config field's values (of each item of a list, each value of a mapping).
 
     ``low`` / ``high``: inclusive bounds (``low_open``: ``low`` itself excluded); ``choices``: the
-    valid names, or ``"module:attribute"`` naming them in the module that consumes them (resolved
-    when checked, so that list has one home and config.py imports nothing heavy).
+    valid names, or ``"module:attribute"`` naming them (or a function returning them, e.g. a registry's
+    ``list_*``) in the module that consumes them (resolved when checked, so that list has one home and
+    config.py imports nothing heavy).
     """
 
     low: float | None = None
@@ -56,7 +58,8 @@ class Rule:
     def names(self) -> tuple[str, ...]:
         if isinstance(self.choices, str):
             module, _, attribute = self.choices.partition(":")
-            return tuple(getattr(importlib.import_module(module), attribute))
+            names = getattr(importlib.import_module(module), attribute)
+            return tuple(names() if callable(names) else names)
         return tuple(self.choices)
 
     def check(self, value, key: str) -> None:
@@ -112,25 +115,26 @@ class ModelConfig:
 
 @dataclass
 class HeadConfig:
-    """The softmax head of the classification trainers.
-
-    ``kind``: ``arcface`` (m = 0.5), ``cosface`` (0.4), ``sphereface`` (1.35), ``combined`` (m1, m2,
-    m3), ``adaface`` (m = 0.4, h = 0.333), ``partial_fc`` (combined margins over class shards of all
-    ranks, with ``sample_rate``), ``softmax`` (plain: biased FC on unnormalised embeddings +
-    cross-entropy, LFENet Sec. IV-B; only ``label_smoothing`` applies). ``margin`` None takes the
-    kind's default.
+    """The softmax head of the classification trainers: ``kind``, a registered head
+    (:func:`pyfacex.nn.list_heads`: ``arcface``, ``cosface``, ``sphereface``, ``combined``, ``adaface``,
+    ``partial_fc``, ``softmax``, ...), and that kind's own parameters beside it, e.g. ``head: {kind:
+    cosface, margin: 0.35}``; :func:`pyfacex.nn.head_parameters` lists a kind's parameters and defaults
+    (ArcFace ``s`` 64, ``margin`` 0.5, ``grad``, ``label_smoothing``; PartialFC ``m1``, ``m2``, ``m3``,
+    ``sample_rate``; ...). A parameter the kind does not have, or a value out of its range, is an error
+    naming it (``head.margin: ...``). In Python the parameters are the ``params`` dict.
     """
 
-    kind: str = _ruled("arcface", choices="pyfacex.train.classification:HEADS")
-    s: float = _ruled(64.0, **POSITIVE)
-    margin: float | None = None
-    m1: float = _ruled(1.0, low=1)
-    m2: float = 0.5
-    m3: float = 0.0
-    h: float = _ruled(0.333, **NON_NEGATIVE)
-    sample_rate: float = _ruled(1.0, low=0, high=1, low_open=True)
-    label_smoothing: float = _ruled(0.0, **UNIT)
-    grad: str = _ruled("exact", choices="pyfacex.ops.margin:GRAD_MODES")
+    kind: str = _ruled("arcface", choices="pyfacex.nn.heads:list_heads")
+    params: dict[str, Any] = field(default_factory=dict, metadata={"rest": True})
+
+    def validate(self, prefix: str) -> None:
+        """Raise :class:`ConfigError` naming the parameter when the kind does not take ``params``."""
+        from ..nn.heads import HeadParameterError, create_head
+
+        try:  # the factory checks its own parameters; a 1-class, 1-d head costs nothing to build
+            create_head(self.kind, 1, 1, **self.params)
+        except HeadParameterError as error:
+            raise ConfigError(f"{prefix}{error.parameter}: {error.message} (head kind {self.kind!r})") from None
 
 
 @dataclass
@@ -143,7 +147,7 @@ class DataConfig:
     photometric / low-resolution recipe), ``motion_blur``, ``down_up``, ``occlusion``, ``photometric``,
     and QAFace's Tab. 5 steps ``crop``, ``down_sample``, ``crop_down_sample`` (p = 0.2; ``@0.1`` after
     the name for p = 0.1); ``pyfacex.train.data.AUGMENTS`` lists them.
-    Set trainers read ``sets_per_batch`` sets of ``set_size`` images (b × T, lfenet.md Sec. III-B).
+    Set trainers read ``sets_per_batch`` sets of ``set_size`` images (b × T, LFENet Sec. III-B).
     """
 
     train: str = ""
@@ -210,7 +214,7 @@ class EvalConfig:
 
 @dataclass
 class GANConfig:
-    """The Face Aggregation Network's adversarial training (face-aggregation.md Sec. 4.1): the
+    """The Face Aggregation Network's adversarial training (Face Aggregation Network Sec. 4.1): the
     discriminator's Adam (``d_lr``, ``betas``) and how many D steps per G step."""
 
     d_lr: float = _ruled(5e-5, **NON_NEGATIVE)
@@ -220,7 +224,7 @@ class GANConfig:
 
 @dataclass
 class QAFaceConfig:
-    """QAFace / VPL memory injection (qaface.md Sec. 4.1): ``start_epoch`` (injection from this epoch;
+    """QAFace / VPL memory injection (QAFace Sec. 4.1): ``start_epoch`` (injection from this epoch;
     converted to iterations with the data's steps per epoch), Δt, τ, λ (VPL) and the momentum γ of
     the momentum backbone (null for VPL). ``normalize_weight`` (QAFace mode): inject into the
     normalised centre, W̃ = W/‖W‖ + M, instead of eq. 12's W + M. ``quality_weight`` (QAFace mode,
@@ -333,11 +337,21 @@ def _convert(value, tp, key: str):
     return value
 
 
+def _rest_field(cls) -> str | None:
+    """The field of ``cls`` that takes the keys its other fields do not name (``HeadConfig.params``)."""
+    return next((f.name for f in dataclasses.fields(cls) if f.metadata.get("rest")), None)
+
+
 def _build(cls, values: Mapping, prefix: str = ""):
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in values if k not in names]
-    if unknown:
+    rest = _rest_field(cls)
+    if unknown and rest:  # e.g. head: {kind: cosface, margin: 0.35}: margin is a parameter of the kind
+        extra = {k: values[k] for k in unknown}
+        values = {k: v for k, v in values.items() if k in names}
+        values[rest] = {**values.get(rest, {}), **extra}
+    elif unknown:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(f"unknown config key {where}{unknown[0]}; valid keys{' of ' + prefix if prefix else ''}: "
                           f"{', '.join(names)}")
@@ -347,7 +361,8 @@ def _build(cls, values: Mapping, prefix: str = ""):
 
 def validate_config(section, prefix: str = "") -> None:
     """Check every field of ``section`` (a :class:`Config` or one of its sections) against its
-    :class:`Rule`; raise :class:`ConfigError` naming the first value out of range by its full key."""
+    :class:`Rule`, and a section with a ``validate(prefix)`` method by it; raise :class:`ConfigError`
+    naming the first value out of range by its full key."""
     for f in dataclasses.fields(section):
         key, value = f"{prefix}{f.name}", getattr(section, f.name)
         if dataclasses.is_dataclass(value):
@@ -361,6 +376,8 @@ def validate_config(section, prefix: str = "") -> None:
                 items = [(key, value)]
             for item_key, item in items:
                 f.metadata["rule"].check(item, item_key)
+    if hasattr(section, "validate"):  # a section whose values a registry checks (HeadConfig)
+        section.validate(prefix)
 
 
 def config_from_dict(values: Mapping) -> Config:
@@ -370,9 +387,19 @@ def config_from_dict(values: Mapping) -> Config:
     return config
 
 
-def config_to_dict(config: Config) -> dict:
-    """The nested dict of every value (YAML/JSON-ready); ``config_from_dict`` of it gives ``config`` back."""
-    return dataclasses.asdict(config)
+def config_to_dict(config) -> dict:
+    """The nested dict of every value (YAML/JSON-ready), a section's ``rest`` field (the head's parameters)
+    laid beside its other keys as in a recipe; ``config_from_dict`` of it gives ``config`` back."""
+    values = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            values[f.name] = config_to_dict(value)
+        elif f.metadata.get("rest"):
+            values.update(copy.deepcopy(value))
+        else:
+            values[f.name] = copy.deepcopy(value)
+    return values
 
 
 def config_to_yaml(config: Config) -> str:

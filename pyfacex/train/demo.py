@@ -82,7 +82,7 @@ def prepare_data(root: Path, settings: DemoSettings, progress: bool = True) -> P
 
 def demo_configs(data: Path, out: Path, settings: DemoSettings) -> dict[str, Config]:
     """The two recipes: "ArcFace" (the iResNet + ArcFace head) and "LGAF" (the same iResNet under
-    GFE + MHMS + LGF, lgaf.md Sec. 3), trained alike."""
+    GFE + MHMS + LGF, LGAF Sec. 3), trained alike."""
     backbone = {"layers": list(settings.layers), "widths": list(settings.widths),
                 "num_features": settings.embedding_size, "input_size": settings.image_size}
     models = {"ArcFace": {"name": "iresnet50", "kwargs": backbone},

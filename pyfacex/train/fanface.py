@@ -1,5 +1,5 @@
 """The FAN-Face trainer: classification (ArcFace by default) of a FAN-Face model whose FAN is trained
-landmark weights, kept frozen (fanface.md Sec. 4: "FAN remained fixed for the whole training").
+landmark weights, kept frozen (FAN-Face Sec. 4: "FAN remained fixed for the whole training").
 
 ``model.name`` is a registered ``fanface_*`` variant; ``model.kwargs.fan_weights`` names the FAN:
 the ``model.pt`` of a ``landmarks`` run (:class:`~pyfacex.train.landmarks.LandmarkTrainer`) or

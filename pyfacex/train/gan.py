@@ -1,4 +1,4 @@
-"""The GAN trainer of the Face Aggregation Network (face-aggregation.md Sec. 3-4).
+"""The GAN trainer of the Face Aggregation Network (Face Aggregation Network Sec. 3-4).
 
 Recipe (Sec. 4.1): the aggregator (generator) is trained with L_G of eq. 5 (λ_dis = λ_adv = 1,
 λ_rec = 0.5, λ_tv = 1e-4, L_rec^cen of eq. 9-10) and the discriminator with L_adv^D of eq. 12,

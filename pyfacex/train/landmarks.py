@@ -13,7 +13,7 @@ pixel's centre at (0.5, 0.5). With stride s = image size / heatmap size, a landm
 u = (x + 0.5)/s in heatmap coordinates, i.e. at pixel index u − 0.5 (:func:`heatmap_targets`), and a
 decoded u goes back to x = u·s − 0.5 (:func:`decode_to_image`).
 
-Choices (face-alignment trains its 2D-FAN this way; the paper's FAN is pre-trained, fanface.md Sec. 3.1):
+Choices (face-alignment trains its 2D-FAN this way; the paper's FAN is pre-trained, FAN-Face Sec. 3.1):
 
 * loss: the mean over stacks of the MSE between each stack's heatmaps and the same Gaussian targets
   (intermediate supervision);

@@ -1,5 +1,5 @@
 """The QAFace / VPL trainer: a backbone whose softmax centres are injected with a memory of features
-(qaface.md Sec. 3.4, Fig. 3; VPL, its baseline).
+(QAFace Sec. 3.4, Fig. 3; VPL, its baseline).
 
 The model (:mod:`pyfacex.models.qaface`: ``qaface_r50``, ``qaface_r100``, ``vpl_r100``) holds the
 online backbone, the momentum backbone (QAFace) and its own margin head (class weights, memory,
@@ -52,6 +52,7 @@ from torch import nn
 
 from ..models import create_model
 from ..models.qaface import IRESNET_KEYS, QAFace
+from ..nn import head_parameters
 from . import checkpoint as ckpt
 from .classification import init_class_weights
 from .distributed import wrap_ddp
@@ -69,16 +70,15 @@ _MARGIN_KINDS = ("arcface", "cosface", "combined")
 
 def margin_kwargs(head) -> dict:
     """The margin keywords (s, m1, m2, m3, grad, label_smoothing) of :class:`~pyfacex.models.qaface.MemoryInjectionHead`
-    for a :class:`~pyfacex.train.config.HeadConfig` of kind ``arcface``, ``cosface`` or ``combined``."""
-    common = dict(s=head.s, grad=head.grad, label_smoothing=head.label_smoothing)
-    if head.kind == "arcface":
-        return dict(m1=1.0, m2=0.5 if head.margin is None else head.margin, m3=0.0, **common)
-    if head.kind == "cosface":
-        return dict(m1=1.0, m2=0.0, m3=0.4 if head.margin is None else head.margin, **common)
-    if head.kind == "combined":
-        return dict(m1=head.m1, m2=head.m2, m3=head.m3, **common)
-    raise ValueError(f"head.kind: the qaface trainer injects memory into a combined-margin softmax; expected one of "
-                     f"{_MARGIN_KINDS}, got {head.kind!r}")
+    for a :class:`~pyfacex.train.config.HeadConfig` of kind ``arcface``, ``cosface`` or ``combined`` (its
+    parameters over the kind's defaults)."""
+    if head.kind not in _MARGIN_KINDS:
+        raise ValueError(f"head.kind: the qaface trainer injects memory into a combined-margin softmax; expected one "
+                         f"of {_MARGIN_KINDS}, got {head.kind!r}")
+    p = {**head_parameters(head.kind), **head.params}
+    margins = {"arcface": (1.0, p.get("margin"), 0.0), "cosface": (1.0, 0.0, p.get("margin")),
+               "combined": (p.get("m1"), p.get("m2"), p.get("m3"))}[head.kind]
+    return dict(zip(("m1", "m2", "m3"), margins), s=p["s"], grad=p["grad"], label_smoothing=p["label_smoothing"])
 
 
 class QAFaceTrainer(Trainer):

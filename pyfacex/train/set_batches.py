@@ -1,4 +1,4 @@
-"""Batches of the Face Aggregation Network (face-aggregation.md Sec. 3.2, 4.1): b sets of N faces of one
+"""Batches of the Face Aggregation Network (Face Aggregation Network Sec. 3.2, 4.1): b sets of N faces of one
 identity, and for each set a positive P and a negative N for L_dis (eq. 6-7) and the discriminator.
 
 :class:`pyfacex.data.SetSampler` deals the sets; :class:`SetTripletSampler` appends, per batch, the b

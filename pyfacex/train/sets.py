@@ -1,4 +1,4 @@
-"""The set trainer of LFENet (lfenet.md Sec. III-B): batches of b sets × T images of one identity,
+"""The set trainer of LFENet (Sec. III-B): batches of b sets × T images of one identity,
 LIT within each set, and the margin loss on every image embedding.
 
 "b image sets which contain T_tr images in each are randomly chosen in a batch, thus each batch

@@ -31,8 +31,15 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .config import Config, config_to_dict, validate_config
-from .data import (AugmentCollate, GlobalBatchSampler, ResumableBatches, build_augment, make_loader, mix_seed,
-                   open_dataset)
+from .data import (
+    AugmentCollate,
+    GlobalBatchSampler,
+    ResumableBatches,
+    build_augment,
+    make_loader,
+    mix_seed,
+    open_dataset,
+)
 from .distributed import all_reduce_mean, barrier, init_distributed
 from .logger import RunLogger
 from .optim import build_optimizer, build_scheduler, check_lr_scales, scaled_groups

@@ -30,8 +30,21 @@ import triton
 import triton.language as tl
 
 from ..ops._checks import reads_values
-from ._common import (INTERPRETER, Arch, Launch, acc_dtype, device_arch, device_guard, dtype_args, fit_block, load_rows,
-                      operand, operand_class, row_dots, tile_offsets)
+from ._common import (
+    INTERPRETER,
+    Arch,
+    Launch,
+    acc_dtype,
+    device_arch,
+    device_guard,
+    dtype_args,
+    fit_block,
+    load_rows,
+    operand,
+    operand_class,
+    row_dots,
+    tile_offsets,
+)
 from .options import kernel_precision
 
 __all__ = ["segment_attention", "plan", "AttentionPlan", "launches"]

@@ -32,8 +32,21 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (INTERPRETER, Arch, Launch, acc_dtype, device_arch, device_guard, dtype_args,
-                      fit_block, load_rows, operand, operand_class, row_dots, tile_offsets)
+from ._common import (
+    INTERPRETER,
+    Arch,
+    Launch,
+    acc_dtype,
+    device_arch,
+    device_guard,
+    dtype_args,
+    fit_block,
+    load_rows,
+    operand,
+    operand_class,
+    row_dots,
+    tile_offsets,
+)
 from .options import kernel_precision
 
 __all__ = ["ops", "plan", "MarginPlan", "launches"]

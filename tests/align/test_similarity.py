@@ -4,8 +4,14 @@ import math
 import pytest
 import torch
 
-from pyfacex.align import (ARCFACE_TEMPLATE, arcface_template, estimate_norm, estimate_similarity, invert_affine,
-                           transform_points)
+from pyfacex.align import (
+    ARCFACE_TEMPLATE,
+    arcface_template,
+    estimate_norm,
+    estimate_similarity,
+    invert_affine,
+    transform_points,
+)
 
 
 def similarity(scale, angle, tx, ty):

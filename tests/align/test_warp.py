@@ -4,8 +4,7 @@ import math
 import pytest
 import torch
 
-from pyfacex.align import (ARCFACE_TEMPLATE, estimate_norm, invert_affine, norm_crop, transform_points,
-                           warp_affine)
+from pyfacex.align import ARCFACE_TEMPLATE, estimate_norm, invert_affine, norm_crop, transform_points, warp_affine
 
 
 def similarity(scale, angle, tx, ty):

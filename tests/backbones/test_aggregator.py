@@ -1,4 +1,4 @@
-"""The Face Aggregation Network's U-Net aggregator and discriminator (face-aggregation.md Sec. 3.1)."""
+"""The Face Aggregation Network's U-Net aggregator and discriminator (Face Aggregation Network Sec. 3.1)."""
 import pytest
 import torch
 from torch import nn

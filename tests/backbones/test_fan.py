@@ -109,7 +109,7 @@ def _record(model, names):
 
 def test_feature_taps_are_the_hourglass_tensors():
     model = _tiny(num_stacks=2, depth=3)
-    blocks = [f"m1.b1_{l}" for l in (3, 2, 1)] + ["m1.b2_plus_1"] + [f"m1.b3_{l}" for l in (3, 2, 1)]
+    blocks = [f"m1.b1_{level}" for level in (3, 2, 1)] + ["m1.b2_plus_1"] + [f"m1.b3_{level}" for level in (3, 2, 1)]
     seen, handles = _record(model, blocks + ["m1"])
     out = model(_image(64), return_features=True)
     for h in handles:

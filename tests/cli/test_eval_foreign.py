@@ -50,7 +50,8 @@ def test_onnx_file_evaluates_as_its_model_file(files, tmp_path):
     base, lfw = files
     export_model(base / "model.pt", tmp_path / "model.onnx")
     assert main(["eval", str(base / "model.pt"), f"lfw={lfw}", "--folds", "2", "--out", str(tmp_path / "pt")]) == 0
-    assert main(["eval", str(tmp_path / "model.onnx"), f"lfw={lfw}", "--folds", "2", "--out", str(tmp_path / "onnx")]) == 0
+    assert main(["eval", str(tmp_path / "model.onnx"), f"lfw={lfw}", "--folds", "2",
+                 "--out", str(tmp_path / "onnx")]) == 0
     _same(_row(tmp_path / "onnx"), _row(tmp_path / "pt"))
     assert main(["eval", str(tmp_path / "model.onnx"), f"lfw={lfw}", "--calibrate", "0.5"]) == 2
 

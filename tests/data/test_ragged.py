@@ -9,8 +9,14 @@ import torch
 from torch.utils.data import DataLoader
 
 import pyfacex.ops as ops
-from pyfacex.data.ragged import (RaggedBatchSampler, RaggedSetDataset, chunk_frames, collate_ragged,
-                                 resample_frames, sets_from_labels)
+from pyfacex.data.ragged import (
+    RaggedBatchSampler,
+    RaggedSetDataset,
+    chunk_frames,
+    collate_ragged,
+    resample_frames,
+    sets_from_labels,
+)
 
 TABLE = torch.randn(40, 4, 2)  # member m loads as TABLE[m]
 

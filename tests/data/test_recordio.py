@@ -10,8 +10,17 @@ from torch.utils.data import DataLoader
 
 from pyfacex.data.codec import DecodeError, encode_png
 from pyfacex.data.record_dataset import RecordDataset, write_record_dataset
-from pyfacex.data.recordio import (IRHeader, RecordIOError, RecordReader, RecordWriter, frame_record, leading_labels,
-                                   pack_record, read_index, unpack_record)
+from pyfacex.data.recordio import (
+    IRHeader,
+    RecordIOError,
+    RecordReader,
+    RecordWriter,
+    frame_record,
+    leading_labels,
+    pack_record,
+    read_index,
+    unpack_record,
+)
 
 # Written out here rather than imported: the tests check the module against the format, not itself.
 MAGIC_LE = b"\x0a\x23\xd7\xce"  # 0xced7230a, little-endian

@@ -82,7 +82,8 @@ def test_landmarks_fall_on_the_features_they_name():
             corners = points[[0, 3]]
             # The pupil at the eye centre is darker than the sclera three quarters of the way to a corner.
             sclera = centre + 0.75 * (corners - centre)
-            value = lambda p: lum[i, int(p[1].round()), int(p[0].round())]
+            def value(p):
+                return lum[i, int(p[1].round()), int(p[0].round())]
             assert all(value(centre) < value(s) - 30 for s in sclera), (i, eye)
         # The mouth's opening line lies on the lips, which differ from the skin below the chin line.
         mouth = batch.landmarks[i, 48:60].mean(0)
@@ -137,7 +138,8 @@ def test_overrides_fix_factors_and_knobs_rescale():
     # Low resolution removes fine detail: the second differences along rows shrink.
     sharp = world.render(torch.arange(4), 0, difficulty=0.0).images.float()
     blurry = world.render(torch.arange(4), 0, difficulty=0.0, resolution=14.0).images.float()
-    detail = lambda im: (im[..., 2:] - 2 * im[..., 1:-1] + im[..., :-2]).abs().mean()
+    def detail(im):
+        return (im[..., 2:] - 2 * im[..., 1:-1] + im[..., :-2]).abs().mean()
     assert detail(blurry) < 0.5 * detail(sharp)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pyfacex.data.synthetic import TEST_IDENTITY_OFFSET, Nuisance, SyntheticFaceWorld
-from pyfacex.data.synthetic.identity import GLOBAL_PARAMETERS, _SHAPE, sample_identities
+from pyfacex.data.synthetic.identity import _SHAPE, GLOBAL_PARAMETERS, sample_identities
 from pyfacex.data.synthetic.protocols import GROUND_TRUTH, write_lfw_like
 
 LOCAL_SHAPE = [name for name in _SHAPE if name not in GLOBAL_PARAMETERS]

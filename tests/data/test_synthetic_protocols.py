@@ -12,8 +12,15 @@ import pytest
 
 from pyfacex.data.codec import decode_image
 from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld
-from pyfacex.data.synthetic.protocols import (GROUND_TRUTH, write_cfp_fp_like, write_ijb_like, write_ijba_like,
-                                              write_lfw_like, write_tinyface_like, write_ytf_like)
+from pyfacex.data.synthetic.protocols import (
+    GROUND_TRUTH,
+    write_cfp_fp_like,
+    write_ijb_like,
+    write_ijba_like,
+    write_lfw_like,
+    write_tinyface_like,
+    write_ytf_like,
+)
 from pyfacex.data.verification_bin import read_verification_bin
 
 SIZE = 32  # a small world keeps rendering cheap; the formats do not depend on the size

@@ -9,8 +9,7 @@ from pyfacex.data import RecordDataset, decode_image, encode_jpeg
 from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld
 from pyfacex.data.synthetic.export import write_training_set
 from pyfacex.data.synthetic.nuisance import OCCLUDERS
-from pyfacex.data.synthetic.unrecognisable import (UNRECOGNISABLE_KINDS, choose_unrecognisable,
-                                                   unrecognisable_overrides)
+from pyfacex.data.synthetic.unrecognisable import UNRECOGNISABLE_KINDS, choose_unrecognisable, unrecognisable_overrides
 
 SIZE, IDS, PER_ID = 48, 6, 4
 

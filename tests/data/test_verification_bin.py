@@ -11,8 +11,12 @@ import pytest
 import torch
 
 from pyfacex.data.codec import DecodeError, encode_png
-from pyfacex.data.verification_bin import (UnsafePickleError, VerificationBinError, read_verification_bin,
-                                           write_verification_bin)
+from pyfacex.data.verification_bin import (
+    UnsafePickleError,
+    VerificationBinError,
+    read_verification_bin,
+    write_verification_bin,
+)
 
 
 def pairs(p: int, size: int = 8, seed: int = 0):

@@ -9,8 +9,7 @@ from PIL import Image
 
 from pyfacex.data.codec import decode_image
 from pyfacex.data.exif import apply_orientation
-from pyfacex.embed import (BadImageError, FaceEmbedder, ImageList, list_images, load_embeddings,
-                           save_embeddings)
+from pyfacex.embed import BadImageError, FaceEmbedder, ImageList, list_images, load_embeddings, save_embeddings
 
 
 def test_a_folder_of_crops_equals_the_decoded_tensors(model_112, crops, tmp_path):

@@ -8,7 +8,6 @@ import torch
 import pyfacex.eval.ranking as ident
 from pyfacex.eval.ranking import identification, identification_from_scores
 
-
 # ----------------------------------------------------------------------------------------------------
 # brute force: the full score matrix and Python loops over the module docstring's definitions
 

@@ -9,8 +9,8 @@ import torch
 import pyfacex.eval as E
 from pyfacex.align import five_points, norm_crop
 from pyfacex.data.codec import decode_image
-from pyfacex.data.synthetic import SyntheticFaceWorld
 from pyfacex.data.landmarks import align_face
+from pyfacex.data.synthetic import SyntheticFaceWorld
 from pyfacex.data.synthetic.protocols import write_ijb_like, write_ijba_like
 from pyfacex.eval import ijb
 from pyfacex.eval.metrics import tar_at_far

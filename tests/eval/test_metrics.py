@@ -101,7 +101,8 @@ def test_perfect_separation_gives_tar_one_everywhere():
     scores = torch.tensor([0.9, 0.8, 0.7, 0.2, 0.1, -0.3])
     genuine = torch.tensor([True, True, True, False, False, False])
     for convention in ("interpolated", "nearest", "at_most"):
-        assert torch.equal(tar_at_far(scores, genuine, [0.0, 1e-6, 0.1, 1.0], convention), torch.ones(4, dtype=torch.float64))
+        assert torch.equal(tar_at_far(scores, genuine, [0.0, 1e-6, 0.1, 1.0], convention),
+                           torch.ones(4, dtype=torch.float64))
     assert auc(scores, genuine) == 1.0 and eer(scores, genuine) == 0.0
 
 

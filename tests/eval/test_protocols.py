@@ -12,8 +12,13 @@ import torch
 import pyfacex.eval as E
 from pyfacex.data import read_verification_bin
 from pyfacex.data.synthetic import SyntheticFaceWorld
-from pyfacex.data.synthetic.protocols import (write_cfp_fp_like, write_ijb_like, write_lfw_like, write_tinyface_like,
-                                              write_ytf_like)
+from pyfacex.data.synthetic.protocols import (
+    write_cfp_fp_like,
+    write_ijb_like,
+    write_lfw_like,
+    write_tinyface_like,
+    write_ytf_like,
+)
 from pyfacex.data.transforms import down_up, hflip, normalize
 from pyfacex.eval import ijb, metrics, tar_column
 

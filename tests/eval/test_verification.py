@@ -11,8 +11,15 @@ from pyfacex.data import decode_image, read_verification_bin
 from pyfacex.data.synthetic import SyntheticFaceWorld
 from pyfacex.data.synthetic.protocols import GROUND_TRUTH, write_cfp_fp_like, write_lfw_like
 from pyfacex.data.transforms import normalize
-from pyfacex.eval.verification import (embed, evaluate_bin, evaluate_pair_list, kfold_test_sets, read_cfp_pairs,
-                                       read_lfw_pairs, verify_pairs)
+from pyfacex.eval.verification import (
+    embed,
+    evaluate_bin,
+    evaluate_pair_list,
+    kfold_test_sets,
+    read_cfp_pairs,
+    read_lfw_pairs,
+    verify_pairs,
+)
 
 # ----------------------------------------------------------------------------------------------------
 # Oracle: insightface's calculate_roc / calculate_accuracy / calculate_val / calculate_val_far, written

@@ -9,8 +9,15 @@ from pyfacex.data.synthetic import SyntheticFaceWorld
 from pyfacex.data.synthetic.protocols import write_ytf_like
 from pyfacex.eval.sets import mean_pooling
 from pyfacex.eval.verification.protocol import verify_pairs
-from pyfacex.eval.video import (crop_face, embed_videos, evaluate_ytf, read_ytf, read_ytf_splits, verify_videos,
-                                video_chunks)
+from pyfacex.eval.video import (
+    crop_face,
+    embed_videos,
+    evaluate_ytf,
+    read_ytf,
+    read_ytf_splits,
+    verify_videos,
+    video_chunks,
+)
 
 # person -> video -> frame count; frame f of video v of person p is a flat colour (f, v, p-code)
 VIDEOS = {"Ann_A": {0: 12, 1: 3}, "Bob_B": {0: 2}}

@@ -1,4 +1,4 @@
-"""The Face Aggregation Network system: frozen extractor, the four losses (face-aggregation.md Sec. 3.2)."""
+"""The Face Aggregation Network system: frozen extractor, the four losses (Face Aggregation Network Sec. 3.2)."""
 import pytest
 import torch
 import torch.nn.functional as F

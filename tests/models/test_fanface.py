@@ -6,9 +6,16 @@ import torch.nn.functional as F
 from pyfacex.backbones.fan import FAN
 from pyfacex.backbones.iresnet import IResNet
 from pyfacex.models import registry
-from pyfacex.models.fanface import (FANFace, FANFaceConfig, fanface_r34_h2, fanface_r34_h2_11_bl_h2l2,
-                                    fanface_r34_h2_1m_bl_h2l2, fanface_r34_h2_plus, fanface_r34_multitask,
-                                    parse_variant)
+from pyfacex.models.fanface import (
+    FANFace,
+    FANFaceConfig,
+    fanface_r34_h2,
+    fanface_r34_h2_1m_bl_h2l2,
+    fanface_r34_h2_11_bl_h2l2,
+    fanface_r34_h2_plus,
+    fanface_r34_multitask,
+    parse_variant,
+)
 
 FRN = dict(layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), num_features=16, input_size=32)
 

@@ -1,4 +1,4 @@
-"""LFENet (lfenet.md Sec. III): set semantics, segmentation, relations, training, entry points."""
+"""LFENet (Sec. III): set semantics, segmentation, relations, training, entry points."""
 import io
 
 import pytest

@@ -1,4 +1,4 @@
-"""LGAF (lgaf.md Sec. 3): MHMS heads, LGF fusion and the ablation switches of Tab. 1, 3, 4."""
+"""LGAF (Sec. 3): MHMS heads, LGF fusion and the ablation switches of Tab. 1, 3, 4."""
 import io
 
 import pytest
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from pyfacex.backbones.iresnet import IResNet
 from pyfacex.models import registry
-from pyfacex.models.lgaf import LANet, LGAF, MHMS, MSNet, LocalGlobalFusion, gaussian_entropy, lgaf_r50, lgaf_r100
+from pyfacex.models.lgaf import LGAF, MHMS, LANet, LocalGlobalFusion, MSNet, gaussian_entropy, lgaf_r50, lgaf_r100
 from pyfacex.nn import ArcFace, CosFace
 
 E = 32  # embedding size of the tiny models

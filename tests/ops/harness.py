@@ -5,6 +5,11 @@ An op family describes its ops with :class:`OpSpec` (in ``tests/ops/specs_<famil
 reference (float32, float16/bfloat16 with dtype-aware tolerances, odd and empty shapes,
 non-contiguous inputs, forward and gradients), float64 gradcheck, ``torch.library.opcheck`` of
 every native op, and the bad-input errors.
+
+An op without kernels of its own (``backends=()``: a reference-only helper that does not dispatch) runs
+the same contract on its reference alone: the reference in each dtype and layout against the
+reference in float32 on the same rounded, contiguous values (output dtype, half-precision
+behaviour, layout independence), float64 gradcheck, and the bad-input errors.
 """
 from __future__ import annotations
 
@@ -60,12 +65,16 @@ class OpSpec:
         native_calls: ``(dtype, device) -> [(op overload, args)]`` for opcheck, backward ops included;
             None for ops whose native path is a composition of ATen ops (nothing registered to check).
         bad_inputs: ``device -> [BadInput]``.
-        backends: backends the op implements besides the reference.
+        backends: backends the op implements besides the reference; ``()`` for a reference-only op
+            (one that does not dispatch): the contract then runs on the reference alone
+            (:func:`checked_backends`).
         dtypes: floating dtypes the op accepts.
         call: runs ``public`` on a sample and returns every tensor to compare (outputs, and buffers
             an in-place op mutates). Defaults to the function's outputs.
         tolerances: per-dtype (rtol, atol) replacing :data:`TOLERANCES`, for ops whose outputs are
             reductions long enough that summation order shows (say why where you set it).
+        output_dtype: maps the dtype of the first argument to the dtype of the floating outputs, for
+            ops whose outputs do not follow it (statistics in float32); None: they follow it.
         op (property): the name ``pyfacex.ops.available_backends`` knows the op by: ``name`` up to
             its first ``-``.
     """
@@ -80,6 +89,7 @@ class OpSpec:
     dtypes: Sequence[torch.dtype] = (torch.float32, torch.float16, torch.bfloat16)
     call: Callable[[Callable, Sample], tuple] | None = None
     tolerances: dict = field(default_factory=dict)
+    output_dtype: Callable[[torch.dtype], torch.dtype] | None = None
 
     @property
     def op(self) -> str:
@@ -95,12 +105,19 @@ class OpSpec:
         return self.name
 
 
-def clone_sample(sample: Sample, *, dtype: torch.dtype | None = None, requires_grad: Sequence[int] = ()) -> Sample:
-    """A deep copy whose floating tensors are cast to ``dtype`` and leaves requiring grad at ``requires_grad``."""
+def checked_backends(spec: OpSpec) -> tuple[str, ...]:
+    """The backends the contract checks ``spec`` on: its own, or its reference for a reference-only op."""
+    return tuple(spec.backends) or ("reference",)
+
+
+def clone_sample(sample: Sample, *, dtype: torch.dtype | None = None, requires_grad: Sequence[int] = (),
+                 contiguous: bool = False) -> Sample:
+    """A deep copy whose floating tensors are cast to ``dtype`` (and made contiguous with
+    ``contiguous``) and leaves requiring grad at ``requires_grad``."""
     args = []
     for i, a in enumerate(sample.args):
         if isinstance(a, torch.Tensor):
-            a = a.detach().clone()
+            a = a.detach().clone(memory_format=torch.contiguous_format if contiguous else torch.preserve_format)
             if dtype is not None and a.is_floating_point():
                 a = a.to(dtype)
             if i in requires_grad:
@@ -114,7 +131,8 @@ def non_contiguous(sample: Sample) -> Sample | None:
     changed = False
     args = []
     for a in sample.args:
-        if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dim() >= 2 and a.shape[-1] > 1 and a.shape[-2] > 1:
+        if (isinstance(a, torch.Tensor) and a.is_floating_point() and a.dim() >= 2
+                and a.shape[-1] > 1 and a.shape[-2] > 1):
             a = a.transpose(-1, -2).contiguous().transpose(-1, -2)
             changed = True
         args.append(a)
@@ -123,7 +141,8 @@ def non_contiguous(sample: Sample) -> Sample | None:
 
 def _channels_last(a):
     """A 4-D floating tensor with channels and pixels stored channels_last (else None)."""
-    if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dim() == 4 and a.shape[1] > 1 and a.shape[2] * a.shape[3] > 1:
+    if (isinstance(a, torch.Tensor) and a.is_floating_point() and a.dim() == 4
+            and a.shape[1] > 1 and a.shape[2] * a.shape[3] > 1):
         return a.contiguous(memory_format=torch.channels_last)
     return None
 
@@ -155,6 +174,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
     rtol, atol = (tolerances or {}).get(dtype, TOLERANCES[dtype])
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     if actual.is_floating_point():
-        torch.testing.assert_close(actual.double(), expected.double(), rtol=rtol, atol=atol, equal_nan=True, msg=lambda m: f"{what}: {m}")
+        torch.testing.assert_close(actual.double(), expected.double(), rtol=rtol, atol=atol, equal_nan=True,
+                                   msg=lambda m: f"{what}: {m}")
     else:
         assert torch.equal(actual, expected), f"{what}: {actual} != {expected}"

@@ -107,7 +107,8 @@ def _lit_bad(device):
     wq, wv = torch.randn(4, 8, device=device), torch.randn(8, 8, device=device)
     offsets = torch.tensor([0, 2, 5], device=device)
     return [
-        BadInput("offsets-vs-batch", (x, torch.tensor([0, 2, 4]), wq, wq, wv), ValueError, r"offsets\[-1\] must equal x.shape\[0\] = 5"),
+        BadInput("offsets-vs-batch", (x, torch.tensor([0, 2, 4]), wq, wq, wv), ValueError,
+                 r"offsets\[-1\] must equal x.shape\[0\] = 5"),
         BadInput("x-3d", (x[0], offsets, wq, wq, wv), ValueError, "x must be 4-D"),
         BadInput("w_v-shape", (x, offsets, wq, wq, wq), ValueError, r"w_v must be \(8, 8\)"),
         BadInput("w_q-channels", (x, offsets, wq[:, :6], wq, wv), ValueError, r"w_q must be \(qk_dim, 8\)"),
@@ -128,6 +129,48 @@ LIT = OpSpec(
     tolerances=TOLERANCES,
 )
 
+# ---------------------------------------------------------------- segment_bounds (reference-only, backends=())
+
+def _bounds_samples(dtype, device):
+    # Host lists in, a host list out: no tensor, so one dtype; the harness runs it on every sample and
+    # layout variant there is (none) and compares the bounds exactly (test_attention.py checks their values).
+    offsets = [0, 2, 9, 9, 10, 14]  # sets of 2, 7, 0, 1 and 4 images
+    return [
+        Sample("documented-example", ([0, 2, 9], 3)),
+        *(Sample(f"ragged-segment{segment}", (offsets, segment)) for segment in (None, 1, 3, 20)),
+        Sample("lit-one-set", ([4, 11], 3)),  # as nn.LIT segments one set of a batch
+        Sample("no-sets", ([0], 3)),
+    ]
+
+
+def _bounds_call(public, sample):
+    return (torch.tensor(public(*sample.args, **sample.kwargs), dtype=torch.int64),)
+
+
+def _bounds_bad(device):
+    return [
+        BadInput("offsets-tensor", (torch.tensor([0, 2, 9]), 3), TypeError,
+                 r"offsets must be a list of ints \(host values: call .tolist\(\) on a tensor\), got Tensor"),
+        BadInput("offsets-float", ([0, 2.0, 9], 3), TypeError,
+                 r"offsets must be a list of ints, got offsets\[1\] = 2.0 \(float\)"),
+        BadInput("offsets-decreasing", ([0, 4, 2, 9], 3), ValueError,
+                 r"offsets must be non-decreasing, but offsets\[2\] = 2 < offsets\[1\] = 4"),
+        BadInput("segment-zero", ([0, 2, 9], 0), ValueError, "segment must be None or an int θ > 0"),
+        BadInput("segment-float", ([0, 2, 9], 2.5), ValueError, "segment must be None or an int θ > 0"),
+    ]
+
+
+SEGMENT_BOUNDS = OpSpec(
+    name="segment_bounds",
+    public=ops.segment_bounds,
+    samples=_bounds_samples,
+    native_calls=None,
+    bad_inputs=_bounds_bad,
+    backends=(),
+    dtypes=(torch.float32,),  # no floating input: one run
+    call=_bounds_call,
+)
+
 # Triton is verified here under the interpreter in every dtype: its tl.dot on bf16 is wrong there, so the
 # kernels widen half operands after rounding them (pyfacex/triton/_common.py operand), as a GPU's tensor
 # cores see them.
@@ -137,4 +180,5 @@ SPECS = [
     LIT,
     dataclasses.replace(SOFTMAX, name="segment_softmax_attention-gpu", backends=("triton",),
                         dtypes=(torch.float32, torch.float16, torch.bfloat16), samples=_interpreter_samples),
+    SEGMENT_BOUNDS,
 ]

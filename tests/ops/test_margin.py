@@ -24,7 +24,8 @@ def test_combined_margin_published_formulas_by_hand():
     arc = ops.combined_margin(c, m2=0.5)
     torch.testing.assert_close(arc, torch.tensor([0.6 * math.cos(0.5) - 0.8 * math.sin(0.5)], dtype=torch.float64))
     torch.testing.assert_close(ops.combined_margin(c, m3=0.4), torch.tensor([0.2], dtype=torch.float64))
-    torch.testing.assert_close(ops.combined_margin(c, m1=2.0), torch.tensor([2 * 0.36 - 1], dtype=torch.float64))  # cos 2θ
+    # cos 2θ
+    torch.testing.assert_close(ops.combined_margin(c, m1=2.0), torch.tensor([2 * 0.36 - 1], dtype=torch.float64))
     combined = ops.combined_margin(c, m1=2.0, m2=0.3, m3=0.2)
     torch.testing.assert_close(combined, torch.tensor([math.cos(2 * math.acos(0.6) + 0.3) - 0.2], dtype=torch.float64))
 
@@ -56,7 +57,8 @@ def test_exact_margin_is_continuous_and_monotone_over_every_angle(m1, m2, m3):
     # of 1e-4 in cos θ moves φ by little
     assert steps[c[1:] <= 0.9].max().item() < 1e-3
     near = torch.tensor([math.cos((math.pi - m2) / m1)], dtype=torch.float64)
-    below, above = ops.combined_margin(near - 1e-9, m1=m1, m2=m2, m3=m3), ops.combined_margin(near + 1e-9, m1=m1, m2=m2, m3=m3)
+    below, above = (ops.combined_margin(near - 1e-9, m1=m1, m2=m2, m3=m3),
+                    ops.combined_margin(near + 1e-9, m1=m1, m2=m2, m3=m3))
     assert above.item() == pytest.approx(-1.0 - m3, abs=1e-6) and below.item() == pytest.approx(-1.0 - m3, abs=1e-6)
 
 
@@ -83,7 +85,8 @@ def test_fused_equals_the_eager_composition(backend, grad, smoothing):
     kwargs = dict(s=16.0, m1=1.1, m2=0.3, m3=0.1, grad=grad)
     fused = ops.margin_cross_entropy(x, weight, labels, label_smoothing=smoothing, **kwargs)
     cos = F.normalize(x) @ F.normalize(weight).t()
-    eager = F.cross_entropy(ops.margin_logits(cos, labels, **kwargs), labels, ignore_index=-1, label_smoothing=smoothing)
+    eager = F.cross_entropy(ops.margin_logits(cos, labels, **kwargs), labels, ignore_index=-1,
+                            label_smoothing=smoothing)
     torch.testing.assert_close(fused, eager)
     for a, b in zip(torch.autograd.grad(fused, (x, weight)), torch.autograd.grad(eager, (x, weight))):
         torch.testing.assert_close(a, b)
@@ -125,7 +128,8 @@ def test_ignored_rows_do_not_count(backend):
     torch.testing.assert_close(all_rows.loss, subset)
     assert all_rows.per_sample[1] == 0 and all_rows.target_cos[1] == 0
     torch.testing.assert_close(all_rows.loss, all_rows.per_sample[keep].mean())
-    torch.testing.assert_close(all_rows.target_cos[keep], (F.normalize(x) @ F.normalize(weight).t())[keep, labels[keep]].detach())
+    torch.testing.assert_close(all_rows.target_cos[keep],
+                               (F.normalize(x) @ F.normalize(weight).t())[keep, labels[keep]].detach())
 
 
 def test_statistics_agree_across_backends():

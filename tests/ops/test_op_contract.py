@@ -1,11 +1,20 @@
-"""The op contract (DESIGN.md), run on every op that an op family lists in its specs module."""
+"""The op contract (docs/design.md "Op contract"), run on every op that an op family lists in its specs module."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 import pyfacex.ops as ops
-from harness import BadInput, OpSpec, Sample, assert_close, channels_last_args, clone_sample, with_variants
+from harness import (
+    BadInput,
+    OpSpec,
+    Sample,
+    assert_close,
+    channels_last_args,
+    checked_backends,
+    clone_sample,
+    with_variants,
+)
 from specs_attention import SPECS as ATTENTION_SPECS
 from specs_margin import SPECS as MARGIN_SPECS
 from specs_quality import SPECS as QUALITY_SPECS
@@ -17,18 +26,22 @@ DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.cuda)]
 
 def backend_params():
     for spec in SPECS:
-        for backend in spec.backends:
+        for backend in checked_backends(spec):
             yield pytest.param(spec, backend, id=f"{spec.name}-{backend}")
 
 
 def dtype_params():
     for spec in SPECS:
-        for backend in spec.backends:
+        for backend in checked_backends(spec):
             for dtype in spec.dtypes:
                 yield pytest.param(spec, backend, dtype, id=f"{spec.name}-{backend}-{str(dtype)[6:]}")
 
 
 def _require(spec: OpSpec, backend: str, device: str) -> None:
+    """Skip unless ``backend`` runs ``spec``'s op on ``device``; the reference always does (and
+    reference-only ops are unknown to ``available_backends``)."""
+    if backend == "reference":
+        return
     if backend not in ops.available_backends(device, op=spec.op):
         reason = ops.native_unavailable_reason(device) or f"{spec.name} has no {backend} kernels for {device}"
         pytest.skip(f"{backend} is unavailable on {device}: {reason}")
@@ -51,18 +64,24 @@ def _run(spec: OpSpec, backend: str, sample: Sample, grad_seed: int):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("spec,backend,dtype", list(dtype_params()))
 def test_parity_with_reference(spec: OpSpec, backend: str, dtype: torch.dtype, device: str):
-    """Every backend matches the reference, forward and backward, in every dtype and layout."""
+    """Every backend matches the reference, forward and backward, in every dtype and layout.
+
+    A reference-only op (``backends=()``) is checked on its reference against the reference in
+    float32 on contiguous copies of the same values: output dtype, half precision and layout."""
     _require(spec, backend, device)
     for sample in with_variants(spec.samples(dtype, torch.device(device))):
         mine = clone_sample(sample, requires_grad=spec.grad_args)
         # The oracle runs in float32 on the same (already rounded) values.
-        oracle = clone_sample(sample, dtype=torch.float32 if dtype != torch.float64 else None, requires_grad=spec.grad_args)
+        oracle = clone_sample(sample, dtype=torch.float32 if dtype != torch.float64 else None,
+                              requires_grad=spec.grad_args, contiguous=backend == "reference")
         out, grads = _run(spec, backend, mine, grad_seed=0)
         ref_out, ref_grads = _run(spec, "reference", oracle, grad_seed=0)
         assert len(out) == len(ref_out), sample.label
+        first = sample.args[0]
         for i, (a, e) in enumerate(zip(out, ref_out)):
-            if a.is_floating_point() and sample.args[0].is_floating_point():
-                assert a.dtype == sample.args[0].dtype, f"{sample.label}: output {i} dtype {a.dtype}"
+            if a.is_floating_point() and isinstance(first, torch.Tensor) and first.is_floating_point():
+                expected = spec.output_dtype(first.dtype) if spec.output_dtype else first.dtype
+                assert a.dtype == expected, f"{sample.label}: output {i} dtype {a.dtype}, expected {expected}"
             assert_close(a, e, dtype, f"{spec.name}[{backend}] {sample.label} output {i}", spec.tolerances)
         for i, (a, e) in enumerate(zip(grads, ref_grads)):
             assert (a is None) == (e is None), f"{sample.label}: grad {i} presence differs"
@@ -106,12 +125,14 @@ def bad_input_params():
     for spec in SPECS:
         cases: list[BadInput] = spec.bad_inputs(torch.device("cpu"))
         assert cases, f"{spec.name} lists no bad inputs"
+        # the reference and native for an op that dispatches; a reference-only op has only its reference
+        backends = ("reference", "native") if spec.backends else ("reference",)
         for case in cases:
-            yield pytest.param(spec, case, id=f"{spec.name}-{case.label}")
+            for backend in backends:
+                yield pytest.param(spec, case, backend, id=f"{spec.name}-{case.label}-{backend}")
 
 
-@pytest.mark.parametrize("backend", ["reference", "native"])
-@pytest.mark.parametrize("spec,case", list(bad_input_params()))
+@pytest.mark.parametrize("spec,case,backend", list(bad_input_params()))
 def test_bad_input_errors(spec: OpSpec, case: BadInput, backend: str):
     """Bad input raises a clear error naming the argument, whatever the backend."""
     _require(spec, backend, "cpu")

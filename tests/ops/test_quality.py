@@ -7,6 +7,7 @@ import torch
 
 import pyfacex.ops as ops
 
+
 def test_lgaf_fusion_by_hand(backend):
     # Stats μˡ=4, σˡ=1, μᵍ=3, σᵍ=0.5; h = 0.5. Eq. 6: Ẑ = clip(0.5·(‖x‖ − μ)/σ, −1, 1) + 1.
     # Row 0: ‖local‖ = 5, ‖global‖ = 2.5: Ẑˡ = 1.5, Ẑᵍ = 0.5  -> γ = (0.75, 0.25)     (eq. 9)
@@ -37,8 +38,10 @@ def test_elementwise_helpers_by_hand():
     z = ops.standardized_norm(torch.tensor([5.0, 1.0, 3.0]), 3.0, 2.0)  # qaface eq. 10
     torch.testing.assert_close(z, torch.tensor([1.0, -1.0, 0.0]))
     z = torch.tensor([-3.0, -2.0, 0.0, 1.0])  # −2 is exactly −τ: kept
-    torch.testing.assert_close(ops.qaface_weight(z, tau=2.0), torch.tensor([0.0, math.exp(2.0), 1.0, math.exp(-1.0)]))  # eq. 11
-    torch.testing.assert_close(ops.lgaf_quality(torch.tensor([-9.0, 0.0, 1.5, 9.0]), h=0.5), torch.tensor([0.0, 1.0, 1.75, 2.0]))
+    torch.testing.assert_close(ops.qaface_weight(z, tau=2.0),
+                               torch.tensor([0.0, math.exp(2.0), 1.0, math.exp(-1.0)]))  # eq. 11
+    torch.testing.assert_close(ops.lgaf_quality(torch.tensor([-9.0, 0.0, 1.5, 9.0]), h=0.5),
+                               torch.tensor([0.0, 1.0, 1.75, 2.0]))
 
 
 def _memory_case():
@@ -96,10 +99,12 @@ def test_memory_step_injects_before_writing(backend):
     memory = torch.zeros(2, 2)
     stamps = torch.full((2,), -1)
     features = torch.tensor([[0.0, 3.0]])
-    injected, active = ops.memory_step(weight, memory, stamps, features, torch.tensor([0]), None, iteration=1, delta_t=10)
+    injected, active = ops.memory_step(weight, memory, stamps, features, torch.tensor([0]), None,
+                                       iteration=1, delta_t=10)
     assert not active.any()  # this batch's write is not injected into its own step
     torch.testing.assert_close(injected, weight)
-    injected, active = ops.memory_step(weight, memory, stamps, features, torch.tensor([0]), None, iteration=2, delta_t=10)
+    injected, active = ops.memory_step(weight, memory, stamps, features, torch.tensor([0]), None,
+                                       iteration=2, delta_t=10)
     torch.testing.assert_close(injected, torch.tensor([[1.0, 1.0], [0.0, 1.0]]))
     assert active.tolist() == [True, False]
 

@@ -6,6 +6,7 @@ import torch
 
 import pyfacex.ops as ops
 
+
 def test_global_concat_by_hand(backend):
     # Two sets: {a, b} and {c}. Eq. 4: Y_n = X_n ⊕ max_j X_j.
     x = torch.tensor([[1.0, 5.0], [3.0, 2.0], [-1.0, -2.0]])

@@ -43,7 +43,8 @@ def test_no_host_reads_and_the_same_results(name, monkeypatch):
             bool(torch.ones(1))
         with ops.sync_free():
             actual = call()
-    for a, e in zip(actual if isinstance(actual, tuple) else (actual,), expected if isinstance(expected, tuple) else (expected,)):
+    for a, e in zip(actual if isinstance(actual, tuple) else (actual,),
+                    expected if isinstance(expected, tuple) else (expected,)):
         torch.testing.assert_close(a, e)
 
 

@@ -47,7 +47,8 @@ def test_quick_run_of_the_micro_spec_then_a_rerun_trains_nothing(tmp_path, capsy
 
 def test_pilot_trains_the_baseline_on_every_candidate_world(tmp_path, capsys):
     out = tmp_path / "pilot"
-    assert main(["reproduce", "_micro", "--pilot", "--quick", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    assert main(["reproduce", "_micro", "--pilot", "--quick", "--out", str(out),
+                 "--cache", str(tmp_path / "cache")]) == 0
     pilot = json.loads((out / "pilot.json").read_text())
     spec = get_spec("_micro")
     assert list(pilot["candidates"]) == list(spec.pilot_worlds) and pilot["variant"] == "arcface"
@@ -60,7 +61,8 @@ def test_pilot_trains_the_baseline_on_every_candidate_world(tmp_path, capsys):
     # the two candidates are two worlds: their renders differ, so does a floor on them
     assert pilot["candidates"]["easier"]["rows"][MEAN_COLOUR] != pilot["candidates"]["harder"]["rows"][MEAN_COLOUR]
     # a rerun over the finished cells keeps the minutes they took
-    assert main(["reproduce", "_micro", "--pilot", "--quick", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    assert main(["reproduce", "_micro", "--pilot", "--quick", "--out", str(out),
+                 "--cache", str(tmp_path / "cache")]) == 0
     rerun = json.loads((out / "pilot.json").read_text())
     assert all(c["minutes"] > 0 for c in pilot["candidates"].values())
     assert [c["minutes"] for c in rerun["candidates"].values()] == [c["minutes"] for c in pilot["candidates"].values()]

@@ -88,7 +88,7 @@ def test_synthetic_lgaf_inherits_from_synthetic_arcface():
 
 def test_paper_recipe_values():
     lgaf = load_config(CONFIGS / "lgaf_r100_ms1mv2.yaml")
-    assert (lgaf.head.kind, lgaf.head.margin, lgaf.head.s) == ("arcface", 0.5, 64.0)
+    assert (lgaf.head.kind, lgaf.head.params) == ("arcface", {"margin": 0.5, "s": 64.0})
     assert (lgaf.schedule.kind, lgaf.schedule.milestones) == ("step", [12.0, 20.0, 24.0])
     assert lgaf.data.train == "/data/faces_emore" and lgaf.amp == "auto"
     qa = load_config(CONFIGS / "qaface_r100_webface4m.yaml")
@@ -327,21 +327,22 @@ def test_defaults_are_not_shared_between_configs():
     ("optim.momentum=1.5", "optim.momentum: expected a number in [0, 1], got 1.5"),
     ("optim.betas=[0.9, 2]", "optim.betas[1]: expected a number in [0, 1], got 2.0"),
     ("optim.lr_scales={lit: -1}", "optim.lr_scales.lit: expected a number >= 0, got -1.0"),
-    ("head.sample_rate=0", "head.sample_rate: expected a number in (0, 1], got 0.0"),
-    ("head.label_smoothing=1.5", "head.label_smoothing: expected a number in [0, 1], got 1.5"),
+    ("head.label_smoothing=1.5", "head.label_smoothing: expected a number in [0, 1), got 1.5 (head kind 'arcface')"),
+    ("head.sample_rate=0.5", "head.sample_rate: not a parameter of this kind; its parameters: s, margin, grad, "
+                             "label_smoothing (head kind 'arcface')"),
     ("qaface.lam=-0.1", "qaface.lam: expected a number in [0, 1], got -0.1"),
     ("qaface.momentum=2", "qaface.momentum: expected a number in [0, 1], got 2.0"),
     ("schedule.milestones=[1, -2]", "schedule.milestones[1]: expected a number >= 0, got -2.0"),
     ("gan.d_steps=-1", "gan.d_steps: expected an int >= 0, got -1"),
     ("landmarks.sigma=0", "landmarks.sigma: expected a number > 0, got 0.0"),
     ("eval.batch_size=0", "eval.batch_size: expected an int > 0, got 0"),
-    ("head.kind=sigmoid", "head.kind: expected one of arcface, cosface, sphereface, combined, adaface, "
-                          "partial_fc, softmax, got 'sigmoid'"),
+    ("head.kind=sigmoid", "head.kind: expected one of adaface, arcface, combined, cosface, partial_fc, "
+                          "softmax, sphereface, got 'sigmoid'"),
     ("optim.name=lamb", "optim.name: expected one of sgd, adamw, adam, got 'lamb'"),
     ("schedule.kind=linear", "schedule.kind: expected one of constant, step, poly, cosine, got 'linear'"),
     ("amp=fp8", "amp: expected one of none, auto, fp16, bf16, got 'fp8'"),
     ("qaface.mode=x", "qaface.mode: expected one of qaface, vpl, got 'x'"),
-    ("head.grad=none", "head.grad: expected one of exact, straight_through, got 'none'"),
+    ("head.grad=none", "head.grad: expected one of exact, straight_through, got 'none' (head kind 'arcface')"),
 ])
 def test_values_out_of_range_name_their_key(override, message):
     with pytest.raises(ConfigError) as info:
@@ -356,7 +357,8 @@ def test_ranges_hold_for_list_items_python_configs_and_the_bounds():
         config_from_dict({"trainer": "nope"})
     with pytest.raises(ConfigError, match="data.batch_size: expected an int > 0, got -4"):  # a section object
         config_from_dict({"data": dataclasses.replace(Config().data, batch_size=-4)})
-    bounds = load_config(None, ["data.num_workers=0", "optim.momentum=1", "head.sample_rate=1", "qaface.momentum=null",
+    bounds = load_config(None, ["data.num_workers=0", "optim.momentum=1", "head.kind=partial_fc", "head.sample_rate=1",
+                                "qaface.momentum=null",
                                 "optim.lr_scales={lit: 0, head: 100}", "data.augment=[]"])
     assert bounds.optim.lr_scales == {"lit": 0.0, "head": 100.0} and bounds.data.augment == []
 

@@ -7,9 +7,17 @@ import torch
 from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld
 from pyfacex.data.synthetic.export import write_training_set
 from pyfacex.train import config_from_dict, create_trainer, load_model
-from pyfacex.train.landmarks import (IBUG_MIRROR, LandmarkCollate, LandmarkDataset, LandmarkTrainer,
-                                     decode_to_image, flip_landmarks, heatmap_targets, load_fan,
-                                     normalised_mean_error)
+from pyfacex.train.landmarks import (
+    IBUG_MIRROR,
+    LandmarkCollate,
+    LandmarkDataset,
+    LandmarkTrainer,
+    decode_to_image,
+    flip_landmarks,
+    heatmap_targets,
+    load_fan,
+    normalised_mean_error,
+)
 
 SIZE = 64  # the tiny FAN below (depth 2) takes multiples of 16: 64×64 faces, 16×16 heatmaps
 TINY_FAN = {"num_stacks": 2, "width": 16, "depth": 2}

@@ -1,5 +1,6 @@
 """The shared training loop on tiny synthetic faces: exact resume, schedules, accumulation, mixed
 precision, clipping, evaluation with best-model tracking, the set trainer, and 2-process PartialFC."""
+import copy
 import json
 import math
 import os
@@ -39,14 +40,15 @@ def make_config(root, output, **values):
 
 
 def states(trainer):
-    return {f"{name}.{key}": value.clone() for name, module in trainer.modules.items()
+    """Every module's state, copied (tensors and extra state such as PartialFC's shard layout)."""
+    return {f"{name}.{key}": copy.deepcopy(value) for name, module in trainer.modules.items()
             for key, value in module.state_dict().items()}
 
 
 def assert_same_states(a: dict, b: dict):
     assert a.keys() == b.keys()
     for key in a:
-        assert torch.equal(a[key], b[key]), key
+        assert torch.equal(a[key], b[key]) if isinstance(a[key], torch.Tensor) else a[key] == b[key], key
 
 
 def test_resume_reproduces_the_uninterrupted_run(tiny_faces, tmp_path):
@@ -61,9 +63,11 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_faces, tmp_path):
     resumed = create_trainer(make_config(tiny_faces, tmp_path / "resumed", **{**values, "data.num_workers": 2}))
     resumed.fit(resume=tmp_path / "full" / "checkpoints" / "step_00000004")
     assert_same_states(states(full), states(resumed))
-    assert resumed.optimizers["shared"].state_dict()["state"].keys() == full.optimizers["shared"].state_dict()["state"].keys()
+    assert (resumed.optimizers["shared"].state_dict()["state"].keys()
+            == full.optimizers["shared"].state_dict()["state"].keys())
     for key, value in full.optimizers["shared"].state_dict()["state"].items():
-        assert torch.equal(value["momentum_buffer"], resumed.optimizers["shared"].state_dict()["state"][key]["momentum_buffer"])
+        assert torch.equal(value["momentum_buffer"],
+                           resumed.optimizers["shared"].state_dict()["state"][key]["momentum_buffer"])
 
 
 def test_resume_auto_continues_from_the_latest_checkpoint(tiny_faces, tmp_path):
@@ -147,8 +151,8 @@ def test_gradient_clipping_bounds_the_update(tiny_faces, tmp_path):
 
 def test_evaluation_keeps_the_best_model(tiny_faces, tmp_path):
     world = SyntheticFaceWorld(seed=1, size=32, nuisance=Nuisance(difficulty=0.2))
-    lfw = write_lfw_like(world, tmp_path / "lfw", folds=2, pairs_per_fold=6, identities_per_fold=4, images_per_identity=3,
-                         progress=False)
+    lfw = write_lfw_like(world, tmp_path / "lfw", folds=2, pairs_per_fold=6, identities_per_fold=4,
+                         images_per_identity=3, progress=False)
     trainer = create_trainer(make_config(tiny_faces, tmp_path / "run", epochs=2,
                                          **{"eval.protocols": [f"lfw={lfw / 'lfw.bin'}"], "eval.every": 4}))
     result = trainer.fit()

@@ -11,13 +11,13 @@
 
 namespace pyfacex::quality {
 
-// Standardised feature norm z = (n − μ)/σ (qaface.md eq. 10; the inner term of lgaf.md eq. 6).
+// Standardised feature norm z = (n − μ)/σ (QAFace eq. 10; the inner term of LGAF eq. 6).
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t standardized_norm(acc_t norm, acc_t mean, acc_t std) {
   return (norm - mean) / std;
 }
 
-// LGAF quality Ẑ = clip(h·z, −1, 1) + 1 ∈ [0, 2] (lgaf.md eq. 6).
+// LGAF quality Ẑ = clip(h·z, −1, 1) + 1 ∈ [0, 2] (eq. 6).
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t lgaf_quality(acc_t z, acc_t h) {
   const acc_t q = h * z;
@@ -30,7 +30,7 @@ struct FusionWeights {
   acc_t global;
 };
 
-// LGAF fusion weights (lgaf.md eq. 9): γʲ = Ẑʲ / (Ẑˡ + Ẑᵍ). When both qualities are 0 (both norms
+// LGAF fusion weights (eq. 9): γʲ = Ẑʲ / (Ẑˡ + Ẑᵍ). When both qualities are 0 (both norms
 // far below their means) eq. 9 is 0/0: the branches then weigh 1/2 each.
 template <typename acc_t>
 C10_HOST_DEVICE inline FusionWeights<acc_t> lgaf_weights(acc_t quality_local, acc_t quality_global) {
@@ -40,7 +40,7 @@ C10_HOST_DEVICE inline FusionWeights<acc_t> lgaf_weights(acc_t quality_local, ac
 }
 
 // Whether a class's memory takes part in injection: written at some iteration (stamp >= 0; −1 is
-// "never") no more than delta_t iterations ago (qaface.md eq. 12 with the staleness window Δt).
+// "never") no more than delta_t iterations ago (QAFace eq. 12 with the staleness window Δt).
 C10_HOST_DEVICE inline bool memory_active(int64_t stamp, int64_t iteration, int64_t delta_t) {
   return stamp >= 0 && iteration - stamp <= delta_t;
 }
@@ -53,7 +53,7 @@ C10_HOST_DEVICE inline bool memory_writes(int64_t label, double scale) {
 }
 
 // An injected weight element of a class whose memory is active is weight·W + memory·M (inactive
-// classes keep W). QAFace (qaface.md eq. 12): W + M; VPL: (1 − λ)·W/‖W‖ + λ·M.
+// classes keep W). QAFace (eq. 12): W + M; VPL: (1 − λ)·W/‖W‖ + λ·M.
 template <typename acc_t>
 struct Injection {
   acc_t weight;

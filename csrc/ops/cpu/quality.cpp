@@ -51,7 +51,7 @@ void scale_row(acc_t a, const scalar_t* x, scalar_t* out, int64_t d) {
   for (int64_t j = 0; j < d; ++j) out[j] = static_cast<scalar_t>(a * static_cast<acc_t>(x[j]));
 }
 
-// γ of one row from its two features (lgaf.md eq. 6, 9) and stats [μˡ, σˡ, μᵍ, σᵍ].
+// γ of one row from its two features (LGAF eq. 6, 9) and stats [μˡ, σˡ, μᵍ, σᵍ].
 template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
 FusionWeights<acc_t> fusion_weights(const scalar_t* local, const scalar_t* global_, int64_t d, const float* stats,
                                     acc_t h) {
@@ -99,7 +99,7 @@ std::tuple<at::Tensor, at::Tensor> lgaf_fusion_backward_cpu(const at::Tensor& gr
     scalar_t *dl = grad_local.mutable_data_ptr<scalar_t>(), *dg = grad_global.mutable_data_ptr<scalar_t>();
     const float* st = stats.const_data_ptr<float>();
     for_each_row(rows, d, [&](int64_t i) {
-      // γ is a constant of the graph: the norms are detached (NOTES.md on lgaf.md).
+      // γ is a constant of the graph: the norms are detached (docs/readings.md "LGAF").
       const auto w = fusion_weights(lp + i * d, gp + i * d, d, st, static_cast<acc_t>(h));
       scale_row(w.local, g + i * d, dl + i * d, d);
       scale_row(w.global, g + i * d, dg + i * d, d);

@@ -1,6 +1,8 @@
 """A synthetic face world: procedural faces, deterministic by seed, so every capability of the
 library runs and is testable with no download.
 
+>>> import torch
+>>> from pyfacex.data.synthetic import SyntheticFaceWorld
 >>> world = SyntheticFaceWorld(seed=0, size=112)
 >>> batch = world.render(world.identities("train", 4), torch.zeros(4, dtype=torch.int64))
 >>> batch.images.shape, batch.landmarks.shape

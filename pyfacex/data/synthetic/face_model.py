@@ -98,7 +98,8 @@ def _skin_primitives(p: dict) -> Ellipsoids:
     tip = torch.stack([zero, p["nose_tip_y"], skin_z + p["nose_depth"]], -1)
     nose_c = tip - _support(nose_axes, nose_r)
     return Ellipsoids(torch.cat([skin.centre, nose_c.unsqueeze(1)], 1),
-                      torch.cat([skin.axes, nose_axes.unsqueeze(1)], 1), torch.cat([skin.radii, nose_r.unsqueeze(1)], 1))
+                      torch.cat([skin.axes, nose_axes.unsqueeze(1)], 1),
+                      torch.cat([skin.radii, nose_r.unsqueeze(1)], 1))
 
 
 def hair_clip_plane(p: dict) -> torch.Tensor:

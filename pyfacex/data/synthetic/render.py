@@ -213,7 +213,7 @@ def render_batch(identity: dict, nuisance: dict, key: torch.Tensor, size: int, f
     normal = _depth_normals(depth, camera)
     azimuth, elevation = nuisance["light_azimuth"].view(-1, 1), nuisance["light_elevation"].view(-1, 1)
     light = (azimuth.sin() * elevation.cos(), -elevation.sin(), azimuth.cos() * elevation.cos())
-    lambert = sum(n * l for n, l in zip(normal, light)).clamp_(min=0)
+    lambert = sum(n_i * l_i for n_i, l_i in zip(normal, light)).clamp_(min=0)
     shade = nuisance["ambient"].view(-1, 1) + nuisance["light_strength"].view(-1, 1) * lambert
 
     # Colour: materials, painted features, worn occluders, then light.

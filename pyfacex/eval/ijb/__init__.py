@@ -23,11 +23,30 @@ on the crops aligned by ``ijbc_name_5pts_score.txt``, e.g. with :func:`pyfacex.d
 """
 from .evaluate import IJBResult, evaluate_ijb, template_set_features
 from .ijba import IJBA_FARS, IJBAResult, evaluate_ijba, ijba_layout
-from .protocols import (FARS, TAR_CONVENTIONS, OpenSetResult, TemplateVerificationResult, identify_templates,
-                        score_pairs, verify_templates)
-from .readers import (FaceTidMid, FivePoints, IJBAMetadata, IJBASplit, TemplatePairs, TemplateSubjects,
-                      read_face_tid_mid, read_ijba_comparisons, read_ijba_metadata, read_ijba_split,
-                      read_name_5pts_score, read_template_pairs, read_template_subjects)
+from .protocols import (
+    FARS,
+    TAR_CONVENTIONS,
+    OpenSetResult,
+    TemplateVerificationResult,
+    identify_templates,
+    score_pairs,
+    verify_templates,
+)
+from .readers import (
+    FaceTidMid,
+    FivePoints,
+    IJBAMetadata,
+    IJBASplit,
+    TemplatePairs,
+    TemplateSubjects,
+    read_face_tid_mid,
+    read_ijba_comparisons,
+    read_ijba_metadata,
+    read_ijba_split,
+    read_name_5pts_score,
+    read_template_pairs,
+    read_template_subjects,
+)
 from .templates import template_features
 
 __all__ = ["FARS", "IJBA_FARS", "TAR_CONVENTIONS", "FaceTidMid", "FivePoints", "IJBAMetadata", "IJBAResult",

@@ -28,8 +28,14 @@ from ...data.landmarks import ALIGN_SIZE, align_face
 from ...data.transforms import hflip
 from ..sets import SetFn, embed_sets
 from .protocols import FARS, OpenSetResult, TemplateVerificationResult, identify_templates, verify_templates
-from .readers import (FaceTidMid, FivePoints, read_face_tid_mid, read_name_5pts_score, read_template_pairs,
-                      read_template_subjects)
+from .readers import (
+    FaceTidMid,
+    FivePoints,
+    read_face_tid_mid,
+    read_name_5pts_score,
+    read_template_pairs,
+    read_template_subjects,
+)
 from .templates import template_features
 
 __all__ = ["IJBResult", "evaluate_ijb", "template_set_features"]

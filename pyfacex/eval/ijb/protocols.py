@@ -27,8 +27,8 @@ import torch
 from tqdm import tqdm
 
 from ...data._args import check_int, label_vector
-from ..ranking import IdentificationResult, identification
 from ..metrics import roc, roc_tar_at_far
+from ..ranking import IdentificationResult, identification
 from .readers import TemplatePairs, TemplateSubjects
 from .templates import lookup
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-
 from pyfacex.eval.report import tar_column
 from pyfacex.reproduce import Protocol, run_spec
 from pyfacex.reproduce.spec import merge_recipes

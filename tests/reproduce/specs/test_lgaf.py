@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-
 from pyfacex.reproduce import run_spec
 from pyfacex.reproduce.specs.lgaf import SPEC
 from pyfacex.train.config import config_from_dict

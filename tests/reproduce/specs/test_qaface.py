@@ -64,7 +64,7 @@ def test_rows_are_recipes_of_one_network_and_schedule():
         assert row.head == arcface.head and row.data == arcface.data and row.optim == arcface.optim
         assert (row.epochs, row.schedule) == (arcface.epochs, arcface.schedule)
     assert arcface.data.augment == ["flip", "crop_down_sample"]   # Tab. 5 for every row
-    assert arcface.head.grad == "straight_through"   # docs/reproductions/margin-gradient.md
+    assert arcface.head.params["grad"] == "straight_through"   # docs/reproductions/margin-gradient.md
     assert config("QAFace", quick=True).epochs < qaface.epochs
 
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import _common as C
 from ...matfile import write_mat
+from . import _common as C
 
 __all__ = ["write_tinyface_like"]
 
