@@ -16,6 +16,9 @@ Files without that header record (insightface's ``SeqRecBuilder`` writes images 
 flag 0) are read as insightface's ``MXFaceDataset`` reads them: every key of the index, in index
 order, is an image. Record 0 counts as the header record when it has at least one float label and
 no bytes after its labels (insightface tests only ``flag > 0``; an image record always has bytes).
+The writer uses the header-less layout itself when the keys would pass 2^24 (more than 16,777,215
+images and identity records): record 0's (first, end) are float32, exact only up to 2^24, so such a
+set has no header or identity records and its images take keys 0 .. N-1.
 """
 from __future__ import annotations
 
@@ -152,6 +155,10 @@ class RecordDataset(Dataset):
         if not (first == int(first) and end == int(end) and 1 <= first <= end):
             raise RecordIOError(f"{source}: header record label ({first}, {end}) is not an integer key range "
                                 f"1 <= first <= end")
+        if end > _FLOAT32_EXACT:  # float32 rounds past 2^24: the range may name the wrong keys
+            raise RecordIOError(f"{source}: header record range ({int(first)}, {int(end)}) passes 2^24, where its "
+                                f"float32 labels are not exact; such sets must be written without it (images from "
+                                f"key 0, as write_record_dataset does past 2^24)")
         missing = next((key for key in range(1, int(first)) if key not in index), None)
         if missing is not None:
             raise RecordIOError(f"{idx_path}: image key {missing} is missing, but record 0 says keys "
@@ -256,9 +263,9 @@ def write_record_dataset(out_dir: str | os.PathLike, images, labels=None, *, vid
 
     Writes record 0 (label (first, end)), the images at keys 1..N grouped by class (ascending class
     label, input order within a class), and one identity record per class 0..num_classes-1 with
-    label (start, end) of its image keys, so that insightface's ``MXFaceDataset`` reads the result.
-    The files are written under temporary names and renamed at the end: a failed call leaves no
-    half-written dataset.
+    label (start, end) of its image keys, so that insightface's ``MXFaceDataset`` reads the result
+    (past 2^24 keys, the images alone at keys 0..N-1: :class:`RecordDatasetWriter`). The files are
+    written under temporary names and renamed at the end: a failed call leaves no half-written dataset.
 
     Args:
         out_dir: the folder to write (created if missing).
@@ -298,7 +305,10 @@ class RecordDatasetWriter:
 
     For sets too large to hold in memory (a synthetic world rendered identity by identity). The
     counts are declared up front because record 0, written first, holds the key range of the
-    identity records. Files are written under temporary names and renamed by :meth:`close`; a
+    identity records. When the keys would pass 2^24, where record 0's float32 range is no longer
+    exact, the images take keys 0 .. N-1 with no header or identity records, the layout
+    insightface's ``MXFaceDataset`` (and :class:`RecordDataset`) enumerate by the index (the module
+    docstring). Files are written under temporary names and renamed by :meth:`close`; a
     writer closed early (or by an exception in a ``with`` block) leaves no dataset behind.
 
     Args:
@@ -309,24 +319,28 @@ class RecordDatasetWriter:
     """
 
     def __init__(self, out_dir: str | os.PathLike, num_images: int, num_classes: int,
-                 image_size: tuple[int, int], overwrite: bool = False):
+                 image_size: tuple[int, int], overwrite: bool = False, *, _exact_keys: int = _FLOAT32_EXACT):
         self.out_dir = Path(out_dir)
         if (self.out_dir / "train.rec").exists() and not overwrite:
             raise FileExistsError(f"out_dir: {self.out_dir / 'train.rec'} exists (pass overwrite=True to replace it)")
         for name, value in (("num_images", num_images), ("num_classes", num_classes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
-        self.first, self.end = num_images + 1, num_images + 1 + num_classes
-        if self.end > _FLOAT32_EXACT:
-            raise ValueError(f"num_images: {num_images} images and {num_classes} classes need keys up to "
-                             f"{self.end}, but record 0 stores them as float32, exact only up to {_FLOAT32_EXACT}")
+        if num_classes > _FLOAT32_EXACT:
+            raise ValueError(f"num_classes: class labels are stored as float32, exact only up to {_FLOAT32_EXACT}, "
+                             f"got {num_classes} classes")
+        # _exact_keys: 2^24 (float32's exact integers); lowered by tests to write the keys-only layout small.
+        self.ranged = num_images + 1 + num_classes <= _exact_keys  # record 0 holds the key ranges
         self.num_images, self.num_classes, self.image_size = num_images, num_classes, tuple(image_size)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._final = {name: self.out_dir / name for name in ("train.rec", "train.idx", "property")}
         self._partial = {name: path.with_name(path.name + ".partial") for name, path in self._final.items()}
         self._writer = RecordWriter(self._partial["train.rec"], self._partial["train.idx"])
-        self._writer.write(0, pack_record(IRHeader(0, [self.first, self.end], 0, 0)))
-        self._key, self._class, self._starts = 1, 0, [1]
+        if self.ranged:  # (first, end): the identity records' keys, after the images at keys 1..N
+            first = num_images + 1
+            self._writer.write(0, pack_record(IRHeader(0, [first, first + num_classes], 0, 0)))
+        self._key = 1 if self.ranged else 0
+        self._added, self._class, self._starts = 0, 0, [self._key]
 
     def add(self, payload: bytes, label, video: int | None = None) -> None:
         """Append one encoded image with its class label (int) or float labels (class label first),
@@ -336,8 +350,8 @@ class RecordDatasetWriter:
         klass = rows[0]
         if not (klass == round(klass) and self._class <= klass < self.num_classes):
             raise ValueError(f"label: expected class labels in ascending order in [{self._class}, "
-                             f"{self.num_classes}), got {klass} for image {self._key - 1}")
-        if self._key >= self.first:
+                             f"{self.num_classes}), got {klass} for image {self._added}")
+        if self._added >= self.num_images:
             raise ValueError(f"add: more than the {self.num_images} images declared")
         while self._class < klass:
             self._starts.append(self._key)
@@ -345,20 +359,22 @@ class RecordDatasetWriter:
         if video is not None:
             if rows.size != 1:
                 raise ValueError(f"label: with a video id (stored as the second float), expected the class label "
-                                 f"alone, got {rows.size} float labels for image {self._key - 1}")
-            rows = np.array([klass, _check_video(video, f"image {self._key - 1}")], dtype=np.float64)
+                                 f"alone, got {rows.size} float labels for image {self._added}")
+            rows = np.array([klass, _check_video(video, f"image {self._added}")], dtype=np.float64)
         header = IRHeader(0, rows[0] if rows.size == 1 else rows, self._key, 0)
         self._writer.write(self._key, pack_record(header, payload))
         self._key += 1
+        self._added += 1
 
     def close(self) -> Path:
         """Write the identity records and ``property``, and put the files in place. Returns ``out_dir``."""
-        if self._key != self.first:
+        if self._added != self.num_images:
             self.abort()
-            raise ValueError(f"close: {self._key - 1} images were added, {self.num_images} declared")
+            raise ValueError(f"close: {self._added} images were added, {self.num_images} declared")
         starts = self._starts + [self._key] * (self.num_classes + 1 - len(self._starts))
-        for c in range(self.num_classes):
-            self._writer.write(self.first + c, pack_record(IRHeader(0, [starts[c], starts[c + 1]], self.first + c, 0)))
+        first = self._key  # the key after the last image
+        for c in range(self.num_classes if self.ranged else 0):  # the keys-only layout has no identity records
+            self._writer.write(first + c, pack_record(IRHeader(0, [starts[c], starts[c + 1]], first + c, 0)))
         self._writer.close()
         self._partial["property"].write_text(f"{self.num_classes},{self.image_size[0]},{self.image_size[1]}\n")
         for name in self._final:

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pyfacex.data.codec import DecodeError, encode_png
-from pyfacex.data.record_dataset import RecordDataset, write_record_dataset
+from pyfacex.data.record_dataset import RecordDataset, RecordDatasetWriter, write_record_dataset
 from pyfacex.data.recordio import (
     IRHeader,
     RecordIOError,
@@ -424,3 +424,62 @@ def test_folder_with_video_folders_keeps_its_video_ids(tmp_path):
     assert dataset.labels.tolist() == [0, 0, 0, 1] and dataset.videos.tolist() == [0, 1, 1, 2]
     with pytest.raises(ValueError, match="videos: must be None when images is a folder"):
         write_record_dataset(tmp_path / "rec2", tmp_path / "faces", videos=[0, 0, 0, 0])
+
+
+# ---------------------------------------------------------------- past 2^24 keys
+
+
+def test_past_the_float32_key_range_the_writer_drops_the_key_ranges(tmp_path):
+    """Keys past 2^24 cannot be stored exactly in record 0's float32 (first, end): such a set is written
+    as insightface's SeqRecBuilder writes it (images from key 0, flag 0, no header or identity records),
+    which MXFaceDataset and RecordDataset enumerate by the index. The threshold is lowered to test it small."""
+    images, labels = images_and_labels(10, 3, seed=2)
+    order = torch.argsort(labels, stable=True)
+    with RecordDatasetWriter(tmp_path, 10, 3, (8, 8), _exact_keys=13) as writer:  # 10 + 1 + 3 = 14 keys > 13
+        assert not writer.ranged
+        for i in order.tolist():
+            writer.add(encode_png(images[i]), int(labels[i]))
+    rec = parse_rec((tmp_path / "train.rec").read_bytes())
+    index = [tuple(map(int, line.split("\t"))) for line in (tmp_path / "train.idx").read_text().splitlines()]
+    assert [key for key, _ in index] == list(range(10))  # images only, from key 0
+    for (key, _), (_, payload) in zip(index, rec):
+        flag, label, rid, _ = struct.unpack_from("<IfQQ", payload)
+        assert (flag, label, rid) == (0, labels[order[key]].item(), key) and len(payload) > 24
+    dataset = RecordDataset(tmp_path)
+    assert len(dataset) == 10 and dataset.keys.tolist() == list(range(10))
+    assert torch.equal(dataset.labels, labels[order])
+    assert all(torch.equal(dataset[i][0], images[order[i]]) for i in range(10))
+
+
+def test_at_the_float32_key_range_the_writer_keeps_the_key_ranges(tmp_path):
+    images, labels = images_and_labels(10, 3, seed=2)
+    with RecordDatasetWriter(tmp_path, 10, 3, (8, 8), _exact_keys=14) as writer:  # exactly 14 keys: ranged
+        assert writer.ranged
+        for i in torch.argsort(labels, stable=True).tolist():
+            writer.add(encode_png(images[i]), int(labels[i]))
+    assert len((tmp_path / "train.idx").read_text().splitlines()) == 14
+    assert RecordDataset(tmp_path).keys.tolist() == list(range(1, 11))
+
+
+def test_writer_counts_and_class_range(tmp_path):
+    with pytest.raises(ValueError, match="num_classes: class labels are stored as float32"):
+        RecordDatasetWriter(tmp_path, 1, (1 << 24) + 1, (8, 8))
+    images, _ = images_and_labels(1, 1)
+    writer = RecordDatasetWriter(tmp_path, 1, 1, (8, 8), _exact_keys=2)
+    writer.add(encode_png(images[0]), 0)
+    with pytest.raises(ValueError, match="more than the 1 images declared"):
+        writer.add(encode_png(images[0]), 0)
+    writer.close()
+    with pytest.raises(ValueError, match="close: 0 images were added, 2 declared"):
+        RecordDatasetWriter(tmp_path / "b", 2, 1, (8, 8), _exact_keys=2).close()
+    assert not (tmp_path / "b" / "train.rec").exists()
+
+
+def test_a_header_range_past_the_float32_range_is_an_error_not_a_wrong_set(tmp_path):
+    images, _ = images_and_labels(1, 1)
+    with RecordWriter(tmp_path / "train.rec", tmp_path / "train.idx") as writer:
+        writer.write(0, pack_record(IRHeader(0, [2.0, float((1 << 24) + 2)], 0, 0)))  # rounds to 2^24 + 2
+        writer.write(1, pack_record(IRHeader(0, 0.0, 1, 0), encode_png(images[0])))
+    (tmp_path / "property").write_text("1,8,8\n")
+    with pytest.raises(RecordIOError, match=r"passes 2\^24, where its float32 labels are not exact"):
+        RecordDataset(tmp_path)
