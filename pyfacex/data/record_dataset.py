@@ -26,7 +26,7 @@ import math
 import operator
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from .recordio import (
     RecordWriter,
     leading_labels,
     pack_record,
-    read_index,
+    read_index_arrays,
     unpack_record,
 )
 
@@ -138,17 +138,21 @@ class RecordDataset(Dataset):
         self.transform, self.on_error, self.skipped = transform, on_error, 0
         self.num_classes, self.image_size = _read_property(prop)
         self._reader = RecordReader(rec)
-        index = read_index(idx)
-        self.keys = np.fromiter(self._image_keys(index, idx), dtype=np.int64)
-        self._offsets = np.fromiter((index[key] for key in self.keys.tolist()), dtype=np.int64, count=len(self.keys))
+        keys, offsets = read_index_arrays(idx)
+        images = self._image_positions(keys, offsets, idx)  # positions in the index, None: every key
+        self.keys = keys if images is None else keys[images]
+        self._offsets = offsets if images is None else offsets[images]
 
-    def _image_keys(self, index: dict[int, int], idx_path: Path) -> Iterable[int]:
-        if 0 not in index:
-            return index.keys()
-        source = f"{self._reader.path} at byte {index[0]} (key 0)"
-        header, payload = unpack_record(self._reader.read(index[0]), source)
+    def _image_positions(self, keys: np.ndarray, offsets: np.ndarray, idx_path: Path) -> np.ndarray | None:
+        """The index positions of the image records, in image order; None when every key is an image."""
+        zero = np.flatnonzero(keys == 0)
+        if zero.size == 0:
+            return None
+        offset = int(offsets[zero[0]])
+        source = f"{self._reader.path} at byte {offset} (key 0)"
+        header, payload = unpack_record(self._reader.read(offset), source)
         if header.flag == 0 or len(payload) > 0:
-            return index.keys()  # no header record: key 0 is an image
+            return None  # no header record: key 0 is an image
         if header.flag < 2:
             raise RecordIOError(f"{source}: header record with {header.flag} float label, expected 2 (first, end)")
         first, end = (float(v) for v in header.label[:2])
@@ -159,11 +163,15 @@ class RecordDataset(Dataset):
             raise RecordIOError(f"{source}: header record range ({int(first)}, {int(end)}) passes 2^24, where its "
                                 f"float32 labels are not exact; such sets must be written without it (images from "
                                 f"key 0, as write_record_dataset does past 2^24)")
-        missing = next((key for key in range(1, int(first)) if key not in index), None)
-        if missing is not None:
-            raise RecordIOError(f"{idx_path}: image key {missing} is missing, but record 0 says keys "
-                                f"1..{int(first) - 1} are images")
-        return range(1, int(first))
+        order = np.argsort(keys, kind="stable")
+        wanted = np.arange(1, int(first), dtype=np.int64)
+        found = np.searchsorted(keys, wanted, sorter=order)
+        present = found < keys.size
+        present[present] = keys[order[found[present]]] == wanted[present]
+        if not present.all():
+            raise RecordIOError(f"{idx_path}: image key {int(wanted[np.argmin(present)])} is missing, but record 0 "
+                                f"says keys 1..{int(first) - 1} are images")
+        return order[found]
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import pickle
+import re
 import struct
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -19,6 +21,7 @@ from pyfacex.data.recordio import (
     leading_labels,
     pack_record,
     read_index,
+    read_index_arrays,
     unpack_record,
 )
 
@@ -483,3 +486,48 @@ def test_a_header_range_past_the_float32_range_is_an_error_not_a_wrong_set(tmp_p
     (tmp_path / "property").write_text("1,8,8\n")
     with pytest.raises(RecordIOError, match=r"passes 2\^24, where its float32 labels are not exact"):
         RecordDataset(tmp_path)
+
+
+# ---------------------------------------------------------------- the index as arrays
+
+
+@pytest.mark.parametrize("text", [
+    "0\t0\n5\t40\n2\t88\n",            # insightface's own layout
+    "0\t0\n5\t40\n2\t88",              # no newline at the end
+    "0 0\n\n5\t40\r\n2   88\n\n",      # blank lines, CRLF, spaces: the line parser's answer
+    "",                                # an empty set
+])
+def test_index_arrays_match_the_line_parser(tmp_path, text):
+    path = tmp_path / "train.idx"
+    path.write_bytes(text.encode())
+    keys, offsets = read_index_arrays(path)
+    assert keys.dtype == offsets.dtype == np.int64
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    assert keys.tolist() == [int(k) for k, _ in lines] and offsets.tolist() == [int(o) for _, o in lines]
+    assert read_index(path) == dict(zip(keys.tolist(), offsets.tolist()))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0\t0\n1\t-8\n", "line 2: negative offset -8"),
+    ("0\t0\n0\t8\n", "line 2: key 0 already appeared"),
+    ("0\t0\n1\t8\t9\n", "line 2: expected 'key<TAB>offset'"),
+    ("0\t0\n1\t8.5\n", "line 2: expected 'key<TAB>offset'"),
+    ("0\t0\n1\t99999999999999999999\n", "line 2: key or offset beyond int64"),
+    ("0\t0\n1\t9223372036854775807\n", "line 2: key or offset beyond int64"),
+])
+def test_index_errors_name_the_line(tmp_path, text, message):
+    path = tmp_path / "train.idx"
+    path.write_text(text)
+    with pytest.raises(RecordIOError, match=re.escape(f"train.idx {message}")):
+        read_index_arrays(path)
+
+
+def test_index_arrays_of_a_large_index(tmp_path):
+    """300,000 lines in the order an index may hold them (keys shuffled): the fast parse, exact."""
+    rng = np.random.default_rng(0)
+    keys = rng.permutation(300_000).astype(np.int64)
+    offsets = np.cumsum(rng.integers(24, 5000, keys.size)).astype(np.int64)
+    path = tmp_path / "train.idx"
+    path.write_text("".join(f"{k}\t{o}\n" for k, o in zip(keys.tolist(), offsets.tolist())))
+    read = read_index_arrays(path)
+    assert np.array_equal(read.keys, keys) and np.array_equal(read.offsets, offsets)
