@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader
 from common import run
 from pyfacex.data.codec import decode_image, encode_jpeg
 from pyfacex.data.folder import ImageFolderDataset
-from pyfacex.data.record_dataset import RecordDataset, write_record_dataset
+from pyfacex.data.record_dataset import RecordDataset
+from pyfacex.data.record_writer import write_record_dataset
 
 IDENTITIES, PER_IDENTITY, SIZE, QUALITY = 20, 100, 112, 95
 N_IMAGES = IDENTITIES * PER_IDENTITY

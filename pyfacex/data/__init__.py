@@ -14,7 +14,8 @@ from .ragged import (
     resample_frames,
     sets_from_labels,
 )
-from .record_dataset import RecordDataset, write_record_dataset
+from .record_dataset import RecordDataset
+from .record_writer import RecordDatasetWriter, write_record_dataset
 from .recordio import IRHeader, RecordIOError, RecordReader, RecordWriter, pack_record, read_index, unpack_record
 from .samplers import SetSampler, collate_sets
 from .verification_bin import UnsafePickleError, VerificationBinError, read_verification_bin, write_verification_bin
@@ -22,7 +23,7 @@ from .verification_bin import UnsafePickleError, VerificationBinError, read_veri
 __all__ = [
     "DecodeError", "decode_image", "encode_jpeg", "encode_png",
     "IMAGE_EXTENSIONS", "ImageFolderDataset", "LandmarkTable", "align_face", "read_landmarks_csv",
-    "RecordDataset", "write_record_dataset",
+    "RecordDataset", "RecordDatasetWriter", "write_record_dataset",
     "IRHeader", "RecordIOError", "RecordReader", "RecordWriter", "pack_record", "read_index", "unpack_record",
     "UnsafePickleError", "VerificationBinError", "read_verification_bin", "write_verification_bin",
     "SetSampler", "collate_sets",

@@ -26,7 +26,7 @@ import math
 import operator
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -34,24 +34,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._args import label_vector
-from .codec import DecodeError, decode_image, encode_jpeg, encode_png
-from .folder import ImageFolderDataset
+from .codec import DecodeError, decode_image
 from .recordio import (
     IRHeader,
     RecordIOError,
     RecordReader,
-    RecordWriter,
     leading_labels,
-    pack_record,
     read_index_arrays,
     unpack_record,
 )
 
-__all__ = ["RecordDataset", "RecordDatasetWriter", "write_record_dataset"]
+__all__ = ["RecordDataset"]
 
 _ON_ERROR = ("raise", "skip")
-_ENCODINGS = ("jpeg", "png", "raw")
 # IRHeader (24 bytes) + the first two float labels: all that the class label and the video id need.
 _LABEL_PREFIX = 32
 # float32 holds every integer up to 2**24 exactly; keys and labels above that would be rounded.
@@ -83,17 +78,6 @@ def _read_property(path: Path) -> tuple[int, tuple[int, int]]:
     if min(num_classes, height, width) < 0:
         raise RecordIOError(f"{path} line 1: expected non-negative num_classes, height and width, got {text!r}")
     return num_classes, (height, width)
-
-
-def _check_video(value, where: str) -> int:
-    """A video id as an int in [0, 2^24) (stored as float32, exact in that range), or a ValueError
-    naming the argument ``video`` and ``where`` (which image)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"video: expected an int video id for {where}, got {type(value).__name__} {value!r}")
-    if not 0 <= value < _FLOAT32_EXACT:
-        raise ValueError(f"video: expected a video id in [0, 2^24 = {_FLOAT32_EXACT}) for {where} (the integers "
-                         f"a float32 label holds exactly), got {int(value)}")
-    return int(value)
 
 
 def _class_label(value: float, num_classes: int, source: str = "<record>") -> int:
@@ -262,212 +246,3 @@ class RecordDataset(Dataset):
             raise RecordIOError(f"{self._source(int(bad[0]))}: second float label {values[bad[0]]} is not a video id "
                                 f"(an integer in [0, 2^24 = {_FLOAT32_EXACT}))")
         return torch.from_numpy(values.astype(np.int64))
-
-
-def write_record_dataset(out_dir: str | os.PathLike, images, labels=None, *, videos=None, encoding: str = "jpeg",
-                         quality: int = 95, image_size: tuple[int, int] | None = None,
-                         overwrite: bool = False) -> Path:
-    """Pack images into ``train.rec``, ``train.idx`` and ``property`` in insightface's layout.
-
-    Writes record 0 (label (first, end)), the images at keys 1..N grouped by class (ascending class
-    label, input order within a class), and one identity record per class 0..num_classes-1 with
-    label (start, end) of its image keys, so that insightface's ``MXFaceDataset`` reads the result
-    (past 2^24 keys, the images alone at keys 0..N-1: :class:`RecordDatasetWriter`). The files are
-    written under temporary names and renamed at the end: a failed call leaves no half-written dataset.
-
-    Args:
-        out_dir: the folder to write (created if missing).
-        images: an image folder (``root/<identity>/<image>``, or ``root/<identity>/<video>/<frame>``
-            whose video ids are stored; labels as :class:`ImageFolderDataset` gives them), or N
-            in-memory images: a uint8 tensor or numpy array (N, 3, H, W), or a sequence whose items
-            are uint8 (3, H, W) tensors/arrays or encoded image bytes.
-        labels: for in-memory images, (N,) integer class labels or (N, K) float labels whose first
-            column is the class label (stored as K float32 labels). Must be None for a folder.
-        videos: for in-memory images with (N,) class labels, optional (N,) integer video ids in
-            [0, 2^24), stored as the second float label (read back as :attr:`RecordDataset.videos`).
-        encoding: ``"jpeg"`` (at ``quality``), ``"png"``, or ``"raw"``: encoded bytes (a folder's
-            files, bytes items) are stored as they are, not decoded or checked.
-        quality: JPEG quality 1..100.
-        image_size: (height, width) written to ``property``; by default the first image's size.
-        overwrite: replace an existing ``train.rec`` in ``out_dir`` (otherwise FileExistsError).
-    Returns:
-        ``out_dir`` as a Path (open it with :class:`RecordDataset`).
-    """
-    if encoding not in _ENCODINGS:
-        raise ValueError(f"encoding: expected one of {_ENCODINGS}, got {encoding!r}")
-    out_dir = Path(out_dir)
-    items, rows, videos, num_classes = _inputs(images, labels, videos)
-    order = np.argsort(rows[:, 0].astype(np.int64), kind="stable")
-    if image_size is None:
-        image_size = _size(items[0], "images[0]") if items else (0, 0)
-    with RecordDatasetWriter(out_dir, len(items), num_classes, image_size, overwrite=overwrite) as writer:
-        for i in order.tolist():
-            label = rows[i, 0] if rows.shape[1] == 1 else rows[i]
-            writer.add(_encoded(items[i], encoding, quality, f"images[{i}]"), label,
-                       video=None if videos is None else int(videos[i]))
-    return out_dir
-
-
-class RecordDatasetWriter:
-    """Streams images, grouped by class in ascending class order, into insightface's RecordIO layout.
-
-    For sets too large to hold in memory (a synthetic world rendered identity by identity). The
-    counts are declared up front because record 0, written first, holds the key range of the
-    identity records. When the keys would pass 2^24, where record 0's float32 range is no longer
-    exact, the images take keys 0 .. N-1 with no header or identity records, the layout
-    insightface's ``MXFaceDataset`` (and :class:`RecordDataset`) enumerate by the index (the module
-    docstring). Files are written under temporary names and renamed by :meth:`close`; a
-    writer closed early (or by an exception in a ``with`` block) leaves no dataset behind.
-
-    Args:
-        out_dir: the folder to write (created if missing).
-        num_images, num_classes: how many images and classes :meth:`add` will be given.
-        image_size: (height, width) written to ``property``.
-        overwrite: replace an existing ``train.rec`` in ``out_dir`` (otherwise FileExistsError).
-    """
-
-    def __init__(self, out_dir: str | os.PathLike, num_images: int, num_classes: int,
-                 image_size: tuple[int, int], overwrite: bool = False, *, _exact_keys: int = _FLOAT32_EXACT):
-        self.out_dir = Path(out_dir)
-        if (self.out_dir / "train.rec").exists() and not overwrite:
-            raise FileExistsError(f"out_dir: {self.out_dir / 'train.rec'} exists (pass overwrite=True to replace it)")
-        for name, value in (("num_images", num_images), ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
-        if num_classes > _FLOAT32_EXACT:
-            raise ValueError(f"num_classes: class labels are stored as float32, exact only up to {_FLOAT32_EXACT}, "
-                             f"got {num_classes} classes")
-        # _exact_keys: 2^24 (float32's exact integers); lowered by tests to write the keys-only layout small.
-        self.ranged = num_images + 1 + num_classes <= _exact_keys  # record 0 holds the key ranges
-        self.num_images, self.num_classes, self.image_size = num_images, num_classes, tuple(image_size)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._final = {name: self.out_dir / name for name in ("train.rec", "train.idx", "property")}
-        self._partial = {name: path.with_name(path.name + ".partial") for name, path in self._final.items()}
-        self._writer = RecordWriter(self._partial["train.rec"], self._partial["train.idx"])
-        if self.ranged:  # (first, end): the identity records' keys, after the images at keys 1..N
-            first = num_images + 1
-            self._writer.write(0, pack_record(IRHeader(0, [first, first + num_classes], 0, 0)))
-        self._key = 1 if self.ranged else 0
-        self._added, self._class, self._starts = 0, 0, [self._key]
-
-    def add(self, payload: bytes, label, video: int | None = None) -> None:
-        """Append one encoded image with its class label (int) or float labels (class label first),
-        and optionally its video id (an int in [0, 2^24), stored as the second float label; then
-        ``label`` must be the class label alone)."""
-        rows = np.atleast_1d(np.asarray(label, dtype=np.float64))
-        klass = rows[0]
-        if not (klass == round(klass) and self._class <= klass < self.num_classes):
-            raise ValueError(f"label: expected class labels in ascending order in [{self._class}, "
-                             f"{self.num_classes}), got {klass} for image {self._added}")
-        if self._added >= self.num_images:
-            raise ValueError(f"add: more than the {self.num_images} images declared")
-        while self._class < klass:
-            self._starts.append(self._key)
-            self._class += 1
-        if video is not None:
-            if rows.size != 1:
-                raise ValueError(f"label: with a video id (stored as the second float), expected the class label "
-                                 f"alone, got {rows.size} float labels for image {self._added}")
-            rows = np.array([klass, _check_video(video, f"image {self._added}")], dtype=np.float64)
-        header = IRHeader(0, rows[0] if rows.size == 1 else rows, self._key, 0)
-        self._writer.write(self._key, pack_record(header, payload))
-        self._key += 1
-        self._added += 1
-
-    def close(self) -> Path:
-        """Write the identity records and ``property``, and put the files in place. Returns ``out_dir``."""
-        if self._added != self.num_images:
-            self.abort()
-            raise ValueError(f"close: {self._added} images were added, {self.num_images} declared")
-        starts = self._starts + [self._key] * (self.num_classes + 1 - len(self._starts))
-        first = self._key  # the key after the last image
-        for c in range(self.num_classes if self.ranged else 0):  # the keys-only layout has no identity records
-            self._writer.write(first + c, pack_record(IRHeader(0, [starts[c], starts[c + 1]], first + c, 0)))
-        self._writer.close()
-        self._partial["property"].write_text(f"{self.num_classes},{self.image_size[0]},{self.image_size[1]}\n")
-        for name in self._final:
-            os.replace(self._partial[name], self._final[name])
-        return self.out_dir
-
-    def abort(self) -> None:
-        """Stop and remove the partial files."""
-        self._writer.close()
-        for path in self._partial.values():
-            path.unlink(missing_ok=True)
-
-    def __enter__(self) -> "RecordDatasetWriter":
-        return self
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def _inputs(images, labels, videos) -> tuple[Sequence, np.ndarray, np.ndarray | None, int]:
-    """(items, float64 label rows (N, K), int64 video ids (N,) or None, num_classes) from the writer's
-    arguments."""
-    if isinstance(images, (str, os.PathLike)):
-        for name, value in (("labels", labels), ("videos", videos)):
-            if value is not None:
-                raise ValueError(f"{name}: must be None when images is a folder (root/<identity>/<image> gives "
-                                 f"the labels, root/<identity>/<video>/<frame> the video ids too)")
-        folder = ImageFolderDataset(images)
-        return (folder.samples, folder.labels.numpy()[:, None].astype(np.float64),
-                None if folder.videos is None else folder.videos.numpy(), folder.num_classes)
-    if isinstance(images, (torch.Tensor, np.ndarray)):
-        batch = torch.as_tensor(images)
-        if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] not in (1, 3):
-            raise ValueError(f"images: expected uint8 (N, 3, H, W), got {batch.dtype} {tuple(batch.shape)}")
-        items = list(batch.unbind(0))
-    else:
-        items = list(images)
-    if labels is None:
-        raise ValueError("labels: required with in-memory images ((N,) class labels or (N, K) float labels)")
-    rows = np.asarray(torch.as_tensor(labels, dtype=torch.float64))
-    rows = rows.reshape(-1, 1) if rows.ndim == 1 else rows
-    if rows.ndim != 2 or rows.shape[0] != len(items) or (rows.shape[1] == 0 and len(items)):
-        raise ValueError(f"labels: expected (N,) or (N, K) with N = {len(items)} images, got shape {rows.shape}")
-    classes = rows[:, 0]
-    bad = np.flatnonzero(~(np.isfinite(classes) & (classes == np.round(classes)) & (classes >= 0)
-                           & (classes < _FLOAT32_EXACT)))
-    if bad.size:
-        raise ValueError(f"labels: class label {classes[bad[0]]} of image {bad[0]} is not an integer in "
-                         f"[0, {_FLOAT32_EXACT})")
-    if videos is not None:
-        videos = label_vector(videos, "videos")
-        if videos.shape[0] != len(items) or rows.shape[1] != 1:
-            raise ValueError(f"videos: expected (N,) video ids beside (N,) class labels, N = {len(items)}, got "
-                             f"{videos.shape[0]} video ids and labels of shape {rows.shape}")
-    return items, rows, videos, int(classes.max()) + 1 if len(items) else 0
-
-
-def _encoded_bytes(item) -> bytes | None:
-    if isinstance(item, Path):
-        return item.read_bytes()
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return bytes(item)
-    return None
-
-
-def _image(item, source: str) -> torch.Tensor:
-    data = _encoded_bytes(item)
-    return decode_image(data, source=str(item) if isinstance(item, Path) else source) if data is not None \
-        else torch.as_tensor(item)
-
-
-def _size(item, source: str) -> tuple[int, int]:
-    height, width = _image(item, source).shape[-2:]
-    return int(height), int(width)
-
-
-def _encoded(item, encoding: str, quality: int, source: str) -> bytes:
-    if encoding == "raw":
-        data = _encoded_bytes(item)
-        if data is None:
-            raise ValueError(f"{source}: encoding='raw' stores encoded bytes, got a {type(item).__name__}; "
-                             f"use encoding='jpeg' or 'png' for decoded images")
-        return data
-    image = _image(item, source)
-    return encode_jpeg(image, quality) if encoding == "jpeg" else encode_png(image)

@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from pyfacex.data.codec import DecodeError, encode_png
-from pyfacex.data.record_dataset import RecordDataset, RecordDatasetWriter, write_record_dataset
+from pyfacex.data.record_dataset import RecordDataset
+from pyfacex.data.record_writer import RecordDatasetWriter, write_record_dataset
 from pyfacex.data.recordio import (
     IRHeader,
     RecordIOError,

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .._args import check_int
 from ..codec import encode_jpeg
-from ..record_dataset import RecordDatasetWriter
+from ..record_writer import RecordDatasetWriter
 from .unrecognisable import UNRECOGNISABLE_KINDS, choose_unrecognisable, make_unrecognisable
 from .world import FaceBatch, SyntheticFaceWorld, _check_fraction
 
