@@ -1,8 +1,11 @@
-"""``pyfacex data``: datasets (``data synth`` renders a synthetic face world and its protocols)."""
+"""``pyfacex data``: datasets. ``data synth`` renders a synthetic face world and its protocols; ``data pack``
+turns an image folder into insightface RecordIO (resumably) and ``data unpack`` a RecordIO set back into a folder
+(:mod:`pyfacex.data.pack`)."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 from ..data.synthetic.protocols.ijba import FACE_BOXES
 from ._args import positive_int
@@ -33,6 +36,17 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _quality(text: str) -> int:
+    """argparse type: a JPEG quality, an integer in 1..100."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..100, got {text!r}")
+    return value
+
+
 def _knobs(text: str) -> dict[str, float]:
     """argparse type: ``name=value[,name=value]`` nuisance knobs, each a field of ``Nuisance``."""
     from ..data.synthetic import Nuisance
@@ -52,7 +66,7 @@ def _knobs(text: str) -> dict[str, float]:
 
 def add_parser(commands) -> None:
     """Add ``data`` to the ``pyfacex`` sub-commands."""
-    data = commands.add_parser("data", help="datasets: synthetic faces")
+    data = commands.add_parser("data", help="datasets: synthetic faces, RecordIO pack/unpack")
     jobs = data.add_subparsers(dest="job", required=True)
     synth = jobs.add_parser(
         "synth", help="render a synthetic face world to disk",
@@ -102,6 +116,37 @@ def add_parser(commands) -> None:
     synth.add_argument("--quality", type=int, default=95, help="JPEG quality (95)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing set")
     synth.set_defaults(run=_synth)
+    pack = jobs.add_parser(
+        "pack", help="an image folder -> insightface RecordIO (train.rec, train.idx, property), resumable",
+        description="Pack an image folder (FOLDER/<identity>/<image>, or FOLDER/<identity>/<video>/<frame> with "
+                    "the video ids stored as the second float label) into insightface RecordIO, one image in "
+                    "memory at a time; identities are numbered in sorted folder order. An interrupted pack "
+                    "(Ctrl-C, a killed process) continues where it stopped when the same command runs again; "
+                    "DIR/pack.json records the folder listing and settings, and a rerun with others is refused "
+                    "(--overwrite starts over).")
+    pack.add_argument("folder", metavar="FOLDER", help="the image folder")
+    pack.add_argument("--out", required=True, metavar="DIR", help="output folder (train.rec, train.idx, property)")
+    pack.add_argument("--encoding", choices=("raw", "jpeg", "png"), default="raw",
+                      help="raw (default): the files' bytes as they are; jpeg, png: decode and re-encode")
+    pack.add_argument("--quality", type=_quality, default=None, help="JPEG quality 1..100 with --encoding jpeg (95)")
+    pack.add_argument("--no-resume", dest="resume", action="store_false",
+                      help="start over instead of continuing an interrupted pack in DIR")
+    pack.add_argument("--overwrite", action="store_true",
+                      help="replace a finished set in DIR, and start over a partial pack of another folder or settings")
+    pack.set_defaults(run=_pack)
+    unpack = jobs.add_parser(
+        "unpack", help="insightface RecordIO -> an image folder that packs back to the same files",
+        description="Write a RecordIO set as FOLDER/<label>/<key>.<ext> (FOLDER/<label>/<video>/<key>.<ext> when "
+                    "it stores video ids), numbers zero-padded so that sorted names follow them, the stored image "
+                    "bytes as they are (the suffix from their format). The files go to FOLDER.partial, renamed "
+                    "when complete; running the same command again after an interruption continues it.")
+    unpack.add_argument("root", metavar="DIR", help="the RecordIO set (a folder with train.rec, train.idx, "
+                                                    "property, or a .rec file)")
+    unpack.add_argument("--out", required=True, metavar="FOLDER", help="the image folder to write (must not exist)")
+    unpack.add_argument("--overwrite", action="store_true",
+                        help="replace an existing FOLDER written by unpack (numbered folders only), and start over "
+                             "an unfinished unpack of another set")
+    unpack.set_defaults(run=_unpack)
 
 
 def _check_protocol_options(args) -> None:
@@ -145,4 +190,41 @@ def _synth(args) -> int:
                       **options.get(name, {}))
     print(f"wrote {args.ids * args.per_id} images of {args.ids} identities to {out}"
           + (f" and protocols {', '.join(args.protocols)}" if args.protocols else ""))
+    return 0
+
+
+def _until_interrupted(job: str, call: Callable[[], object]):
+    """``call()``, or None after Ctrl-C, which leaves the job to be continued by the same command."""
+    try:
+        return call()
+    except KeyboardInterrupt:
+        print(f"pyfacex data {job}: interrupted; run the same command again to continue where it stopped",
+              file=sys.stderr)
+        return None
+
+
+def _pack(args) -> int:
+    from ..data import RecordDataset
+    from ..data.pack import ProgressLine, pack_folder
+
+    if args.quality is not None and args.encoding != "jpeg":
+        raise ValueError(f"--quality: applies to --encoding jpeg, got --encoding {args.encoding}")
+    out = _until_interrupted("pack", lambda: pack_folder(
+        args.folder, args.out, encoding=args.encoding, quality=args.quality or 95, resume=args.resume,
+        overwrite=args.overwrite, progress=ProgressLine("pack")))
+    if out is None:
+        return 130
+    dataset = RecordDataset(out)
+    print(f"packed {len(dataset)} images of {dataset.num_classes} identities into {out}")
+    return 0
+
+
+def _unpack(args) -> int:
+    from ..data.pack import ProgressLine, unpack_record_dataset
+
+    out = _until_interrupted("unpack", lambda: unpack_record_dataset(
+        args.root, args.out, overwrite=args.overwrite, progress=ProgressLine("unpack")))
+    if out is None:
+        return 130
+    print(f"unpacked {args.root} into {out}")
     return 0

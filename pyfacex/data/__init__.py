@@ -6,6 +6,7 @@ Images are RGB uint8 tensors (3, H, W), batches (B, 3, H, W).
 from .codec import DecodeError, decode_image, encode_jpeg, encode_png
 from .folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from .landmarks import LandmarkTable, align_face, read_landmarks_csv
+from .pack import pack_folder, unpack_record_dataset
 from .ragged import (
     RaggedBatchSampler,
     RaggedSetDataset,
@@ -23,7 +24,7 @@ from .verification_bin import UnsafePickleError, VerificationBinError, read_veri
 __all__ = [
     "DecodeError", "decode_image", "encode_jpeg", "encode_png",
     "IMAGE_EXTENSIONS", "ImageFolderDataset", "LandmarkTable", "align_face", "read_landmarks_csv",
-    "RecordDataset", "RecordDatasetWriter", "write_record_dataset",
+    "RecordDataset", "RecordDatasetWriter", "write_record_dataset", "pack_folder", "unpack_record_dataset",
     "IRHeader", "RecordIOError", "RecordReader", "RecordWriter", "pack_record", "read_index", "unpack_record",
     "UnsafePickleError", "VerificationBinError", "read_verification_bin", "write_verification_bin",
     "SetSampler", "collate_sets",

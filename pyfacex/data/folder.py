@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ._args import check_int
-from .codec import decode_image
+from ._skip import SkipBadItems
+from .codec import DecodeError, decode_image
 from .landmarks import ALIGN_SIZE, LandmarkTable, align_face, landmark_table
 
-__all__ = ["ImageFolderDataset", "IMAGE_EXTENSIONS"]
+__all__ = ["ImageFolderDataset", "IMAGE_EXTENSIONS", "PathArray"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -32,7 +34,36 @@ def _listing(folder: Path, suffixes: tuple[str, ...]) -> tuple[list[str], list[s
     return sorted(files), sorted(folders)
 
 
-class ImageFolderDataset(Dataset):
+class PathArray(Sequence):
+    """N file paths under ``root`` held as one byte buffer and an offsets array, not N Path objects:
+    42M Paths take gigabytes, and DataLoader workers forked from a process holding them copy the pages
+    that reference counting touches. ``paths[i]`` is a Path; slices give lists.
+
+    Args:
+        root: the folder the names are relative to.
+        names: the N relative paths (str, ``/``-separated).
+    """
+
+    def __init__(self, root: Path, names: Sequence[str]):
+        encoded = [os.fsencode(name) for name in names]  # surrogate-escaped names round-trip
+        self.root = root
+        self._bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        self._ends = np.cumsum([len(name) for name in encoded], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self._ends.size
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} paths")
+        index %= len(self)
+        start = int(self._ends[index - 1]) if index else 0
+        return self.root / os.fsdecode(self._bytes[start:int(self._ends[index])].tobytes())
+
+
+class ImageFolderDataset(SkipBadItems, Dataset):
     """Face images in one subfolder per identity, optionally one sub-subfolder per video.
 
     Identity ``i`` is the ``i``-th subfolder of ``root`` in sorted name order. Two layouts:
@@ -64,13 +95,19 @@ class ImageFolderDataset(Dataset):
         extensions: the file suffixes that are images.
         landmarks: a landmark sidecar (path or table), or None (the images are used as stored).
         image_size: the side of the aligned faces (with ``landmarks`` only), >= 1.
+        on_error: ``"raise"`` (default): an undecodable or unreadable file raises, naming it.
+            ``"skip"``: ``dataset[i]`` of such a file returns the next readable image (``i+1``, ...,
+            wrapping round) with its own label, counts it in :attr:`skipped` and warns (as
+            :class:`~pyfacex.data.RecordDataset`'s ``on_error``).
 
     Attributes:
         classes: the subfolder names; ``classes[label]`` is the identity of ``label``.
-        samples: the N image paths (list of Path), grouped by label.
+        samples: the N image paths (a :class:`PathArray` of Path), grouped by label.
         labels: int64 tensor (N,), the label of each sample.
         videos: int64 tensor (N,), the video id of each sample, or None for ``root/<identity>/<image>``.
         points: float32 (N, 5, 2), the five points of each sample (with ``landmarks``), or None.
+        skipped, skip_log: bad files met with ``on_error="skip"`` in this process, and the file their
+            errors are appended to (None; trainers set it).
 
     ``dataset[i]`` is ``(image, label)``: the decoded image, RGB uint8 (3, H, W) (or what
     ``transform`` makes of it), and the int label. An undecodable file raises
@@ -80,7 +117,9 @@ class ImageFolderDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
                  extensions: Iterable[str] = IMAGE_EXTENSIONS, *,
-                 landmarks: LandmarkTable | str | os.PathLike | None = None, image_size: int = ALIGN_SIZE):
+                 landmarks: LandmarkTable | str | os.PathLike | None = None, image_size: int = ALIGN_SIZE,
+                 on_error: str = "raise"):
+        self._set_on_error(on_error)
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"root: image folder {self.root} does not exist or is not a directory")
@@ -100,7 +139,7 @@ class ImageFolderDataset(Dataset):
                 where = "its subfolder " + folders[0] if folders else f"{self.root / by_video}'s video folders"
                 raise ValueError(f"root: {folder} holds images ({files[0]}) beside {where}; expected {_LAYOUTS}")
             if by_video is None:
-                samples += [folder / file for file in files]
+                samples += [f"{name}/{file}" for file in files]
                 labels += [label] * len(files)
                 continue
             for video in folders:
@@ -108,15 +147,15 @@ class ImageFolderDataset(Dataset):
                 if deeper:
                     raise ValueError(f"root: video folder {folder / video} holds a subfolder ({deeper[0]}); "
                                      f"expected {_LAYOUTS}")
-                samples += [folder / video / frame for frame in frames]
+                samples += [f"{name}/{video}/{frame}" for frame in frames]
                 labels += [label] * len(frames)
                 videos += [video_id] * len(frames)
                 video_id += 1
-        self.samples: list[Path] = samples
+        self.samples = PathArray(self.root, samples)
         self.labels = torch.tensor(labels, dtype=torch.int64)
         self.videos = None if by_video is None else torch.tensor(videos, dtype=torch.int64)
         self.image_size = check_int("image_size", image_size, 1)
-        self.points = None if landmarks is None else landmark_table(landmarks).points_of(samples)
+        self.points = None if landmarks is None else landmark_table(landmarks).points_of(self.samples)
 
     @property
     def num_classes(self) -> int:
@@ -126,11 +165,18 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int):
+    def _load(self, index: int):
         path = self.samples[index]
         image = decode_image(path.read_bytes(), source=str(path))
         if self.points is not None:
             image = align_face(image, self.points[index], self.image_size)
+        return image, int(self.labels[index])
+
+    def __getitem__(self, index: int):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for an ImageFolderDataset of {len(self)} images")
+        image, label = self._read_or_next(index % len(self), self._load, (DecodeError, OSError),
+                                          lambda: DecodeError(f"{self.root}: no readable image ({len(self)} tried)"))
         if self.transform is not None:
             image = self.transform(image)
-        return image, int(self.labels[index])
+        return image, label

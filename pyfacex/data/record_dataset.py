@@ -34,7 +34,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._skip import SkipBadItems
 from .codec import DecodeError, decode_image
+from .record_index import IndexColumns, bad_labels, header_labels, load_index, save_index
 from .recordio import (
     IRHeader,
     RecordIOError,
@@ -46,7 +48,6 @@ from .recordio import (
 
 __all__ = ["RecordDataset"]
 
-_ON_ERROR = ("raise", "skip")
 # IRHeader (24 bytes) + the first two float labels: all that the class label and the video id need.
 _LABEL_PREFIX = 32
 # float32 holds every integer up to 2**24 exactly; keys and labels above that would be rounded.
@@ -87,7 +88,7 @@ def _class_label(value: float, num_classes: int, source: str = "<record>") -> in
     return int(value)
 
 
-class RecordDataset(Dataset):
+class RecordDataset(SkipBadItems, Dataset):
     """An insightface RecordIO training set, read without mxnet.
 
     Args:
@@ -100,6 +101,12 @@ class RecordDataset(Dataset):
             (``i+1``, ``i+2``, ... wrapping round; its own image and its own label, never a label
             copied from elsewhere), adds one to :attr:`skipped` per bad record met and warns with the
             error and the running count. Raises only if no record is readable.
+        index_cache: keep the per-image columns (index keys, offsets, labels, video ids) in
+            ``<stem>.index.npy`` beside the ``.rec`` (or in the user's cache folder when that is read-only),
+            written the first time the labels are read and memory-mapped by every later open, so that a
+            20M-image set opens in a second and DataLoader workers share one copy
+            (:mod:`pyfacex.data.record_index`). A cache whose stamp no longer matches the files is rebuilt.
+            False: neither read nor write one.
 
     Attributes:
         num_classes: from the property file.
@@ -108,6 +115,8 @@ class RecordDataset(Dataset):
         labels, videos: the class label and video id of every image, from the headers (see below).
         skipped: bad records met by ``on_error="skip"`` in this process (each DataLoader worker
             counts its own; its warnings show in the worker's stderr).
+        skip_log: None, or a file each skipped record's error (file, byte, key) is appended to as a
+            line; trainers set it and count across workers and ranks (``data.on_error``).
 
     ``dataset[i]`` is ``(image, label)``: RGB uint8 (3, H, W) (or what ``transform`` makes of it)
     and the int class label (the first float of a multi-float label; :meth:`label_vector` gives all).
@@ -115,17 +124,45 @@ class RecordDataset(Dataset):
     to forked or spawned DataLoader workers; pickling it carries no file handle.
     """
 
-    def __init__(self, root: str | os.PathLike, transform: Callable | None = None, on_error: str = "raise"):
-        if on_error not in _ON_ERROR:
-            raise ValueError(f"on_error: expected one of {_ON_ERROR}, got {on_error!r}")
-        rec, idx, prop = _dataset_paths(root)
-        self.transform, self.on_error, self.skipped = transform, on_error, 0
+    def __init__(self, root: str | os.PathLike, transform: Callable | None = None, on_error: str = "raise", *,
+                 index_cache: bool = True):
+        self._set_on_error(on_error)
+        self._files = _dataset_paths(root)
+        rec, idx, prop = self._files
+        self.transform, self.index_cache = transform, bool(index_cache)
         self.num_classes, self.image_size = _read_property(prop)
         self._reader = RecordReader(rec)
+        cached = load_index(*self._files) if self.index_cache else None
+        if cached is not None:  # the stamp matched: the cache says which records are images
+            self._attach(*cached)
+            return
+        self._columns = self._cache_path = None
         keys, offsets = read_index_arrays(idx)
         images = self._image_positions(keys, offsets, idx)  # positions in the index, None: every key
         self.keys = keys if images is None else keys[images]
         self._offsets = offsets if images is None else offsets[images]
+
+    def _attach(self, columns: IndexColumns, cache_path: Path, stamp: dict) -> None:
+        self._columns, self._cache_path, self._stamp = columns, cache_path, stamp
+        self.keys, self._offsets = columns.keys, columns.offsets
+
+    def __getstate__(self) -> dict:
+        # A memory-mapped cache is reopened by each process that unpickles the dataset (a spawned
+        # DataLoader worker) rather than copied into the pickle: 24 bytes per image, per worker.
+        state = dict(self.__dict__)
+        if self._cache_path is not None:
+            for name in ("keys", "_offsets", "_columns"):
+                state[name] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._cache_path is not None:
+            cached = load_index(*self._files, stamp=self._stamp)
+            if cached is None:
+                raise RecordIOError(f"{self._reader.path}: the files changed after the dataset was opened (or its "
+                                    f"index cache {self._cache_path} did)")
+            self._attach(*cached)
 
     def _image_positions(self, keys: np.ndarray, offsets: np.ndarray, idx_path: Path) -> np.ndarray | None:
         """The index positions of the image records, in image order; None when every key is an image."""
@@ -180,19 +217,9 @@ class RecordDataset(Dataset):
         return decode_image(payload, source=source), label
 
     def __getitem__(self, index: int):
-        position = self._position(index)
-        for step in range(len(self)):
-            try:
-                image, label = self._load((position + step) % len(self))
-                break
-            except (RecordIOError, DecodeError) as error:
-                if self.on_error == "raise":
-                    raise
-                self.skipped += 1
-                warnings.warn(f"RecordDataset skipped a bad record ({self.skipped} so far in this process): {error}",
-                              RuntimeWarning, stacklevel=2)
-        else:
-            raise RecordIOError(f"{self._reader.path}: no readable record ({len(self)} tried)")
+        image, label = self._read_or_next(
+            self._position(index), self._load, (RecordIOError, DecodeError),
+            lambda: RecordIOError(f"{self._reader.path}: no readable record ({len(self)} tried)"))
         if self.transform is not None:
             image = self.transform(image)
         return image, label
@@ -202,27 +229,42 @@ class RecordDataset(Dataset):
         header, _ = self._header(self._position(index))
         return torch.from_numpy(np.atleast_1d(np.asarray(header.label, dtype=np.float32)).copy())
 
-    @cached_property
-    def _label_columns(self) -> tuple[torch.Tensor, list]:
-        """(class labels int64 (N,), second float label or None per image), from 32-byte header prefixes."""
-        labels, seconds = [], []
-        for position, offset in enumerate(self._offsets.tolist()):
-            prefix = self._reader.read(offset, limit=_LABEL_PREFIX)
-            try:
-                values = leading_labels(prefix, 2)
-                labels.append(_class_label(values[0], self.num_classes))
-            except RecordIOError:  # again, naming the record: its name is built on this path only
-                source = self._source(position)
-                _class_label(leading_labels(prefix, 2, source)[0], self.num_classes, source)
-            seconds.append(values[1] if len(values) > 1 else None)
-        return torch.tensor(labels, dtype=torch.int64), seconds
-
     @property
+    def _index(self) -> IndexColumns:
+        """The columns of every image, read from the headers on first use and cached (module docstring)."""
+        if self._columns is None:
+            columns = self._read_columns()
+            path = save_index(*self._files, columns) if self.index_cache else None
+            if self.index_cache and path is None:
+                warnings.warn(f"RecordDataset: no writable place for the index cache of {self._reader.path} (beside "
+                              f"it or under $XDG_CACHE_HOME); the labels are read from the headers at every open",
+                              RuntimeWarning, stacklevel=3)
+            self._columns = columns  # in memory: a cache written now is used from the next open on
+        return self._columns
+
+    def _read_columns(self) -> IndexColumns:
+        first, second, has_second, fallback = header_labels(self._reader.path, self._offsets)
+        for position in fallback.tolist():  # split or malformed records: read them one by one (errors name them)
+            source = self._source(position)
+            prefix = self._reader.read(int(self._offsets[position]), limit=_LABEL_PREFIX)
+            values = leading_labels(prefix, 2, source)
+            first[position] = values[0]
+            if len(values) > 1:
+                second[position], has_second[position] = values[1], True
+        bad = bad_labels(first, self.num_classes)
+        if bad.size:
+            _class_label(float(first[bad[0]]), self.num_classes, self._source(int(bad[0])))  # raises, naming it
+        without, with_ = ~has_second, has_second
+        return IndexColumns(np.asarray(self.keys), np.asarray(self._offsets), first.astype(np.int32), second,
+                            int(np.argmax(without)) if without.any() else None,
+                            int(np.argmax(with_)) if with_.any() else None)
+
+    @cached_property
     def labels(self) -> torch.Tensor:
         """int64 (N,): the class label of every image, read from the record headers only (no image
-        decoding; 32 bytes per record, once). Raises on a bad header whatever ``on_error`` says, since
-        a sampler must not be given a wrong label."""
-        return self._label_columns[0]
+        decoding; 32 bytes per record, once, then from the index cache). Raises on a bad header
+        whatever ``on_error`` says, since a sampler must not be given a wrong label."""
+        return torch.from_numpy(self._index.labels.astype(np.int64))
 
     @cached_property
     def videos(self) -> torch.Tensor | None:
@@ -233,14 +275,13 @@ class RecordDataset(Dataset):
             RecordIOError: some images have a video id and others not, or a second float label is not
                 an integer in [0, 2^24) (the file's extra floats mean something else); names the record.
         """
-        seconds = self._label_columns[1]
-        missing = np.fromiter((value is None for value in seconds), dtype=bool, count=len(seconds))
-        if missing.all():
+        columns = self._index
+        if columns.with_second is None:
             return None
-        if missing.any():
-            raise RecordIOError(f"{self._source(int(np.argmax(missing)))}: no video id (a single float label), but "
-                                f"{self._source(int(np.argmin(missing)))} has one; every image needs one or none does")
-        values = np.array(seconds, dtype=np.float64)
+        if columns.without_second is not None:
+            raise RecordIOError(f"{self._source(columns.without_second)}: no video id (a single float label), but "
+                                f"{self._source(columns.with_second)} has one; every image needs one or none does")
+        values = columns.seconds.astype(np.float64)
         bad = np.flatnonzero(~((values == np.round(values)) & (values >= 0) & (values < _FLOAT32_EXACT)))
         if bad.size:
             raise RecordIOError(f"{self._source(int(bad[0]))}: second float label {values[bad[0]]} is not a video id "

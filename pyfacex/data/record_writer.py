@@ -12,8 +12,19 @@ import torch
 from ._args import label_vector
 from .codec import decode_image, encode_jpeg, encode_png
 from .folder import ImageFolderDataset
-from .record_dataset import _FLOAT32_EXACT
-from .recordio import IRHeader, RecordWriter, pack_record
+from .record_dataset import _FLOAT32_EXACT, _LABEL_PREFIX, RecordDataset
+from .record_index import header_labels
+from .recordio import (
+    IRHeader,
+    RecordIOError,
+    RecordReader,
+    RecordWriter,
+    frame_record,
+    leading_labels,
+    pack_record,
+    read_index_arrays,
+    unpack_record,
+)
 
 __all__ = ["RecordDatasetWriter", "write_record_dataset"]
 
@@ -83,18 +94,35 @@ class RecordDatasetWriter:
     identity records. When the keys would pass 2^24, where record 0's float32 range is no longer
     exact, the images take keys 0 .. N-1 with no header or identity records, the layout
     insightface's ``MXFaceDataset`` (and :class:`RecordDataset`) enumerate by the index (the module
-    docstring). Files are written under temporary names and renamed by :meth:`close`; a
-    writer closed early (or by an exception in a ``with`` block) leaves no dataset behind.
+    docstring). Files are written under temporary names (``train.rec.partial``, ``train.idx.partial``)
+    and renamed by :meth:`close`, ``train.rec`` last, so a ``train.rec`` in ``out_dir`` is a whole set. A
+    writer closed early (or by an exception in a ``with`` block) leaves no dataset behind, and deletes
+    its partial files unless ``keep_partial`` is set.
+
+    Resuming: with ``resume=True`` the partial files a writer left (``keep_partial=True`` and an
+    exception or Ctrl-C, or a killed process) are reopened. A half-written last record and a
+    half-written last index line are cut off, the records the index lists stay as they are, and
+    :attr:`added` says how many images they hold: the caller adds the rest, in the same order. Only
+    the caller can know the partial files come from the same images (:func:`pyfacex.data.pack_folder`
+    records that in ``pack.json``); the writer checks that they are its layout for the declared
+    counts (record 0's key range, ascending class labels below ``num_classes``, at most ``num_images``
+    images) and raises :class:`RecordIOError` naming the file otherwise. A resume reads the label of
+    every kept image (32 bytes each) to restore the class boundaries.
 
     Args:
         out_dir: the folder to write (created if missing).
         num_images, num_classes: how many images and classes :meth:`add` will be given.
         image_size: (height, width) written to ``property``.
         overwrite: replace an existing ``train.rec`` in ``out_dir`` (otherwise FileExistsError).
+        resume: continue the partial files in ``out_dir`` (above); without both of them, or when they
+            hold no whole record, the writer starts afresh.
+        keep_partial: on an exception in a ``with`` block, close the partial files and leave them for a
+            later ``resume=True`` instead of deleting them.
     """
 
     def __init__(self, out_dir: str | os.PathLike, num_images: int, num_classes: int,
-                 image_size: tuple[int, int], overwrite: bool = False, *, _exact_keys: int = _FLOAT32_EXACT):
+                 image_size: tuple[int, int], overwrite: bool = False, *, resume: bool = False,
+                 keep_partial: bool = False, _exact_keys: int = _FLOAT32_EXACT):
         self.out_dir = Path(out_dir)
         if (self.out_dir / "train.rec").exists() and not overwrite:
             raise FileExistsError(f"out_dir: {self.out_dir / 'train.rec'} exists (pass overwrite=True to replace it)")
@@ -107,23 +135,31 @@ class RecordDatasetWriter:
         # _exact_keys: 2^24 (float32's exact integers); lowered by tests to write the keys-only layout small.
         self.ranged = num_images + 1 + num_classes <= _exact_keys  # record 0 holds the key ranges
         self.num_images, self.num_classes, self.image_size = num_images, num_classes, tuple(image_size)
+        self.keep_partial = keep_partial
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._final = {name: self.out_dir / name for name in ("train.rec", "train.idx", "property")}
+        # train.rec is renamed last: its presence means the whole set is in place (the overwrite check above).
+        self._final = {name: self.out_dir / name for name in ("property", "train.idx", "train.rec")}
         self._partial = {name: path.with_name(path.name + ".partial") for name, path in self._final.items()}
-        self._writer = RecordWriter(self._partial["train.rec"], self._partial["train.idx"])
+        self._key = 1 if self.ranged else 0
+        self._added, self._class, self._starts = 0, 0, [self._key]
+        rec, idx = self._partial["train.rec"], self._partial["train.idx"]
+        if resume and rec.is_file() and idx.is_file() and self._resume(rec, idx):
+            self._writer = RecordWriter(rec, idx, append=True)
+            return
+        self._writer = RecordWriter(rec, idx)
         if self.ranged:  # (first, end): the identity records' keys, after the images at keys 1..N
             first = num_images + 1
             self._writer.write(0, pack_record(IRHeader(0, [first, first + num_classes], 0, 0)))
-        self._key = 1 if self.ranged else 0
-        self._added, self._class, self._starts = 0, 0, [self._key]
 
-    def add(self, payload: bytes, label, video: int | None = None) -> None:
-        """Append one encoded image with its class label (int) or float labels (class label first),
-        and optionally its video id (an int in [0, 2^24), stored as the second float label; then
-        ``label`` must be the class label alone)."""
-        rows = np.atleast_1d(np.asarray(label, dtype=np.float64))
-        klass = rows[0]
-        if not (klass == round(klass) and self._class <= klass < self.num_classes):
+    @property
+    def added(self) -> int:
+        """Images added so far, those a resume found in the partial files included."""
+        return self._added
+
+    def _enter(self, klass: float) -> None:
+        """Check that an image of class ``klass`` may come next (ascending classes, at most ``num_images``)
+        and record the keys where the classes up to it start."""
+        if not (klass == np.round(klass) and self._class <= klass < self.num_classes):  # NaN, inf: False
             raise ValueError(f"label: expected class labels in ascending order in [{self._class}, "
                              f"{self.num_classes}), got {klass} for image {self._added}")
         if self._added >= self.num_images:
@@ -131,6 +167,14 @@ class RecordDatasetWriter:
         while self._class < klass:
             self._starts.append(self._key)
             self._class += 1
+
+    def add(self, payload: bytes, label, video: int | None = None) -> None:
+        """Append one encoded image with its class label (int) or float labels (class label first),
+        and optionally its video id (an int in [0, 2^24), stored as the second float label; then
+        ``label`` must be the class label alone)."""
+        rows = np.atleast_1d(np.asarray(label, dtype=np.float64))
+        klass = rows[0]
+        self._enter(klass)
         if video is not None:
             if rows.size != 1:
                 raise ValueError(f"label: with a video id (stored as the second float), expected the class label "
@@ -141,8 +185,86 @@ class RecordDatasetWriter:
         self._key += 1
         self._added += 1
 
+    def _resume(self, rec: Path, idx: Path) -> bool:
+        """Cut the partial files back to their last whole record and index line and restore the writer's
+        state from them; False when they hold no whole record (then nothing is kept)."""
+        with open(idx, "r+b") as f:  # a half-written last line (killed mid-write) goes
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(size - 64, 0))  # a line is at most 42 bytes: two int64s, a tab and a newline
+            tail = f.read()
+            if tail and not tail.endswith(b"\n"):
+                if b"\n" not in tail and size > len(tail):
+                    raise RecordIOError(f"{idx}: the last 64 bytes hold no line end; not an index RecordDatasetWriter "
+                                        f"wrote, cannot resume")
+                size -= len(tail) - tail.rfind(b"\n") - 1
+                f.truncate(size)
+        keys, offsets = read_index_arrays(idx)
+        if not np.array_equal(keys, np.arange(keys.size)):
+            raise RecordIOError(f"{idx}: keys are not 0, 1, 2, ... in file order; not an index RecordDatasetWriter "
+                                f"wrote, cannot resume")
+        reader = RecordReader(rec)
+        try:
+            kept, end = self._whole_records(reader, offsets)
+            if kept == 0:
+                return False
+            # The index lines of the records cut off are exactly what RecordWriter wrote for them.
+            dropped = "".join(f"{k}\t{o}\n" for k, o in zip(keys[kept:].tolist(), offsets[kept:].tolist())).encode()
+            with open(idx, "r+b") as f:
+                f.seek(size - len(dropped))
+                if f.read() != dropped:
+                    raise RecordIOError(f"{idx}: its last lines are not 'key<TAB>offset' as RecordDatasetWriter "
+                                        f"writes them, cannot resume")
+                f.truncate(size - len(dropped))
+            os.truncate(rec, end)
+            self._restore(reader, offsets[:kept])
+        finally:
+            reader.close()
+        return True
+
+    @staticmethod
+    def _whole_records(reader: RecordReader, offsets: np.ndarray) -> tuple[int, int]:
+        """(how many of the indexed records are whole in the ``.rec``, the byte where the last whole one
+        ends). Records are written in key order, so the whole ones are a prefix: a killed writer may have
+        listed records whose bytes it had not written yet."""
+        for kept in range(offsets.size, 0, -1):
+            offset = int(offsets[kept - 1])
+            try:
+                end = offset + len(frame_record(reader.read(offset)))  # the same bytes written again: its framing
+            except RecordIOError:
+                continue
+            if end <= reader.size:  # (the padding of the last part may be missing)
+                return kept, end
+        return 0, 0
+
+    def _restore(self, reader: RecordReader, offsets: np.ndarray) -> None:
+        """The writer's state after the records at ``offsets`` (keys 0, 1, ...), read back from them."""
+        images = offsets
+        if self.ranged:
+            source = f"{reader.path} at byte 0 (key 0)"
+            header, payload = unpack_record(reader.read(int(offsets[0])), source)
+            first = self.num_images + 1
+            expected = [float(first), float(first + self.num_classes)]
+            if header.flag != 2 or len(payload) or np.asarray(header.label).tolist() != expected:
+                raise RecordIOError(f"{source}: expected the header record with key range {expected} for "
+                                    f"{self.num_images} images of {self.num_classes} classes, got flag {header.flag}, "
+                                    f"label {header.label}: partial files of another set, cannot resume")
+            images = offsets[1:]
+        classes, _, _, fallback = header_labels(reader.path, images)
+        for position in fallback.tolist():  # records split at a magic: read one by one (errors name them)
+            offset = int(images[position])
+            source = f"{reader.path} at byte {offset} (key {self._key + position})"
+            classes[position] = leading_labels(reader.read(offset, limit=_LABEL_PREFIX), 1, source)[0]
+        for klass in classes.tolist():
+            try:
+                self._enter(klass)
+            except ValueError as error:
+                raise RecordIOError(f"{reader.path} (key {self._key}): cannot resume: {error}") from None
+            self._key += 1
+            self._added += 1
+
     def close(self) -> Path:
-        """Write the identity records and ``property``, and put the files in place. Returns ``out_dir``."""
+        """Write the identity records and ``property``, put the files in place and write the index cache
+        (:mod:`pyfacex.data.record_index`, read back from the headers just written). Returns ``out_dir``."""
         if self._added != self.num_images:
             self.abort()
             raise ValueError(f"close: {self._added} images were added, {self.num_images} declared")
@@ -154,6 +276,7 @@ class RecordDatasetWriter:
         self._partial["property"].write_text(f"{self.num_classes},{self.image_size[0]},{self.image_size[1]}\n")
         for name in self._final:
             os.replace(self._partial[name], self._final[name])
+        RecordDataset(self.out_dir).labels  # writes the index cache, so that the first open is already fast
         return self.out_dir
 
     def abort(self) -> None:
@@ -168,6 +291,8 @@ class RecordDatasetWriter:
     def __exit__(self, kind, value, traceback) -> None:
         if kind is None:
             self.close()
+        elif self.keep_partial:
+            self._writer.close()  # flushed: a resume finds every record added
         else:
             self.abort()
 

@@ -148,6 +148,12 @@ class DataConfig:
     and QAFace's Tab. 5 steps ``crop``, ``down_sample``, ``crop_down_sample`` (p = 0.2; ``@0.1`` after
     the name for p = 0.1); ``pyfacex.train.data.AUGMENTS`` lists them.
     Set trainers read ``sets_per_batch`` sets of ``set_size`` images (b × T, LFENet Sec. III-B).
+
+    ``on_error``: ``raise`` (default) stops at the first unreadable image, naming its file and byte;
+    ``skip`` replaces it by the next readable one (the batch keeps its size, every label stays with its
+    own image), appends its error to ``OUTPUT/skipped_images.log`` and counts it across workers and
+    ranks; the run stops once an epoch has skipped more than ``max_skipped`` of its images (a fraction:
+    0.001 = 0.1 %, a broken disk rather than a few corrupt files).
     """
 
     train: str = ""
@@ -157,6 +163,8 @@ class DataConfig:
     augment: list[str] = _ruled(factory=lambda: ["flip"], choices="pyfacex.train.data:AUGMENTS")
     sets_per_batch: int = _ruled(8, **POSITIVE)
     set_size: int = _ruled(3, **POSITIVE)
+    on_error: str = _ruled("raise", choices=("raise", "skip"))
+    max_skipped: float = _ruled(0.001, **UNIT)
 
 
 @dataclass

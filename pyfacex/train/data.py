@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from ..data import ImageFolderDataset, RecordDataset
 from ..data.transforms import augment as A
 
 __all__ = ["open_dataset", "build_augment", "GlobalBatchSampler", "ResumableBatches", "AugmentCollate",
-           "make_loader", "mix_seed", "resize_faces", "AUGMENTS"]
+           "make_loader", "mix_seed", "resize_faces", "SkipCounter", "SkippedImagesError", "AUGMENTS"]
 
 AUGMENTS: dict[str, Callable[[], Callable]] = {
     "flip": A.RandomHorizontalFlip,
@@ -44,18 +44,19 @@ AUGMENTS: dict[str, Callable[[], Callable]] = {
 """Names of ``data.augment`` and the transforms they build (their defaults)."""
 
 
-def open_dataset(path: str | os.PathLike) -> Dataset:
+def open_dataset(path: str | os.PathLike, on_error: str = "raise") -> Dataset:
     """The training set at ``path``: a RecordIO folder (``train.rec`` + ``train.idx``), a ``.rec``
-    file, or an image folder (one sub-folder per identity). Items are (uint8 (3, H, W), int label);
-    the dataset has ``labels`` (N,) int64 and ``videos`` (N,) int64 video ids, or None without them."""
+    file, or an image folder (one sub-folder per identity), with ``on_error`` (``raise`` or ``skip``,
+    ``data.on_error``). Items are (uint8 (3, H, W), int label); the dataset has ``labels`` (N,) int64
+    and ``videos`` (N,) int64 video ids, or None without them."""
     path = Path(path)
     if not str(path) or not path.exists():
         raise FileNotFoundError(f"data.train: {path!s} does not exist (a RecordIO folder with train.rec/train.idx, "
                                 "or an image folder with one sub-folder per identity)")
     if path.suffix == ".rec" or (path / "train.rec").is_file():
-        return RecordDataset(path)
+        return RecordDataset(path, on_error=on_error)
     if path.is_dir():
-        return ImageFolderDataset(path)
+        return ImageFolderDataset(path, on_error=on_error)
     raise ValueError(f"data.train: {path} is neither a RecordIO set (train.rec) nor an image folder")
 
 
@@ -134,18 +135,48 @@ class ResumableBatches(Sampler[list[tuple[int, int]]]):
                 yield [(int(i), seed) for i in batch]
 
 
-class _Tagged(Dataset):
-    """Reads ``dataset[index]`` for an (index, seed) item and passes the seed on."""
+class SkippedImagesError(ValueError):
+    """More unreadable images were skipped in an epoch than ``data.max_skipped`` allows."""
 
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
+
+class SkipCounter:
+    """Unreadable images skipped by a dataset (``on_error="skip"``), counted across DataLoader workers:
+    a shared-memory slot per process (0: the loading process, 1 + i: worker i), each written by its own
+    process only, so no count is lost to a race; :meth:`total` sums them.
+
+    Args:
+        num_workers: the DataLoader's workers.
+    """
+
+    def __init__(self, num_workers: int):
+        self.slots = torch.zeros(num_workers + 1, dtype=torch.int64).share_memory_()
+
+    def add(self, count: int) -> None:
+        """Count ``count`` skipped images in this process's slot."""
+        worker = get_worker_info()
+        self.slots[0 if worker is None else worker.id + 1] += count
+
+    def total(self) -> int:
+        """Images skipped so far, by every process."""
+        return int(self.slots.sum())
+
+
+class _Tagged(Dataset):
+    """Reads ``dataset[index]`` for an (index, seed) item and passes the seed on; counts the bad items
+    the dataset skipped on the way (its ``skipped``) in ``skips``."""
+
+    def __init__(self, dataset: Dataset, skips: SkipCounter | None = None):
+        self.dataset, self.skips = dataset, skips
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, item):
         index, seed = item
+        before = getattr(self.dataset, "skipped", 0)
         image, label = self.dataset[index]
+        if self.skips is not None and getattr(self.dataset, "skipped", 0) != before:
+            self.skips.add(self.dataset.skipped - before)
         return image, label, seed
 
 
@@ -180,12 +211,13 @@ class AugmentCollate:
 
 
 def make_loader(dataset: Dataset, batches: ResumableBatches, collate: AugmentCollate, num_workers: int,
-                pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over ``batches`` (call ``batches.set_position`` before iterating it)."""
+                pin_memory: bool = False, skips: SkipCounter | None = None) -> DataLoader:
+    """A DataLoader over ``batches`` (call ``batches.set_position`` before iterating it); the images
+    ``dataset`` skips are counted in ``skips``."""
     # Its own generator: a DataLoader draws its workers' base seed from the global RNG at every
     # iter() otherwise, so a resumed run (which starts an iterator mid-epoch) would shift dropout.
     # Persistent workers: the batches are drawn in this process, the workers only read and collate
     # them, so they can outlive an epoch (saving their start-up, ~1 s on 2 cores, at every epoch).
-    return DataLoader(_Tagged(dataset), batch_sampler=batches, collate_fn=collate, num_workers=num_workers,
+    return DataLoader(_Tagged(dataset, skips), batch_sampler=batches, collate_fn=collate, num_workers=num_workers,
                       pin_memory=pin_memory, persistent_workers=num_workers > 0,
                       generator=torch.Generator().manual_seed(0))

@@ -35,6 +35,8 @@ from .data import (
     AugmentCollate,
     GlobalBatchSampler,
     ResumableBatches,
+    SkipCounter,
+    SkippedImagesError,
     build_augment,
     make_loader,
     mix_seed,
@@ -107,8 +109,13 @@ class Trainer:
         self._make_loader(sampler, AugmentCollate(data.image_size, build_augment(data.augment)))
 
     def open_training_set(self) -> None:
-        """Set ``self.dataset`` (:func:`~.data.open_dataset` of ``data.train``) and ``self.num_classes``."""
-        self.dataset = open_dataset(self.config.data.train)
+        """Set ``self.dataset`` (:func:`~.data.open_dataset` of ``data.train``, with ``data.on_error``; skipped
+        images' errors go to ``OUTPUT/skipped_images.log``) and ``self.num_classes``."""
+        data = self.config.data
+        self.dataset = open_dataset(data.train, data.on_error)
+        if data.on_error == "skip":
+            self.output.mkdir(parents=True, exist_ok=True)
+            self.dataset.skip_log = self.output / "skipped_images.log"
         self.num_classes = int(self.dataset.labels.max()) + 1
 
     def _make_loader(self, sampler, collate: AugmentCollate, images_per_batch: int | None = None) -> None:
@@ -116,8 +123,11 @@ class Trainer:
         images each, default ``data.batch_size``: the throughput shown)."""
         self.images_per_batch = images_per_batch or self.config.data.batch_size
         self.batches = ResumableBatches(sampler, self.config.seed, self.context.rank)
-        self.loader = make_loader(self.dataset, self.batches, collate, self.config.data.num_workers,
-                                  pin_memory=self.device.type == "cuda")
+        data = self.config.data
+        self.skips = SkipCounter(data.num_workers) if data.on_error == "skip" else None
+        self._skips_before_epoch = 0  # this process's count when the epoch began
+        self.loader = make_loader(self.dataset, self.batches, collate, data.num_workers,
+                                  pin_memory=self.device.type == "cuda", skips=self.skips)
 
     def build_modules(self) -> dict[str, nn.Module]:
         raise NotImplementedError
@@ -282,7 +292,10 @@ class Trainer:
                     speed = window_steps * images_per_step / max(elapsed, 1e-9)
                     bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{lr:.3g}", img_s=f"{speed:.0f}")
                     bar.update()
-                    if self.batch_in_epoch >= self.steps_per_epoch * config.grad_accum:
+                    epoch_end = self.batch_in_epoch >= self.steps_per_epoch * config.grad_accum
+                    if epoch_end or self.step % config.log_every == 0:
+                        self._check_skipped(epoch_end)
+                    if epoch_end:
                         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                     if self.step % config.log_every == 0 or self.step == self.total_steps:
                         last = all_reduce_mean({k: v / window_steps for k, v in window.items()}, self.context)
@@ -298,6 +311,24 @@ class Trainer:
         self.logger.close()
         final = {f"eval/{key}": value for key, value in self.last_evaluation.items()}
         return {**last, **final, **({"best": self.best} if self.best is not None else {})}
+
+    def _check_skipped(self, epoch_end: bool) -> None:
+        """With ``data.on_error: skip``: the images skipped this epoch, summed over workers and ranks (every
+        rank calls this at the same steps); stop the run once they pass ``data.max_skipped`` of the
+        training set, and log the epoch's count at its end. Images are counted when read (a DataLoader
+        reads a few batches ahead), and a resumed epoch counts from the resume."""
+        if self.skips is None:
+            return
+        mine = self.skips.total() - self._skips_before_epoch
+        skipped = round(all_reduce_mean({"skipped": mine}, self.context)["skipped"] * self.context.world_size)
+        data = self.config.data
+        if skipped > data.max_skipped * len(self.dataset):
+            raise SkippedImagesError(f"data.on_error: {skipped} unreadable images skipped in epoch {self.epoch + 1}, "
+                                     f"more than data.max_skipped = {data.max_skipped:g} of the {len(self.dataset)} "
+                                     f"training images; their errors (file and byte) are in {self.dataset.skip_log}")
+        if epoch_end:
+            self.logger.log("data", self.step, epoch=self.epoch + 1, skipped=skipped)
+            self._skips_before_epoch += mine
 
     def _periodic(self, epoch_end: bool) -> None:
         config = self.config

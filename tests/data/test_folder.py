@@ -84,3 +84,39 @@ def test_mixed_depths_are_an_error(tmp_path, files, message):
     make_tree(tmp_path, files)
     with pytest.raises(ValueError, match=message):
         ImageFolderDataset(tmp_path)
+
+
+def test_skip_returns_the_next_readable_image_with_its_own_label(tmp_path):
+    make_tree(tmp_path, {"a/1.png": 1, "a/2.png": 2, "b/1.png": 3})
+    (tmp_path / "a" / "2.png").write_bytes(b"broken")
+    dataset = ImageFolderDataset(tmp_path, on_error="skip")
+    (tmp_path / "b" / "1.png").unlink()  # vanished after listing: an OSError, skipped as well
+    with pytest.warns(RuntimeWarning) as warned:
+        picture, label = dataset[1]  # index 1 is bad, index 2 gone: wraps round to index 0, its own label
+    assert [str(w.message).split(": ", 1)[0].split(" (")[1][:9] for w in warned] == ["1 so far ", "2 so far "]
+    assert "a/2.png: cannot decode" in str(warned[0].message) and "b/1.png" in str(warned[1].message)
+    assert torch.equal(picture, image(1)) and label == 0 and dataset.skipped == 2
+    with pytest.raises(DecodeError, match="a/2.png"):
+        ImageFolderDataset(tmp_path)[1]
+    with pytest.raises(ValueError, match="on_error: expected one of"):
+        ImageFolderDataset(tmp_path, on_error="ignore")
+    (tmp_path / "a" / "1.png").write_bytes(b"broken too")
+    with pytest.raises(DecodeError, match="no readable image"), pytest.warns(RuntimeWarning):
+        dataset[0]
+
+
+def test_samples_are_a_compact_array_of_paths(tmp_path):
+    import pickle
+
+    names = {"a/1.png": 1, "a/é 2.png": 2, "b/x/1.png": 3, "b/y/1.png": 4}
+    make_tree(tmp_path / "stills", {k: v for k, v in names.items() if k.startswith("a/")})
+    make_tree(tmp_path / "videos", {k: v for k, v in names.items() if k.startswith("b/")})
+    stills, videos = ImageFolderDataset(tmp_path / "stills"), ImageFolderDataset(tmp_path / "videos")
+    assert list(stills.samples) == [tmp_path / "stills" / "a" / "1.png", tmp_path / "stills" / "a" / "é 2.png"]
+    assert stills.samples[-1] == stills.samples[1] and stills.samples[0:2] == list(stills.samples)
+    assert list(videos.samples) == [tmp_path / "videos" / "b" / v / "1.png" for v in ("x", "y")]
+    with pytest.raises(IndexError):
+        stills.samples[2]
+    copy = pickle.loads(pickle.dumps(stills))
+    assert list(copy.samples) == list(stills.samples) and torch.equal(copy[1][0], image(2))
+    assert stills.samples._bytes.nbytes == len("a/1.pnga/é 2.png".encode())  # one buffer, no Path objects

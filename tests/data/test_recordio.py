@@ -1,6 +1,7 @@
 """insightface RecordIO: framing, IRHeader, index, RecordDataset and write_record_dataset."""
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import struct
@@ -343,7 +344,7 @@ def test_skip_returns_the_next_valid_record_and_counts(packed):
     with pytest.warns(RuntimeWarning) as warned:
         image, label = dataset[4]  # keys 5 and 6 are bad: key 7 (index 6) comes back
     assert [str(w.message).split(": ", 1)[0] for w in warned] == [
-        f"RecordDataset skipped a bad record ({n} so far in this process)" for n in (1, 2)]
+        f"RecordDataset skipped a bad item ({n} so far in process {os.getpid()})" for n in (1, 2)]
     assert "(key 5): cannot decode" in str(warned[0].message) and "wrong magic" in str(warned[1].message)
     assert torch.equal(image, clean[6][0]) and label == clean[6][1] and dataset.skipped == 2
     assert torch.equal(dataset[3][0], clean[3][0]) and dataset.skipped == 2
