@@ -41,8 +41,6 @@ FAR, the protocol and the flip setting (:mod:`pyfacex.embed.calibration`); ``pyf
 """
 from __future__ import annotations
 
-import pickle
-import struct
 import sys
 from pathlib import Path
 
@@ -104,7 +102,7 @@ def run(args) -> int:
     from ..eval import evaluate_protocol, resolve_spec
     from ..eval.sets import has_set_function
     from ..eval.summary import save_summary, summarize
-    from ..train.checkpoint import embedder_for, load_model
+    from ..train.checkpoint import UnreadableFileError, embedder_for, load_model
 
     protocols = [args.model, *args.protocols] if args.weights else args.protocols
     if not protocols:
@@ -147,8 +145,9 @@ def run(args) -> int:
     else:
         try:
             whole, info = load_model(model_path, device=device)
-        except (pickle.UnpicklingError, EOFError, RuntimeError, struct.error) as error:
-            raise ValueError(f"MODEL: {model_path} is not a pyfacex model file ({error})") from error
+        except UnreadableFileError as error:
+            raise ValueError(f"MODEL: {model_path} is not a pyfacex model file: it cannot be read "
+                             f"{error.detail}") from error
     if args.set_function == "model" and not has_set_function(whole):
         raise ValueError(f"--set-function: model needs a model with its own set function (LFENet, the Face "
                          f"Aggregation Network); {model_path} holds a {type(whole).__name__}: use mean")

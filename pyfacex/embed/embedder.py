@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import torch
@@ -10,7 +9,7 @@ import torch.nn.functional as F
 
 from ..data._args import check_int
 from ..eval.verification.embedding import embed as flip_sum_features
-from ..train.checkpoint import embedder_for, load_model
+from ..train.checkpoint import UnreadableFileError, embedder_for, load_model
 from .calibration import CALIBRATION_KEY, how_to_calibrate
 from .faces import prepare_faces
 from .files import embed_files
@@ -78,8 +77,9 @@ class FaceEmbedder:
         self.device = resolve_device(device)
         try:
             whole, info = load_model(path, device=self.device)
-        except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
-            raise ValueError(f"model_file: {path} is not a pyfacex model file ({error})") from error
+        except UnreadableFileError as error:
+            raise ValueError(f"model_file: {path} is not a pyfacex model file: it cannot be read "
+                             f"{error.detail}") from error
         order = info.get("channel_order", "RGB")
         if order != "RGB":   # pyfacex convert turns BGR networks to RGB; any other file is not ours to guess
             raise ValueError(f"model_file: {path} reads {order} images; pyfacex feeds RGB (convert the weights with "

@@ -9,8 +9,6 @@ before the file is written (atomically), so no file that disagrees with its mode
 from __future__ import annotations
 
 import os
-import pickle
-import struct
 from pathlib import Path
 from typing import NamedTuple
 
@@ -128,16 +126,14 @@ def export_embedder(embedder: nn.Module, out: str | os.PathLike, format: str, im
 
 
 def _load_model(path: Path) -> tuple[nn.Module, dict]:
-    from ..train.checkpoint import load_model
+    from ..train.checkpoint import UnreadableFileError, load_model
 
     if not path.is_file():
         raise FileNotFoundError(f"MODEL: {path} does not exist (expected a pyfacex model file written by training)")
     try:
         return load_model(path)
-    # what torch.load raises on bytes that are no torch file (a short file: struct.error)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, AttributeError, struct.error, UnicodeDecodeError) as error:
-        raise ValueError(f"MODEL: {path} is not a pyfacex model file ({type(error).__name__}: "
-                         f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})") from error
+    except UnreadableFileError as error:  # truncated, damaged, or no torch file at all
+        raise ValueError(f"MODEL: {path} is not a pyfacex model file: it cannot be read {error.detail}") from error
 
 
 def export_model(model: str | os.PathLike, out: str | os.PathLike, format: str = "onnx", *,

@@ -27,7 +27,8 @@ from torch import nn
 
 __all__ = ["atomic_save", "atomic_write", "safe_load", "build_model", "build_trained_model", "save_model", "load_model",
            "load_embedder", "embedder_for", "load_state_dict_checked", "load_weights", "load_model_weights",
-           "save_checkpoint", "load_checkpoint", "latest_checkpoint", "mark_latest", "rng_state", "set_rng_state"]
+           "save_checkpoint", "load_checkpoint", "latest_checkpoint", "resume_candidates", "mark_latest", "rng_state",
+           "set_rng_state", "CheckpointError", "UnreadableFileError"]
 
 MODEL_FORMAT = "pyfacex.model/1"
 CHECKPOINT_PREFIX = "step_"
@@ -61,12 +62,43 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
+class UnreadableFileError(ValueError):
+    """A torch file that cannot be read (truncated, damaged, not a torch file, or holding objects that are
+    not safe to load); the message names the file, its size and torch's reason.
+
+    Attributes:
+        path: the file. detail: the reason without the path (``"(4 bytes; EOFError: ...)"``), for
+            callers that name the file their own way.
+    """
+
+    def __init__(self, path: Path, error: BaseException):
+        reason = (str(error).strip().splitlines() or [""])[0]
+        self.path = path
+        self.detail = (f"({path.stat().st_size} bytes; {type(error).__name__}: {reason}): a truncated or damaged "
+                       f"file, or not a torch file")
+        super().__init__(f"{path} cannot be read {self.detail}")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be resumed from (a file missing or unreadable, step or world size
+    disagreeing); the message names the file and why."""
+
+
 def safe_load(path: str | os.PathLike, map_location="cpu"):
-    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code."""
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnreadableFileError: anything else torch.load fails on, as one error naming the file (torch's own
+            is a zip-reader or unpickler traceback of many types that names no file).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - damaged bytes fail the zip reader and unpickler in many ways
+        raise UnreadableFileError(path, error) from error
 
 
 def load_state_dict_checked(module: nn.Module, state: dict, what: str, strict: bool = True) -> None:
@@ -266,17 +298,43 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def resume_candidates(root: str | os.PathLike) -> list[Path]:
+    """The checkpoint folders of ``root`` to resume from, newest first: the one ``latest`` names and the
+    older ones (a folder newer than ``latest`` was being written when the run stopped). Without a
+    ``latest`` (it was lost), every ``step_*`` folder."""
+    folders = sorted((p for p in Path(root).glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()), reverse=True)
+    latest = latest_checkpoint(root)
+    return [p for p in folders if latest is None or p.name <= latest.name]
+
+
 def load_checkpoint(folder: str | os.PathLike, rank: int, world_size: int) -> tuple[dict, dict]:
-    """(shared, local) of a checkpoint folder for ``rank``; an error names what is missing."""
+    """(shared, local) of a checkpoint folder for ``rank``, checked: both files load, the step they
+    hold is the folder's, and the world size is this run's.
+
+    Raises:
+        CheckpointError: a file missing or unreadable, or a step that is not the folder's (names the file).
+        ValueError: saved by another number of processes (every checkpoint of the run has that size,
+            so no fallback helps).
+    """
     folder = Path(folder)
     shared_path, local_path = folder / "shared.pt", folder / f"rank{rank}.pt"
     if not shared_path.is_file():
-        raise FileNotFoundError(f"{folder} is not a training checkpoint: {shared_path.name} is missing")
+        raise CheckpointError(f"{folder} is not a training checkpoint: {shared_path.name} is missing")
     if not local_path.is_file():
         saved = sorted(p.name for p in folder.glob("rank*.pt"))
-        raise FileNotFoundError(f"{folder} has no {local_path.name} (it holds {', '.join(saved) or 'no rank file'}): "
-                                f"resume with the world size it was saved with")
-    shared, local = safe_load(shared_path), safe_load(local_path)
+        raise CheckpointError(f"{folder} has no {local_path.name} (it holds {', '.join(saved) or 'no rank file'}): "
+                              f"resume with the world size it was saved with")
+    try:
+        shared, local = safe_load(shared_path), safe_load(local_path)
+    except UnreadableFileError as error:
+        raise CheckpointError(str(error)) from error
+    for path, part, keys in ((shared_path, shared, ("step", "world_size", "modules", "optimizers", "schedulers")),
+                             (local_path, local, ("modules", "optimizers", "rng"))):
+        missing = [key for key in keys if not isinstance(part, dict) or key not in part]
+        if missing:
+            raise CheckpointError(f"{path}: not a checkpoint part of pyfacex (no {', '.join(missing)})")
+    if folder.name.startswith(CHECKPOINT_PREFIX) and folder.name != f"{CHECKPOINT_PREFIX}{shared['step']:08d}":
+        raise CheckpointError(f"{shared_path} holds step {shared['step']}, not the step of its folder {folder.name}")
     if shared.get("world_size") != world_size:
         raise ValueError(f"{folder} was saved by {shared.get('world_size')} processes, this run has {world_size}: "
                          "the class shards and data positions only resume with the same world size")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -312,6 +313,27 @@ class Trainer:
         final = {f"eval/{key}": value for key, value in self.last_evaluation.items()}
         return {**last, **final, **({"best": self.best} if self.best is not None else {})}
 
+    def _newest_intact(self, root: Path) -> tuple[Path, tuple[dict, dict]] | None:
+        """(folder, its (shared, local)) of the newest checkpoint every rank reads, or None without any."""
+        candidates, failures = ckpt.resume_candidates(root), []
+        for folder in candidates:
+            try:
+                parts, failure = ckpt.load_checkpoint(folder, self.context.rank, self.context.world_size), None
+            except ckpt.CheckpointError as error:
+                parts, failure = None, str(error)
+                if not self.context.is_main:  # rank 0's warning can only say "another rank"
+                    warnings.warn(f"rank {self.context.rank}: {failure}", RuntimeWarning, stacklevel=3)
+            # every rank must take the same checkpoint: one rank's unreadable file rules it out for all
+            if all_reduce_mean({"intact": float(failure is None)}, self.context)["intact"] == 1.0:
+                if failures and self.context.is_main:
+                    warnings.warn(f"resuming from {folder}, the newest intact checkpoint; skipped: "
+                                  + "; ".join(failures), RuntimeWarning, stacklevel=3)
+                return folder, parts
+            failures.append(failure or f"{folder}: unreadable on another rank (its log names the file)")
+        if candidates:
+            raise ckpt.CheckpointError(f"no intact checkpoint under {root} to resume from: " + "; ".join(failures))
+        return None
+
     def _check_skipped(self, epoch_end: bool) -> None:
         """With ``data.on_error: skip``: the images skipped this epoch, summed over workers and ranks (every
         rank calls this at the same steps); stop the run once they pass ``data.max_skipped`` of the
@@ -419,12 +441,21 @@ class Trainer:
         return folder
 
     def restore(self, source: str | Path) -> None:
-        """Load a checkpoint folder (``"auto"``: the latest under ``output/checkpoints``, if any)."""
+        """Load a checkpoint folder; ``"auto"``: the latest under ``output/checkpoints`` (a fresh start when
+        there is none), or when it is unreadable on any rank the newest intact older one, with a warning
+        naming the file and why. A folder given by name must be intact.
+
+        Raises:
+            CheckpointError: the named folder is unreadable, or (``auto``) no checkpoint is intact; names
+                every file that failed and why.
+        """
         if str(source) == "auto":
-            source = ckpt.latest_checkpoint(self.output / "checkpoints")
-            if source is None:
+            found = self._newest_intact(self.output / "checkpoints")
+            if found is None:
                 return
-        shared, local = ckpt.load_checkpoint(source, self.context.rank, self.context.world_size)
+            source, (shared, local) = found
+        else:
+            shared, local = ckpt.load_checkpoint(source, self.context.rank, self.context.world_size)
         for part in (shared, local):
             for name, state in part["modules"].items():
                 if name not in self.modules:
