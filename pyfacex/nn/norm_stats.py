@@ -82,17 +82,16 @@ class NormStats(nn.Module):
         if self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(moments)
         count, total, squares = moments.unbind()
-        if count == 0:
-            return
-        mean = total / count
+        # Without Python branches on tensor values, so that torch.compile traces it whole: an empty
+        # global batch updates with weight 0 (its placeholder moments are finite, so 0 · them is 0), the
+        # first update with weight 1 (lerp is exact at 1: it returns the batch value).
+        seen = count > 0
+        mean = total / count.clamp(min=1)
         # Unbiased variance from the moments (0 for a single sample); clamp the rounding of a
         # constant batch at 0.
         var = ((squares - count * mean * mean) / (count - 1).clamp(min=1)).clamp(min=0)
         batch_mean, batch_std = mean.float(), var.sqrt().float()
-        if int(self.num_updates) == 0:
-            self.mean.copy_(batch_mean)
-            self.std.copy_(batch_std)
-        else:
-            self.mean.lerp_(batch_mean, self.momentum)
-            self.std.lerp_(batch_std, self.momentum)
-        self.num_updates += 1
+        weight = torch.where(self.num_updates == 0, 1.0, self.momentum) * seen
+        self.mean.lerp_(batch_mean, weight.to(self.mean.dtype))
+        self.std.lerp_(batch_std, weight.to(self.std.dtype))
+        self.num_updates += seen.to(self.num_updates.dtype)

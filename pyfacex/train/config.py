@@ -273,6 +273,12 @@ class Config:
     ``cpu`` or ``cuda``. Logs, checkpoints and the final model go to ``output``; ``log_every`` steps
     between log lines; ``checkpoint_every`` steps between checkpoints (0: every epoch end),
     ``keep_checkpoints`` newest kept.
+
+    Options for big runs: ``grad_checkpoint`` recomputes each backbone stage (``layer1`` ... ``layer4``)
+    in the backward pass instead of keeping its activations (:func:`pyfacex.train.memory.checkpoint_stages`;
+    BatchNorm statistics as without it); ``channels_last`` keeps the modules and image batches in
+    channels-last memory (NHWC, what cuDNN's tensor-core convolutions and oneDNN prefer); ``compile``
+    runs the model through ``torch.compile`` (in place: the state_dict keys do not change).
     """
 
     trainer: str = _ruled("classification", choices="pyfacex.train.registry:TRAINERS")
@@ -296,6 +302,9 @@ class Config:
     checkpoint_every: int = _ruled(0, **NON_NEGATIVE)
     keep_checkpoints: int = _ruled(2, **POSITIVE)
     progress: bool = True
+    grad_checkpoint: bool = False
+    channels_last: bool = False
+    compile: bool = False
 
 
 # ------------------------------------------------------------------ typed construction

@@ -45,6 +45,7 @@ from .data import (
 )
 from .distributed import all_reduce_mean, barrier, init_distributed
 from .logger import RunLogger
+from .memory import checkpoint_stages
 from .optim import build_optimizer, build_scheduler, check_lr_scales, scaled_groups
 
 __all__ = ["Trainer", "AMP_MODES"]
@@ -87,6 +88,7 @@ class Trainer:
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
         torch.manual_seed(mix_seed(config.seed, 0))  # the same initial weights on every rank
         self.modules = {name: module.to(self.device) for name, module in self.build_modules().items()}
+        self._big_run_options(config)
         torch.manual_seed(mix_seed(config.seed, self.context.rank, 2))  # dropout, class sampling: per rank
         self.wrapped = self.wrap_modules()
         self.optimizers = self.build_optimizers()
@@ -132,6 +134,16 @@ class Trainer:
 
     def build_modules(self) -> dict[str, nn.Module]:
         raise NotImplementedError
+
+    def _big_run_options(self, config: Config) -> None:
+        """``grad_checkpoint``, ``channels_last`` and ``compile`` (the Config docstring) on the modules."""
+        if config.grad_checkpoint:
+            checkpoint_stages(self.modules["model"])
+        if config.channels_last:
+            for module in self.modules.values():
+                module.to(memory_format=torch.channels_last)
+        if config.compile:
+            self.modules["model"].compile()  # in place: the wrapper would prefix every state_dict key
 
     def wrap_modules(self) -> dict[str, nn.Module]:
         """The modules as the forward uses them (DDP where needed). Default: unwrapped."""
@@ -198,6 +210,8 @@ class Trainer:
         """The batch on the device: uint8 images → float (x/255 − 0.5)/0.5, other tensors moved."""
         images, *rest = batch
         images = images.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        if self.config.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
         return (images, *(t.to(self.device, non_blocking=True) for t in rest))
 
     def no_sync(self, skip: bool):
