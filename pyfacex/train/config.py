@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "HeadConfig", "ModelConfig", "OptimConfig",
+__all__ = ["Config", "ConfigError", "DataConfig", "DDPConfig", "EvalConfig", "HeadConfig", "ModelConfig", "OptimConfig",
            "ScheduleConfig", "GANConfig", "QAFaceConfig", "LandmarkConfig", "load_config", "config_from_dict",
            "validate_config", "Rule",
            "apply_overrides", "config_to_dict", "config_to_yaml", "merge_recipes"]
@@ -168,6 +168,20 @@ class DataConfig:
 
 
 @dataclass
+class DDPConfig:
+    """DistributedDataParallel settings (several processes only). ``bucket_cap_mb``: gradient bucket size
+    (DDP's default 25); ``static_graph``: the same parameters take part in every step, so DDP can skip its
+    per-step bookkeeping (ignored where a model needs ``find_unused_parameters``, LGAF's Method I);
+    ``compression``: ``none``, ``fp16`` or ``bf16``: gradients cross the wire in that dtype (half the
+    bytes), averaged there and cast back (torch's fp16/bf16 compression hooks, applied to PartialFC's
+    summed gradients too)."""
+
+    bucket_cap_mb: float = _ruled(25.0, **POSITIVE)
+    static_graph: bool = False
+    compression: str = _ruled("none", choices=("none", "fp16", "bf16"))
+
+
+@dataclass
 class OptimConfig:
     """Optimiser (``sgd``, ``adamw`` or ``adam``) and gradient clipping (``clip_grad_norm`` > 0: the
     max total L2 norm). ``lr_scales`` multiply ``lr`` per module: keys are dotted module paths among
@@ -291,6 +305,7 @@ class Config:
     gan: GANConfig = field(default_factory=GANConfig)
     qaface: QAFaceConfig = field(default_factory=QAFaceConfig)
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    ddp: DDPConfig = field(default_factory=DDPConfig)
     epochs: int = _ruled(20, **NON_NEGATIVE)
     max_steps: int = _ruled(0, **NON_NEGATIVE)
     grad_accum: int = _ruled(1, **POSITIVE)

@@ -3,27 +3,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .config import DDPConfig
 
 __all__ = ["DistContext", "init_distributed", "wrap_ddp", "barrier", "all_reduce_mean"]
 
 
 @dataclass(frozen=True)
 class DistContext:
-    """This process: ``rank`` of ``world_size``, its ``device``; ``is_main`` is rank 0 (logs, saves)."""
+    """This process: ``rank`` of ``world_size``, its ``device``; ``is_main`` is rank 0 (logs, saves).
+    ``ddp``: how :func:`wrap_ddp` wraps modules (the run's ``ddp`` config section)."""
 
     rank: int
     world_size: int
     local_rank: int
     device: torch.device
+    ddp: DDPConfig = field(default_factory=DDPConfig)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+_WIRE_DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def init_distributed(device: str = "auto") -> DistContext:
@@ -47,30 +54,50 @@ def init_distributed(device: str = "auto") -> DistContext:
     return DistContext(rank, world_size, local_rank, target)
 
 
-def _sum_hook(state, bucket):
-    # Each rank's gradient is already its share of the global loss's gradient (PartialFC gives every
-    # rank the loss of the whole global batch): sum the shares instead of averaging them.
-    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda fut: fut.value()[0])
+@dataclass(frozen=True)
+class _ReduceState:
+    dtype: torch.dtype | None  # the wire dtype (None: the gradients' own)
+    divisor: int                # world size to average, 1 to sum
+
+
+def _reduce_hook(state: _ReduceState, bucket):
+    # Divided before the sum (as torch's fp16_compress_hook), so a half-precision sum does not overflow.
+    buffer = bucket.buffer()
+    wire = buffer.to(state.dtype) if state.dtype is not None else buffer
+    if state.divisor > 1:
+        wire.div_(state.divisor)
+
+    def unpack(future):
+        reduced = future.value()[0]
+        if reduced is not buffer:
+            buffer.copy_(reduced)
+        return buffer
+    return dist.all_reduce(wire, async_op=True).get_future().then(unpack)
 
 
 def wrap_ddp(module: nn.Module, context: DistContext, sum_gradients: bool = False,
              find_unused_parameters: bool = False, ignore: Sequence[str] = ()) -> nn.Module:
-    """``module`` in DistributedDataParallel when there are several processes (else unchanged).
+    """``module`` in DistributedDataParallel when there are several processes (else unchanged), with
+    ``context.ddp``'s bucket size, static graph and gradient compression.
 
     ``sum_gradients``: sum the ranks' gradients instead of averaging them, for losses that every
     rank computes over the global batch (PartialFC): a 2-rank step then equals the 1-rank step on
-    the concatenated batch. ``ignore``: names of parameters and buffers DDP must neither reduce nor
-    broadcast (frozen parts, or state the module synchronises itself, e.g. QAFace's memory).
+    the concatenated batch (each rank's gradient is already its share of the global loss's). ``ignore``:
+    names of parameters and buffers DDP must neither reduce nor broadcast (frozen parts, or state the
+    module synchronises itself, e.g. QAFace's memory).
     """
     if context.world_size == 1:
         return module
+    options = context.ddp
     if ignore:
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, list(ignore))
     ids = [context.device.index] if context.device.type == "cuda" else None
-    wrapped = nn.parallel.DistributedDataParallel(module, device_ids=ids,
-                                                  find_unused_parameters=find_unused_parameters)
-    if sum_gradients:
-        wrapped.register_comm_hook(None, _sum_hook)
+    wrapped = nn.parallel.DistributedDataParallel(
+        module, device_ids=ids, find_unused_parameters=find_unused_parameters, bucket_cap_mb=options.bucket_cap_mb,
+        static_graph=options.static_graph and not find_unused_parameters)
+    wire = _WIRE_DTYPES[options.compression]
+    if sum_gradients or wire is not None:
+        wrapped.register_comm_hook(_ReduceState(wire, 1 if sum_gradients else context.world_size), _reduce_hook)
     return wrapped
 
 

@@ -21,6 +21,7 @@ the batches and their augmentations are functions of (seed, epoch, position) (se
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import warnings
 from collections import defaultdict
@@ -74,7 +75,7 @@ class Trainer:
             raise TypeError(f"config must be a pyfacex.train.Config, got {type(config).__name__}")
         validate_config(config)  # a Config built in Python skips config_from_dict's check
         self.config = config
-        self.context = init_distributed(config.device)
+        self.context = dataclasses.replace(init_distributed(config.device), ddp=config.ddp)
         self.device = self.context.device
         self.output = Path(config.output)
         if config.grad_accum < 1:
