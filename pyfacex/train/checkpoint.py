@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .reshard import reshard_parts
+
 __all__ = ["atomic_save", "atomic_write", "safe_load", "build_model", "build_trained_model", "save_model", "load_model",
            "load_embedder", "embedder_for", "load_state_dict_checked", "load_weights", "load_model_weights",
            "save_checkpoint", "load_checkpoint", "latest_checkpoint", "resume_candidates", "mark_latest", "rng_state",
@@ -80,12 +82,13 @@ class UnreadableFileError(ValueError):
 
 
 class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be resumed from (a file missing or unreadable, step or world size
-    disagreeing); the message names the file and why."""
+    """A checkpoint folder that cannot be resumed from (a file missing or unreadable, a step
+    disagreeing with its folder); the message names the file and why."""
 
 
-def safe_load(path: str | os.PathLike, map_location="cpu"):
-    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
+def safe_load(path: str | os.PathLike, map_location="cpu", mmap: bool = False):
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code; with
+    ``mmap`` the tensors are memory-mapped, read from disk only where they are used.
 
     Raises:
         FileNotFoundError: no such file.
@@ -96,7 +99,7 @@ def safe_load(path: str | os.PathLike, map_location="cpu"):
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # noqa: BLE001 - damaged bytes fail the zip reader and unpickler in many ways
         raise UnreadableFileError(path, error) from error
 
@@ -307,35 +310,42 @@ def resume_candidates(root: str | os.PathLike) -> list[Path]:
     return [p for p in folders if latest is None or p.name <= latest.name]
 
 
+def _load_part(path: Path, keys: tuple[str, ...], mmap: bool = False) -> dict:
+    """One checkpoint part, checked to load and to hold ``keys`` (CheckpointError naming the file)."""
+    if not path.is_file():
+        saved = sorted(p.name for p in path.parent.glob("*.pt"))
+        raise CheckpointError(f"{path.parent} has no {path.name} (it holds {', '.join(saved) or 'no .pt file'})")
+    try:
+        part = safe_load(path, mmap=mmap)
+    except UnreadableFileError as error:
+        raise CheckpointError(str(error)) from error
+    missing = [key for key in keys if not isinstance(part, dict) or key not in part]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint part of pyfacex (no {', '.join(missing)})")
+    return part
+
+
 def load_checkpoint(folder: str | os.PathLike, rank: int, world_size: int) -> tuple[dict, dict]:
-    """(shared, local) of a checkpoint folder for ``rank``, checked: both files load, the step they
-    hold is the folder's, and the world size is this run's.
+    """(shared, local) of a checkpoint folder for ``rank`` of ``world_size`` processes, checked: the files
+    load and the step they hold is the folder's. A checkpoint written by another number of processes is
+    re-cut for this one (:func:`~pyfacex.train.reshard.reshard_parts`: class shards, their optimiser
+    state and the data position), reading every rank's file.
 
     Raises:
         CheckpointError: a file missing or unreadable, or a step that is not the folder's (names the file).
-        ValueError: saved by another number of processes (every checkpoint of the run has that size,
-            so no fallback helps).
+        ValueError: saved by another number of processes at a data position the new ones cannot share,
+            or with per-rank state that is not a class shard (every checkpoint of the run is alike, so no
+            fallback helps).
     """
     folder = Path(folder)
-    shared_path, local_path = folder / "shared.pt", folder / f"rank{rank}.pt"
+    shared_path = folder / "shared.pt"
     if not shared_path.is_file():
         raise CheckpointError(f"{folder} is not a training checkpoint: {shared_path.name} is missing")
-    if not local_path.is_file():
-        saved = sorted(p.name for p in folder.glob("rank*.pt"))
-        raise CheckpointError(f"{folder} has no {local_path.name} (it holds {', '.join(saved) or 'no rank file'}): "
-                              f"resume with the world size it was saved with")
-    try:
-        shared, local = safe_load(shared_path), safe_load(local_path)
-    except UnreadableFileError as error:
-        raise CheckpointError(str(error)) from error
-    for path, part, keys in ((shared_path, shared, ("step", "world_size", "modules", "optimizers", "schedulers")),
-                             (local_path, local, ("modules", "optimizers", "rng"))):
-        missing = [key for key in keys if not isinstance(part, dict) or key not in part]
-        if missing:
-            raise CheckpointError(f"{path}: not a checkpoint part of pyfacex (no {', '.join(missing)})")
+    shared = _load_part(shared_path, ("step", "epoch", "batch_in_epoch", "world_size", "modules", "optimizers",
+                                      "schedulers"))
     if folder.name.startswith(CHECKPOINT_PREFIX) and folder.name != f"{CHECKPOINT_PREFIX}{shared['step']:08d}":
         raise CheckpointError(f"{shared_path} holds step {shared['step']}, not the step of its folder {folder.name}")
-    if shared.get("world_size") != world_size:
-        raise ValueError(f"{folder} was saved by {shared.get('world_size')} processes, this run has {world_size}: "
-                         "the class shards and data positions only resume with the same world size")
-    return shared, local
+    local_keys = ("modules", "optimizers", "rng")
+    if shared["world_size"] != world_size:
+        return reshard_parts(folder, shared, rank, world_size, lambda path: _load_part(path, local_keys, mmap=True))
+    return shared, _load_part(folder / f"rank{rank}.pt", local_keys)
