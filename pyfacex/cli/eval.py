@@ -1,8 +1,10 @@
 """``pyfacex eval``: run benchmark protocols on a trained model file and report them.
 
-    pyfacex eval MODEL PROTOCOL [PROTOCOL ...] [--batch-size 64] [--folds 10] [--no-flip] [--no-align] [--device auto]
-                 [--set-function model|mean] [--seed 0] [--out DIR] [--name NAME] [--calibrate FAR]
+    pyfacex eval MODEL PROTOCOL [PROTOCOL ...] [--batch-size 64] [--workers 0] [--amp] [--folds 10] [--no-flip]
+                 [--no-align] [--device auto] [--set-function model|mean] [--seed 0] [--out DIR] [--name NAME]
+                 [--calibrate FAR] [--no-cache] [--cache-dir DIR]
     pyfacex eval --arch iresnet100 --weights backbone.pth PROTOCOL [PROTOCOL ...] [...]
+    pyfacex eval --compare DIR DIR [DIR ...] [--out DIR]
 
 MODEL is a model file written by training (:func:`pyfacex.train.checkpoint.save_model`) or by
 ``pyfacex convert``, or an ``.onnx`` file (``pyfacex export``'s, or insightface's recognition models;
@@ -31,8 +33,18 @@ Prints a :class:`pyfacex.eval.ResultsTable` with one row (the model) and, per pr
 and TAR@FAR 1e-4, 1e-3 (interpolated); TinyFace rank-1, rank-3, rank-5 and mAP; IJB-A TAR@FAR 1e-3,
 1e-2, 1e-1 mean ± std over its splits; IJB-B/C TAR@FAR 1e-5, 1e-4, 1e-3 (insightface's "nearest"
 convention) and 1:N rank-1. With ``--out DIR``: ``results.json`` (the table,
-:meth:`ResultsTable.from_json` reads it), ``results.md`` and ``roc_<protocol>.png`` for every protocol
-with pair scores.
+:meth:`ResultsTable.from_json` reads it), ``results.md``, ``roc_<protocol>.png`` for every protocol
+with pair scores, and insightface-layout dumps (:mod:`pyfacex.eval.dumps`): ``scores/<protocol>.npy``
+with ``scores/<protocol>_label.npy``, and ``features/<protocol>_<name>.npy``. ``--compare DIR DIR ...``
+reads such folders back: one table with a row per run, and with ``--out`` ROC overlays of the runs.
+
+Scale: ``--workers N`` decodes and aligns images in N DataLoader worker processes; ``--amp`` runs the
+network under autocast (bfloat16 on the CPU, float16 on CUDA; scores stay float32/64). The network's
+outputs are cached per (model file hash, protocol, precision, device type) under
+``$XDG_CACHE_HOME/pyfacex/features`` (:mod:`pyfacex.embed.feature_cache`; ``--cache-dir``,
+``--no-cache``), keyed by the content of each input batch: evaluating the same model on the same
+protocol again (other ``--folds``, ``--calibrate``, another ``--out``) reads and aligns the images
+but runs no forward pass.
 
 ``--calibrate FAR`` (``--calibrate-on NAME`` when several protocols have pairs) then stores in MODEL
 the lowest cosine threshold whose false accept rate on that protocol's pairs is at most FAR, with the
@@ -58,7 +70,7 @@ def add_parser(commands) -> None:
         description="Run benchmark protocols (insightface .bin, LFW pairs.txt, CFP, TinyFace, IJB-A/B/C, YTF) "
                     "on a model file written by training; print a results table and optionally save it "
                     "with ROC curves.")
-    parser.add_argument("model", metavar="MODEL",
+    parser.add_argument("model", metavar="MODEL", nargs="?",
                         help="pyfacex model file (training's OUTPUT/model.pt, pyfacex convert's) or an .onnx file; "
                              "omitted with --weights")
     parser.add_argument("protocols", metavar="PROTOCOL", nargs="*",
@@ -72,6 +84,16 @@ def add_parser(commands) -> None:
     parser.add_argument("--from", dest="source", default="auto",
                         help="with --weights: auto (from the content), insightface, onnx or adaface")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (64)")
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="DataLoader worker processes that decode and align images (0: the main process)")
+    parser.add_argument("--amp", action="store_true",
+                        help="run the network under autocast: bfloat16 on the CPU, float16 on CUDA")
+    parser.add_argument("--no-cache", dest="cache", action="store_false",
+                        help="neither read nor write the feature cache")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="feature cache folder (default: $XDG_CACHE_HOME/pyfacex/features, ~/.cache/...)")
+    parser.add_argument("--compare", nargs="+", metavar="DIR",
+                        help="compare run folders written by --out (no MODEL): one table, ROC overlays with --out")
     parser.add_argument("--folds", type=positive_int, default=10,
                         help="k of the k-fold protocol on .bin files, which store no folds (10)")
     parser.add_argument("--no-align", dest="align", action="store_false",
@@ -85,7 +107,8 @@ def add_parser(commands) -> None:
                              "(default when it has one: LFENet, the Face Aggregation Network) or the mean of "
                              "per-image embeddings")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of @blurL's random draws (0)")
-    parser.add_argument("--out", help="folder for results.json, results.md and the ROC PNGs")
+    parser.add_argument("--out", help="folder for results.json, results.md, the ROC PNGs and the score and "
+                                      "feature dumps")
     parser.add_argument("--name", help="row name of the model (default: the model file's model name)")
     parser.add_argument("--calibrate", type=float, metavar="FAR",
                         help="store in MODEL the cosine threshold at this false accept rate (e.g. 1e-4) on the "
@@ -99,12 +122,19 @@ def run(args) -> int:
     """Evaluate ``args.model`` on ``args.protocols``; print (and with ``args.out`` save) the results."""
     import torch
 
+    from ..embed.feature_cache import default_cache_dir, feature_cache_file, file_digest, load_cache, save_cache
     from ..eval import evaluate_protocol, resolve_spec
+    from ..eval.dumps import save_dumps
     from ..eval.sets import has_set_function
     from ..eval.summary import save_summary, summarize
+    from ..eval.wrappers import AutocastEmbedder, MemoizedEmbedder
     from ..train.checkpoint import UnreadableFileError, embedder_for, load_model
 
-    protocols = [args.model, *args.protocols] if args.weights else args.protocols
+    if args.compare:
+        return _compare(args)
+    if args.model is None and not args.weights:
+        raise ValueError("MODEL: expected a model file (or --weights SRC --arch NAME, or --compare DIR DIR ...)")
+    protocols = [args.model, *args.protocols] if args.weights and args.model else args.protocols
     if not protocols:
         raise ValueError("PROTOCOL: expected at least one protocol after MODEL")
     if args.weights and not args.arch:
@@ -116,6 +146,9 @@ def run(args) -> int:
         raise FileNotFoundError(f"{'--weights' if args.weights else 'MODEL'}: {model_path} does not exist (expected "
                                 f"{'a peer checkpoint' if args.weights else 'a pyfacex model file or an .onnx file'})")
     onnx = not args.weights and model_path.suffix.lower() == ".onnx"
+    if args.amp and onnx:
+        raise ValueError("--amp: an .onnx model runs in onnxruntime at the precision of its graph; evaluate the .pt "
+                         "it came from, or drop --amp")
     if args.calibrate is not None and (args.weights or onnx):
         raise ValueError("--calibrate: stores the threshold in a pyfacex model file; convert the weights first "
                          "(pyfacex convert) or calibrate the .pt the .onnx came from")
@@ -155,18 +188,35 @@ def run(args) -> int:
     set_function = args.set_function or ("model" if has_set_function(whole) else "mean")
     row = args.name or str(info.get("name") or model_path.stem)
     image_size = info.get("image_size")
+    if args.amp:
+        model, whole = AutocastEmbedder(model), AutocastEmbedder(whole)
+    digest = file_digest(model_path, f"{args.arch}:{args.source}" if args.weights else "") if args.cache else None
 
     results = []
     for spec in specs:
-        results.append(evaluate_protocol(spec, model, batch_size=args.batch_size, flip=args.flip, device=device,
-                                         image_size=image_size, progress=True, folds=args.folds, set_model=whole,
-                                         set_function=set_function, seed=args.seed, align=args.align))
+        memos = None
+        if digest is not None:
+            cache_file = feature_cache_file(args.cache_dir or default_cache_dir(), digest, spec.split("=", 1)[0],
+                                            args.amp, device)
+            memos = load_cache(cache_file)
+        embedder = model if memos is None else MemoizedEmbedder(model, memos["embedder"])
+        set_model = whole if memos is None else MemoizedEmbedder(whole, memos["set_model"])
+        results.append(evaluate_protocol(spec, embedder, batch_size=args.batch_size, flip=args.flip, device=device,
+                                         image_size=image_size, progress=True, folds=args.folds, set_model=set_model,
+                                         set_function=set_function, seed=args.seed, align=args.align,
+                                         num_workers=args.workers))
+        if memos is not None:
+            hits, misses = embedder.hits + set_model.hits, embedder.misses + set_model.misses
+            if misses:
+                save_cache(cache_file, memos)
+            print(f"{results[-1].name}: {hits} of {hits + misses} network calls from the feature cache "
+                  f"{cache_file}", file=sys.stderr)
     rows = {row: results}
     table = summarize(rows, title=f"pyfacex eval: {model_path.name} ({image_size}x{image_size}, "
                                   f"{'flip' if args.flip else 'no flip'}, set function: {set_function})")
     print(table.to_text())
     if args.out:
-        written = save_summary(table, rows, args.out)
+        written = save_summary(table, rows, args.out) + save_dumps(results, args.out)
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     if args.calibrate is not None:
         from ..embed.calibration import calibrate_model, describe
@@ -174,4 +224,17 @@ def run(args) -> int:
         record = calibrate_model(model_path, results, calibrate_on, args.calibrate, flip=args.flip, specs=specs,
                                  set_function=set_function)
         print(f"stored in {model_path}: threshold {record['threshold']:.4f} at {describe(record)}")
+    return 0
+
+
+def _compare(args) -> int:
+    """``--compare``: the run folders' tables as one, and ROC overlays with ``--out``; no model runs."""
+    from ..eval.dumps import compare_runs
+
+    if args.model or args.protocols or args.weights:
+        raise ValueError("--compare: compares run folders; give no MODEL, PROTOCOL or --weights with it")
+    table = compare_runs(args.compare, args.out)
+    print(table.to_text())
+    if args.out:
+        print(f"wrote {args.out}/results.json, results.md and the ROC overlays", file=sys.stderr)
     return 0

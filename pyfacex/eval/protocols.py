@@ -138,6 +138,11 @@ class ProtocolResult:
             and ``ytf`` adds ``"aligned"``: whether faces were aligned by the protocol's landmarks
             (always False for ``ijba``).
         path: the protocol's file or folder.
+        features: the features scored, arrays by name (what ``pyfacex eval --out`` dumps):
+            verification kinds ``embeddings`` (2P, d), L2-normalised, rows 2p and 2p + 1 the two
+            sides of pair p (a ``.bin``: its images in file order, as insightface's verification
+            embeds them); IJB-B/C ``template_feats`` (T, d) (normalised) and ``template_ids`` (T,)
+            int64 ascending; none for TinyFace and IJB-A.
     """
 
     name: str
@@ -148,6 +153,7 @@ class ProtocolResult:
     is_genuine: np.ndarray | None = field(default=None, repr=False)
     details: dict = field(default_factory=dict, repr=False)
     path: Path | None = None
+    features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def value(self) -> float:
@@ -321,7 +327,9 @@ def _verification_result(name: str, kind: str, path: Path, emb_a: torch.Tensor, 
     metrics = {key: float(details[key]) for key in ("accuracy", "accuracy_std", "val", "val_std", "far", "auc", "eer")}
     metrics.update({tar_column(far, result.tar_convention): float(tar) for far, tar in result.tar_at_far.items()})
     labels = issame.detach().cpu().numpy().astype(bool).reshape(-1)
-    return ProtocolResult(name, kind, metrics, "accuracy", np.einsum("ij,ij->i", a, b), labels, details, path)
+    embeddings = np.stack([a, b], axis=1).reshape(-1, a.shape[1]).astype(np.float32)
+    return ProtocolResult(name, kind, metrics, "accuracy", np.einsum("ij,ij->i", a, b), labels, details, path,
+                          {"embeddings": embeddings})
 
 
 def _identification_metrics(result) -> dict[str, float]:
@@ -347,7 +355,8 @@ def _size(image_size: int | None, default: int | None) -> int | None:
 def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_size: int = 64, flip: bool = True,
                       device: str | torch.device | None = None, image_size: int | None = None,
                       progress: bool = False, folds: int = 10, set_model: torch.nn.Module | None = None,
-                      set_function: str | None = None, seed: int = 0, align: bool = True) -> ProtocolResult:
+                      set_function: str | None = None, seed: int = 0, align: bool = True,
+                      num_workers: int = 0) -> ProtocolResult:
     """Run the protocol ``spec`` names on ``model`` (module docstring: specs, kinds, options, layouts).
 
     Args:
@@ -378,6 +387,8 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         align: align faces by the landmarks the protocol's files give (module docstring: IJB-B/C's
             five points, a :data:`LANDMARKS_FILE` sidecar); False, or the spec's ``@noalign``, takes
             the stored crops as aligned faces.
+        num_workers: DataLoader worker processes that decode and align the images of image-file
+            protocols (0: this process; a ``.bin`` is decoded when read).
     Protocol settings: pair lists and YTF test on their own folds; TinyFace reports ranks 1, 3, 5, 10,
     20; IJB-B/C run 1:1 (FARs 1e-6 ... 1e-1) and 1:N, with the ``mean`` set function each image
     weighted by its detector score and pooled per media; IJB-A runs its splits' 1:1 (FARs 1e-3, 1e-2,
@@ -398,6 +409,7 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
     align = bool(align) and spec_options.align
     batch_size = check_int("batch_size", batch_size, 1)
     seed = check_int("seed", seed, 0)
+    num_workers = check_int("num_workers", num_workers, 0)
     transform = None if spec_options.resolution is None else down_up_transform(spec_options.resolution)
     options = dict(batch_size=batch_size, flip=flip, device=device, progress=progress, transform=transform)
     # per-batch embedding inside the protocols' own loops (and progress bars)
@@ -421,7 +433,7 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         side = _size(image_size, None)
         landmarks = _sidecar(path.parent if path.is_file() else path, align)
         emb_a, emb_b = embed_pair_list(model, pairs, image_size=None if side is None else (side, side),
-                                       landmarks=landmarks, **options)
+                                       landmarks=landmarks, num_workers=num_workers, **options)
         result = _verification_result(name, kind, path, emb_a, emb_b, pairs.issame, fold_ids=pairs.fold_ids)
         result.details["aligned"] = landmarks is not None
         return result
@@ -431,7 +443,8 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
     if kind == "tinyface":
         landmarks = _sidecar(path, align)
         ranking: IdentificationResult = evaluate_tinyface(path, embed_fn, batch_size=batch_size, image_size=side,
-                                                          progress=progress, landmarks=landmarks)
+                                                          progress=progress, landmarks=landmarks,
+                                                          num_workers=num_workers)
         return ProtocolResult(name, kind, _identification_metrics(ranking), "rank-1", None, None,
                               {**ranking.as_dict(), "aligned": landmarks is not None}, path)
 
@@ -439,11 +452,11 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         size = None if side is None else (side, side)
         if chosen == "model":
             result = evaluate_ijb(path, None, set_fn=set_fn, target=kind.upper(), image_size=size, align=align,
-                                  max_images=batch_size, progress=progress)
+                                  max_images=batch_size, num_workers=num_workers, progress=progress)
         else:   # insightface's pipeline: it adds the flipped crops' features itself
             no_flip = functools.partial(embed_fn, flip=False)
             result = evaluate_ijb(path, no_flip, target=kind.upper(), flip=flip, batch_size=batch_size,
-                                  image_size=size, align=align, progress=progress)
+                                  image_size=size, align=align, num_workers=num_workers, progress=progress)
         verification = result.verification
         fars = verification.fars.tolist()
         metrics = {tar_column(far, convention): float(tar)
@@ -456,10 +469,13 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         return ProtocolResult(name, kind, metrics, primary,
                               verification.scores.detach().to("cpu", torch.float64).numpy(),
                               verification.labels.detach().cpu().numpy().astype(bool),
-                              {**result.as_dict(), "set_function": chosen, "aligned": align}, path)
+                              {**result.as_dict(), "set_function": chosen, "aligned": align}, path,
+                              {"template_feats": result.template_feats.detach().to("cpu", torch.float32).numpy(),
+                               "template_ids": result.template_ids.detach().cpu().numpy()})
 
     if kind == "ijba":
-        result = evaluate_ijba(path, set_fn, image_size=side, max_images=batch_size, progress=progress)  # box crops
+        result = evaluate_ijba(path, set_fn, image_size=side, max_images=batch_size,  # box crops
+                               num_workers=num_workers, progress=progress)
         metrics = {}
         for convention in result.mean:
             for far, mean, std in zip(result.fars.tolist(), result.mean[convention].tolist(),
@@ -479,7 +495,8 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         degrade = None if spec_options.blur is None else BlurAllButOne(spec_options.blur, seed)
         features = embed_videos(protocol.videos, set_fn, frames_per_set=_YTF_FRAMES_PER_SET,
                                 sets_per_video=_YTF_SETS_PER_VIDEO, transform=functools.partial(crop_face, size=side),
-                                degrade=degrade, max_images=max(batch_size, _YTF_FRAMES_PER_SET), progress=progress)
+                                degrade=degrade, max_images=max(batch_size, _YTF_FRAMES_PER_SET),
+                                num_workers=num_workers, progress=progress)
         result = _verification_result(name, kind, path, features[protocol.first], features[protocol.second],
                                       protocol.issame, fold_ids=protocol.split)
         result.details["set_function"] = chosen

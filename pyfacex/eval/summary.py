@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .ijb import IJBA_FARS
@@ -15,7 +16,7 @@ from .metrics import roc
 from .protocols import VERIFICATION_KINDS, ProtocolResult
 from .report import ResultsTable, save_roc_png, tar_column
 
-__all__ = ["protocol_cells", "summarize", "save_summary"]
+__all__ = ["file_name", "protocol_cells", "save_roc_overlays", "save_summary", "summarize"]
 
 _VERIFICATION_FARS = (1e-4, 1e-3)
 _IJB_FARS = (1e-5, 1e-4, 1e-3)
@@ -71,8 +72,35 @@ def summarize(rows: Mapping[str, Sequence[ProtocolResult]], title: str | None = 
     return table
 
 
-def _file_name(name: str) -> str:
+def file_name(name: str) -> str:
+    """``name`` made safe as a file name (runs of other characters become ``_``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "protocol"
+
+
+def save_roc_overlays(pairs: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], out: str | os.PathLike,
+                      titles: Mapping[str, str] | None = None) -> list[Path]:
+    """One ``out/roc_<protocol>.png`` per protocol with a curve per model.
+
+    Args:
+        pairs: protocol -> model -> (scores (M,), is_genuine (M,) bool); protocols without both
+            genuine and impostor pairs are left out.
+        out: the folder. titles: protocol -> plot title (default: the protocol's name).
+    The FAR axis starts at the decade of the smallest FAR the protocol's impostor pairs can measure.
+    """
+    written = []
+    for name, by_model in pairs.items():
+        curves, impostors = {}, 0
+        for model, (scores, is_genuine) in by_model.items():
+            is_genuine = np.asarray(is_genuine, dtype=bool)
+            if is_genuine.all() or not is_genuine.any():
+                continue
+            curves[model] = roc(torch.from_numpy(np.asarray(scores, dtype=np.float64)), torch.from_numpy(is_genuine))
+            impostors = max(impostors, int((~is_genuine).sum()))
+        if curves:
+            lowest = 10.0 ** math.floor(math.log10(1.0 / impostors))
+            written.append(save_roc_png(curves, Path(out) / f"roc_{file_name(name)}.png",
+                                        title=(titles or {}).get(name, name), far_range=(lowest, 1.0)))
+    return written
 
 
 def save_summary(table: ResultsTable, rows: Mapping[str, Sequence[ProtocolResult]],
@@ -82,21 +110,11 @@ def save_summary(table: ResultsTable, rows: Mapping[str, Sequence[ProtocolResult
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [table.save(out / "results.json"), table.save(out / "results.md")]
-    curves: dict[str, dict[str, object]] = {}
-    kinds: dict[str, str] = {}
-    impostors: dict[str, int] = {}
+    pairs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    titles: dict[str, str] = {}
     for model, results in rows.items():
         for result in results:
-            if result.scores is None or result.is_genuine is None or result.is_genuine.all() \
-                    or not result.is_genuine.any():
-                continue
-            curves.setdefault(result.name, {})[model] = roc(torch.from_numpy(result.scores),
-                                                            torch.from_numpy(result.is_genuine))
-            kinds[result.name] = result.kind
-            impostors[result.name] = max(impostors.get(result.name, 0), int((~result.is_genuine).sum()))
-    for name, by_model in curves.items():
-        # the FAR axis starts at the decade of the smallest FAR the impostor pairs can measure
-        lowest = 10.0 ** math.floor(math.log10(1.0 / impostors[name]))
-        written.append(save_roc_png(by_model, out / f"roc_{_file_name(name)}.png", title=f"{name} ({kinds[name]})",
-                                    far_range=(lowest, 1.0)))
-    return written
+            if result.scores is not None and result.is_genuine is not None:
+                pairs.setdefault(result.name, {})[model] = (result.scores, result.is_genuine)
+                titles[result.name] = f"{result.name} ({result.kind})"
+    return written + save_roc_overlays(pairs, out, titles)

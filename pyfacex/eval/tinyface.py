@@ -33,8 +33,9 @@ from tqdm import tqdm
 
 from ..data._args import check_int
 from ..data.folder import IMAGE_EXTENSIONS
-from ..data.landmarks import LandmarkTable, landmark_table, load_face
+from ..data.landmarks import LandmarkTable, landmark_table
 from ..data.matfile import read_mat
+from .face_files import face_batches
 from .ranking import IdentificationResult, identification
 
 __all__ = ["DISTRACTOR_LABEL", "TINYFACE_RANKS", "TinyFaceProtocol", "evaluate_tinyface", "read_tinyface"]
@@ -121,7 +122,8 @@ def read_tinyface(root: str | os.PathLike, images: str | os.PathLike | None = No
 
 
 def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Tensor], *, batch_size: int,
-           image_size: int, progress: bool, desc: str, landmarks: LandmarkTable | None = None) -> torch.Tensor:
+           image_size: int, progress: bool, desc: str, landmarks: LandmarkTable | None = None,
+           num_workers: int = 0) -> torch.Tensor:
     """Features of image files, ``batch_size`` at a time.
 
     Args:
@@ -130,6 +132,7 @@ def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Te
             ``torch.inference_mode()``.
         batch_size, image_size: images per call, side each image is resized (or aligned) to.
         landmarks: the sidecar to align every image by, or None.
+        num_workers: DataLoader worker processes that decode (and align) the images.
     Returns:
         (N, d) float32 features on the CPU.
     Raises:
@@ -139,12 +142,13 @@ def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Te
     batch_size, image_size = check_int("batch_size", batch_size, 1), check_int("image_size", image_size, 1)
     points = None if landmarks is None else landmarks.points_of(paths)   # every image has its row, checked first
     parts, dim = [], None
+    batches = face_batches([str(path) for path in paths], batch_size, (image_size, image_size), points, num_workers)
+    starts = range(0, len(paths), batch_size)
     with torch.inference_mode():
-        for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", disable=not progress):
+        for start, images in zip(starts, tqdm(batches, total=len(starts), desc=desc, unit="batch",
+                                               disable=not progress)):
             batch = paths[start:start + batch_size]
-            images = [load_face(p, (image_size, image_size), None if points is None else points[start + k])
-                      for k, p in enumerate(batch)]
-            out = torch.as_tensor(features_fn(torch.stack(images)))
+            out = torch.as_tensor(features_fn(images))
             if out.dim() != 2 or len(out) != len(batch) or (dim is not None and out.shape[1] != dim):
                 want = f"({len(batch)}, {'d' if dim is None else dim})"
                 raise ValueError(f"features_fn: expected features {want} for the batch from {batch[0]}, "
@@ -161,8 +165,8 @@ def _embed(paths: Sequence[Path], features_fn: Callable[[torch.Tensor], torch.Te
 def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tensor], torch.Tensor], *,
                       batch_size: int = 256, image_size: int = 112, images: str | os.PathLike | None = None,
                       ranks: Sequence[int] = TINYFACE_RANKS, chunk: int | None = None,
-                      progress: bool = False, landmarks: LandmarkTable | str | os.PathLike | None = None
-                      ) -> IdentificationResult:
+                      progress: bool = False, landmarks: LandmarkTable | str | os.PathLike | None = None,
+                      num_workers: int = 0) -> IdentificationResult:
     """TinyFace rank-k and mAP of a feature extractor.
 
     Args:
@@ -176,6 +180,7 @@ def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tens
             image: each is aligned by its five points (:func:`pyfacex.data.landmarks.align_face`).
         ranks: the reported ranks (default :data:`TINYFACE_RANKS`: 1, 3, 5 as LGAF's Tab. 6, and 10, 20).
         chunk: probes scored at once; default such that a block holds about 16M scores.
+        num_workers: DataLoader worker processes that decode (and align) the images (0: this one).
     Returns:
         :class:`~pyfacex.eval.ranking.IdentificationResult` (closed set: no FPIRs), e.g.
         ``result.rank[1]``, ``result.mean_average_precision``.
@@ -183,7 +188,7 @@ def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tens
     protocol = read_tinyface(root, images)
     if not protocol.gallery_paths:
         raise ValueError(f"{Path(root) / 'Testing_Set'}: the TinyFace gallery is empty")
-    options = dict(batch_size=batch_size, image_size=image_size, progress=progress,
+    options = dict(batch_size=batch_size, image_size=image_size, progress=progress, num_workers=num_workers,
                    landmarks=None if landmarks is None else landmark_table(landmarks))
     probe = _embed(protocol.probe_paths, features_fn, desc="TinyFace probes", **options)
     gallery = _embed(protocol.gallery_paths, features_fn, desc="TinyFace gallery", **options)

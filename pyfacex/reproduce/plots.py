@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..eval.report import save_bar_png, save_roc_png
-from ..eval.summary import _file_name  # the file-name rule of the eval reports' PNGs
+from ..eval.summary import file_name  # the file-name rule of the eval reports' PNGs
 from .spec import ExperimentSpec
 
 __all__ = ["save_plots"]
@@ -33,7 +33,7 @@ def save_plots(spec: ExperimentSpec, results: Mapping, cells: Mapping[str, Mappi
                         list(entry[metric.name]["values"].values()))
                 for label, entry, _ in rows if entry[metric.name].get("n")}
         if bars:
-            written.append(save_bar_png(bars, out / f"bars_{_file_name(metric.name)}.png",
+            written.append(save_bar_png(bars, out / f"bars_{file_name(metric.name)}.png",
                                         title=f"{metric.name}: mean and 95 % CI over seeds", ylabel=metric.name))
     for evaluation in spec.evaluations:
         curves = {}
@@ -44,6 +44,6 @@ def save_plots(spec: ExperimentSpec, results: Mapping, cells: Mapping[str, Mappi
                 curves[label] = (rocs[0]["far"], np.mean([roc["tar"] for roc in rocs], axis=0).tolist())
         if curves:
             lowest = min(x for far, _ in curves.values() for x in far if x > 0)
-            written.append(save_roc_png(curves, out / f"roc_{_file_name(evaluation.name)}.png",
+            written.append(save_roc_png(curves, out / f"roc_{file_name(evaluation.name)}.png",
                                         title=f"{evaluation.name}: mean ROC over seeds", far_range=(lowest, 1.0)))
     return written

@@ -22,3 +22,19 @@ def tiny_model_file():
         return model
 
     return write
+
+
+TINY_IRESNET = {"layers": [1, 1, 1, 1], "widths": [4, 4, 8, 8], "num_features": 8, "input_size": 32}
+
+
+@pytest.fixture(scope="module")
+def tiny_lfw_files(tmp_path_factory, tiny_model_file):
+    """(model file, LFW-like folder): the tiny iresnet18 (8-d features, 32-px faces) and 2 folds of 3 pairs."""
+    from pyfacex.data.synthetic import SyntheticFaceWorld
+    from pyfacex.data.synthetic.protocols import write_lfw_like
+
+    base = tmp_path_factory.mktemp("tiny_lfw")
+    tiny_model_file(base / "model.pt", TINY_IRESNET)
+    lfw = write_lfw_like(SyntheticFaceWorld(seed=0, size=32), base / "lfw", folds=2, pairs_per_fold=3,
+                         identities_per_fold=3, images_per_identity=2, progress=False)
+    return base / "model.pt", lfw

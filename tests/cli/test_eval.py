@@ -1,12 +1,12 @@
 """pyfacex eval: a model file written by save_model on a tiny synthetic LFW-like protocol."""
 
+import numpy as np
 import pytest
 import torch
 
 from pyfacex.backbones.iresnet import iresnet18
 from pyfacex.cli import main
 from pyfacex.data.synthetic import SyntheticFaceWorld
-from pyfacex.data.synthetic.protocols import write_lfw_like
 from pyfacex.eval import ResultsTable, evaluate_protocol
 from pyfacex.train.checkpoint import load_embedder, save_model
 
@@ -14,12 +14,8 @@ KWARGS = {"layers": [1, 1, 1, 1], "widths": [4, 4, 8, 8], "num_features": 8, "in
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, tiny_model_file):
-    base = tmp_path_factory.mktemp("eval_cli")
-    tiny_model_file(base / "model.pt", KWARGS)
-    lfw = write_lfw_like(SyntheticFaceWorld(seed=0, size=32), base / "lfw", folds=2, pairs_per_fold=3,
-                         identities_per_fold=3, images_per_identity=2, progress=False)
-    return base / "model.pt", lfw
+def files(tiny_lfw_files):
+    return tiny_lfw_files
 
 
 def test_eval_prints_and_writes_the_results(files, tmp_path, capsys):
@@ -31,8 +27,11 @@ def test_eval_prints_and_writes_the_results(files, tmp_path, capsys):
     assert status == 0, captured.err
     assert "lfw accuracy" in captured.out and "iresnet18" in captured.out and "lfw AUC" in captured.out
     assert "TAR@FAR" not in captured.out  # 6 impostor pairs cannot resolve a FAR of 1e-3
-    assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "roc_lfw.png", "roc_asbin.png"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "roc_lfw.png", "roc_asbin.png",
+                                               "scores", "features"}
     assert (out / "roc_lfw.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {p.name for p in (out / "scores").iterdir()} == {"lfw.npy", "lfw_label.npy", "asbin.npy", "asbin_label.npy"}
+    assert {p.name for p in (out / "features").iterdir()} == {"lfw_embeddings.npy", "asbin_embeddings.npy"}
 
     table = ResultsTable.from_json((out / "results.json").read_text())
     (row, values), = [(r["name"], r["values"]) for r in table.to_dict()["rows"]]
@@ -42,6 +41,13 @@ def test_eval_prints_and_writes_the_results(files, tmp_path, capsys):
     assert values["lfw accuracy"] == [expected.metrics["accuracy"], expected.metrics["accuracy_std"]]
     assert values["lfw AUC"] == expected.metrics["auc"]
     assert values["lfw EER"] == expected.metrics["eer"]
+    # the dumps are the scored pairs: cosines of rows 2p and 2p + 1 of the (normalised) embeddings
+    scores, labels = np.load(out / "scores" / "lfw.npy"), np.load(out / "scores" / "lfw_label.npy")
+    np.testing.assert_array_equal(scores, expected.scores)
+    np.testing.assert_array_equal(labels, expected.is_genuine)
+    embeddings = np.load(out / "features" / "lfw_embeddings.npy")
+    assert embeddings.shape == (2 * len(scores), 8) and embeddings.dtype == np.float32
+    np.testing.assert_allclose((embeddings[0::2] * embeddings[1::2]).sum(1), scores, atol=1e-6)
     # the .bin of the same pairs with the same 2 folds gives the same numbers
     assert values["asbin accuracy"] == values["lfw accuracy"] and values["asbin EER"] == values["lfw EER"]
     markdown = (out / "results.md").read_text()

@@ -26,6 +26,7 @@ from ...data._args import check_int
 from ...data.codec import decode_image
 from ...data.landmarks import ALIGN_SIZE, align_face
 from ...data.transforms import hflip
+from ..face_files import SameSizeBatch
 from ..sets import SetFn, embed_sets
 from .protocols import FARS, OpenSetResult, TemplateVerificationResult, identify_templates, verify_templates
 from .readers import (
@@ -85,9 +86,13 @@ class _Crops(Dataset):
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
         return index, self.image(index)
 
+    def path(self, index: int) -> Path:
+        """The file of crop ``index``."""
+        return self.folder / self.names[index]
+
     def image(self, index: int) -> torch.Tensor:
         """Crop ``index`` as uint8 (3, H, W) (a member loader of :func:`template_set_features`)."""
-        path = self.folder / self.names[index]
+        path = self.path(index)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -127,24 +132,11 @@ def _five_points(meta: Path, prefix: str, listing: FaceTidMid) -> FivePoints:
     return points
 
 
-def _collate(folder: Path, names: list[str]):
-    """Stacks (index, image) items into (indices (B,), images (B, 3, H, W)); mixed sizes name two images."""
-    def collate(items):
-        first_index, first = items[0]
-        for index, image in items:
-            if image.shape != first.shape:
-                raise ValueError(f"image_size: {folder / names[index]} is {tuple(image.shape)} but "
-                                 f"{folder / names[first_index]} is {tuple(first.shape)}; a batch must share one "
-                                 f"size: give image_size to resize the crops")
-        return torch.tensor([index for index, _ in items]), torch.stack([image for _, image in items])
-    return collate
-
-
 def _extract(features_fn: Callable, crops: _Crops, flip: bool, batch_size: int, num_workers: int,
              progress: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(N, d) features of every crop, and of every flipped crop when ``flip``."""
     loader = DataLoader(crops, batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=_collate(crops.folder, crops.names))
+                        collate_fn=SameSizeBatch(crops.path))
     out, out_flip = None, None
     with torch.no_grad():
         for indices, images in tqdm(loader, desc="IJB features", unit="batch", disable=not progress):

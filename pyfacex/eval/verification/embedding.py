@@ -8,16 +8,17 @@ before summing; here they are summed in float32 (the difference is a rounding of
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from ...data._args import check_int
-from ...data.landmarks import LandmarkTable, landmark_table, load_face
+from ...data.landmarks import LandmarkTable, landmark_table
 from ...data.transforms import hflip, normalize
 from ...data.verification_bin import read_verification_bin
+from ..face_files import face_batches
 from .pair_lists import PairList
 from .protocol import VerificationResult, verify_pairs
 
@@ -120,31 +121,15 @@ def evaluate_bin(model: torch.nn.Module, path: str | os.PathLike, *, batch_size:
     return verify_pairs(emb_a, emb_b, issame, **verify_kwargs)
 
 
-def _load(paths: Sequence[Path], batch_size: int, size: tuple[int, int] | None,
-          points: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-    """Decoded uint8 batches of ``paths`` (aligned by ``points`` (N, 5, 2) when given, :func:`load_face`),
-    resized to ``size`` when given, else all of one size."""
-    shape = None
-    for start in range(0, len(paths), batch_size):
-        batch = []
-        for k, path in enumerate(paths[start:start + batch_size], start=start):
-            image = load_face(path, size, None if points is None else points[k])
-            shape = shape or image.shape
-            if image.shape != shape:
-                raise ValueError(f"{path}: image is {tuple(image.shape)}, the first image is {tuple(shape)}; "
-                                 f"pass image_size=(H, W) to resize")
-            batch.append(image)
-        yield torch.stack(batch)
-
-
 def embed_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: int = 64, flip: bool = True,
                     device: str | torch.device | None = None, image_size: tuple[int, int] | None = None,
                     progress: bool = False, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    landmarks: LandmarkTable | str | os.PathLike | None = None
+                    landmarks: LandmarkTable | str | os.PathLike | None = None, num_workers: int = 0
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The embeddings (P, d), (P, d) of both sides of a :class:`~.pair_lists.PairList`'s pairs.
 
-    Each distinct image is decoded and embedded once (in batches, never all in memory as pixels).
+    Each distinct image is decoded and embedded once (in batches, never all in memory as pixels), by
+    ``num_workers`` DataLoader worker processes (0: in this one; :func:`pyfacex.eval.face_files.face_batches`).
     Args as :func:`embed_bin` (``transform`` included). Without ``landmarks`` the images must
     already be aligned face crops (``image_size`` only resizes). With ``landmarks`` (a sidecar CSV
     ``path,x1,y1,...,x5,y5``, :func:`pyfacex.data.landmarks.read_landmarks_csv`, or its table),
@@ -167,8 +152,8 @@ def embed_pair_list(model: torch.nn.Module, pair_list: PairList, *, batch_size: 
         if size is not None and size[0] != size[1]:
             raise ValueError(f"image_size: aligned crops are square; expected (S, S), got {size}")
         points = landmark_table(landmarks).points_of(list(index))
-    features = embed(model, _load(list(index), check_int("batch_size", batch_size, 1), size, points), flip=flip,
-                     device=device, progress=progress, transform=transform)
+    batches = face_batches([str(path) for path in index], batch_size, size, points, num_workers)
+    features = embed(model, batches, flip=flip, device=device, progress=progress, transform=transform)
     rows_a = torch.tensor([index[Path(p)] for p in pair_list.paths_a], dtype=torch.int64)
     rows_b = torch.tensor([index[Path(p)] for p in pair_list.paths_b], dtype=torch.int64)
     return features[rows_a], features[rows_b]
