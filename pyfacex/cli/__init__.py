@@ -2,7 +2,10 @@
 
     pyfacex train CONFIG [--set KEY=VALUE ...] [--resume]     train from a recipe (configs/*.yaml)
     pyfacex data synth --ids 2000 --per-id 20 --out DIR     a synthetic training set (+ protocols)
+    pyfacex data pack FOLDER --out DIR                      an image folder -> insightface RecordIO (resumable)
+    pyfacex data unpack DIR --out FOLDER                    insightface RecordIO -> an image folder
     pyfacex eval MODEL PROTOCOL [PROTOCOL ...] [--out DIR]  benchmark protocols on a model file, results table
+    pyfacex eval --compare DIR DIR [...] [--out DIR]        saved eval runs side by side, ROC overlays
     pyfacex info [--json]                                   versions and the backends this installation runs
     pyfacex demo [--out runs/demo]                           synthetic faces -> LGAF vs ArcFace -> results, on CPU
     pyfacex bench [-k EXPR] [--bench-dir DIR] [--json FILE] the benchmarks and their ratio tables

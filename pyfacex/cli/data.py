@@ -113,7 +113,7 @@ def add_parser(commands) -> None:
                             "world's own occluders)")
     synth.add_argument("--ijba-face-box", choices=FACE_BOXES, default="landmarks",
                        help="ijba: the CSVs' face box: the square around the landmarks (default) or the whole image")
-    synth.add_argument("--quality", type=int, default=95, help="JPEG quality (95)")
+    synth.add_argument("--quality", type=_quality, default=95, help="JPEG quality 1..100 (95)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing set")
     synth.set_defaults(run=_synth)
     pack = jobs.add_parser(

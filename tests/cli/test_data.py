@@ -70,6 +70,7 @@ def test_unrecognisable_fraction_reaches_the_training_set(tmp_path):
     (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--formats", "lmdb"], "lmdb"),
     (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--protocols", "megaface"], "megaface"),
     (["data", "synth", "--ids", "2", "--per-id", "2"], "--out"),
+    (["data", "synth", "--ids", "2", "--per-id", "2", "--out", "x", "--quality", "0"], "1..100"),
 ])
 def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
