@@ -10,8 +10,8 @@ Groups:
 - ``lit|T{T}-d{d}``: 2 sets of T ∈ {3, 10, 50} images, h = w = 7, forward (inference) of
   ``LocalInformationTransfer`` (softmax_b): one call (``pyfacex-native``) against ``eager``, the
   per-set loop a user writes (projections, softmax(qkᵀ)·v, residual, per set);
-- ``lit_ragged64|d512``: the 64 ragged sets, forward + backward: one call against ``loop``, the
-  same module called once per set;
+- ``lit_ragged64-fwd|d512`` and ``lit_ragged64-fwdbwd|d512``: the 64 ragged sets, forward (no grad)
+  and forward + backward: one call against ``loop``, the same module called once per set;
 - ``scaled_dot|N4096-d512``: :func:`pyfacex.ops.segment_linear_attention` native (linear) against
   its reference (``quadratic``: the N×N relation, as eq. 4 reads), forward + backward.
 """
@@ -79,21 +79,22 @@ RAGGED = tuple(int(t) for t in torch.randint(1, 21, (64,), generator=torch.Gener
 
 
 @pytest.mark.parametrize("impl", ["pyfacex-native", "loop"])
-def test_lit_ragged_batch(benchmark, impl):
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "forward+backward"])
+def test_lit_ragged_batch(benchmark, impl, backward):
     lit = module(512)
     x, offsets = sets(RAGGED, 512)
-    x = x.detach().requires_grad_()
+    x = x.detach().requires_grad_(backward)
     bounds = offsets.tolist()
 
     def call():
-        with ops.use_backend("native"):
+        with ops.use_backend("native"), torch.set_grad_enabled(backward):
             if impl == "loop":
                 out = torch.cat([lit(x[a:b], torch.tensor([0, b - a])) for a, b in zip(bounds[:-1], bounds[1:])])
             else:
                 out = lit(x, offsets)
-        return torch.autograd.grad(out.sum(), (x, *lit.parameters()))
+            return torch.autograd.grad(out.sum(), (x, *lit.parameters())) if backward else out
 
-    run(benchmark, call, group="lit_ragged64|d512", impl=impl)
+    run(benchmark, call, group=f"lit_ragged64{'-fwdbwd' if backward else '-fwd'}|d512", impl=impl)
 
 
 @pytest.mark.parametrize("impl", ["pyfacex-native", "quadratic"])

@@ -145,10 +145,21 @@ def _grouped(q, k, v, bounds, attend):
         (length,) = lengths
         shaped = [t.reshape(-1, length, t.shape[1]) for t in (q, k, v)]
         return attend(*shaped, length).reshape(-1, v.shape[1])
-    out = v.new_empty(q.shape[0], v.shape[1])
-    for length, index in _length_groups(bounds, q.device):
-        out = out.index_put((index.reshape(-1),), attend(q[index], k[index], v[index], length).reshape(-1, v.shape[1]))
-    return out
+    # Ragged: one permutation sorts the tokens by segment length, so every group is a contiguous view
+    # of the sorted copies, and one inverse gather restores the order. Gathering and scattering per
+    # group instead (profiled on 64 sets of 1-20 images: 18 groups) copied the whole output once per
+    # group, and its backward summed a full-size gradient per group and operand: 38 % of the forward.
+    groups = list(_length_groups(bounds, q.device))
+    if not groups:  # no tokens
+        return v.new_empty(q.shape[0], v.shape[1])
+    order = torch.cat([index.reshape(-1) for _, index in groups])
+    q, k, v = q[order], k[order], v[order]
+    outs, at = [], 0
+    for length, index in groups:
+        rows = slice(at, at + index.numel())
+        outs.append(attend(*(t[rows].reshape(-1, length, t.shape[1]) for t in (q, k, v)), length))
+        at = rows.stop
+    return torch.cat([out.reshape(-1, v.shape[1]) for out in outs])[torch.argsort(order)]
 
 
 def _softmax_native(q, k, v, bounds, scale):

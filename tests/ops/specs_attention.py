@@ -10,7 +10,8 @@ from harness import BadInput, OpSpec, Sample
 
 # Segment sizes: ragged, a single token, an empty segment, and one long enough to span several of
 # the Triton kernels' 16-row blocks.
-TOKEN_OFFSETS = [[0, 3, 3, 20, 21], [0, 5, 10, 15], [0, 1], [0, 2, 5]]
+# [0, 2, 5, 7, 10]: equal lengths apart (2, 3, 2, 3), which the CPU path groups by a permutation
+TOKEN_OFFSETS = [[0, 3, 3, 20, 21], [0, 5, 10, 15], [0, 1], [0, 2, 5], [0, 2, 5, 7, 10]]
 
 
 # Outputs are softmax-weighted sums over a segment: summation order (and, in half precision, the
