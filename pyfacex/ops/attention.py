@@ -152,14 +152,21 @@ def _grouped(q, k, v, bounds, attend):
     groups = list(_length_groups(bounds, q.device))
     if not groups:  # no tokens
         return v.new_empty(q.shape[0], v.shape[1])
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))):
+        # inference: gather one group at a time and write its rows in place; no full-size sorted copies
+        out = v.new_empty(q.shape[0], v.shape[1])
+        for length, index in groups:
+            rows = index.reshape(-1)
+            out.index_copy_(0, rows, attend(q[index], k[index], v[index], length).reshape(-1, v.shape[1]))
+        return out
     order = torch.cat([index.reshape(-1) for _, index in groups])
-    q, k, v = q[order], k[order], v[order]
-    outs, at = [], 0
-    for length, index in groups:
-        rows = slice(at, at + index.numel())
-        outs.append(attend(*(t[rows].reshape(-1, length, t.shape[1]) for t in (q, k, v)), length))
-        at = rows.stop
-    return torch.cat([out.reshape(-1, v.shape[1]) for out in outs])[torch.argsort(order)]
+    # torch.split, not slices: the backward of a slice fills a gradient of the whole tensor with zeros
+    # (per group and operand: 21 % of a forward + backward), split's concatenates the parts once.
+    sizes = [index.numel() for _, index in groups]
+    parts = zip(*(torch.split(t[order], sizes) for t in (q, k, v)))
+    outs = [attend(*(t.reshape(-1, length, t.shape[1]) for t in part), length).reshape(-1, v.shape[1])
+            for (length, _), part in zip(groups, parts)]
+    return torch.cat(outs)[torch.argsort(order)]
 
 
 def _softmax_native(q, k, v, bounds, scale):
@@ -176,13 +183,13 @@ _SCORE_CHUNK = 1 << 23  # score elements per batched call (32 MiB in float32)
 def _softmax_chunks(q, k, v, length, scale):
     # Segments in chunks whose scores stay within _SCORE_CHUNK: the score memory of a group no
     # longer grows with its number of segments. baddbmm scales in the GEMM (no scaled copy).
+    # (split, not slices: see _grouped)
     step = max(1, _SCORE_CHUNK // (length * length))
     outs = []
-    for i in range(0, q.shape[0], step):
-        qc, kc = q[i:i + step], k[i:i + step]
+    for qc, kc, vc in zip(*(torch.split(t, step) for t in (q, k, v))):
         scores = torch.baddbmm(qc.new_empty(()).expand(qc.shape[0], length, length), qc, kc.transpose(1, 2),
                                beta=0.0, alpha=scale)
-        outs.append(torch.softmax(scores, dim=2) @ v[i:i + step])
+        outs.append(torch.softmax(scores, dim=2) @ vc)
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
@@ -254,6 +261,25 @@ def _project(tokens, weight, bias, name, out_dim=None):
     return F.linear(tokens, weight.to(tokens.dtype), None if bias is None else bias.to(tokens.dtype))
 
 
+# CPU inference runs consecutive sets in chunks of about this many tokens (16 MiB at d = 512, fp32):
+# measured on 64 sets of 1-20 images (bench/README.md), whole-batch tensors of 64 MiB each cost 0.75x
+# a per-set loop in fresh-page faults and cache misses; chunks of this size 0.97x. Training keeps one
+# call (its backward is where the batching pays: 1.8-2x the loop).
+_INFERENCE_CHUNK_TOKENS = 1 << 13
+
+
+def _set_chunks(offsets: list[int], max_images: int):
+    """(first set, end set, first image, end image) of runs of consecutive sets of at most ``max_images``
+    images (a larger set goes alone)."""
+    i = 0
+    while i < len(offsets) - 1:
+        j = i + 1
+        while j < len(offsets) - 1 and offsets[j + 1] - offsets[i] <= max_images:
+            j += 1
+        yield i, j, offsets[i], offsets[j]
+        i = j
+
+
 def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | None, w_k: torch.Tensor | None,
                   w_v: torch.Tensor, b_q: torch.Tensor | None = None, b_k: torch.Tensor | None = None,
                   b_v: torch.Tensor | None = None, *, relation: str = "softmax_b", scale: float = 1.0,
@@ -281,6 +307,13 @@ def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | No
     check_offsets(offsets, x)
     batch, dim, height, width = x.shape
     positions = height * width
+    if x.device.type == "cpu" and batch * positions > _INFERENCE_CHUNK_TOKENS and not torch.is_grad_enabled() \
+            and not torch.compiler.is_compiling():
+        chunks = list(_set_chunks(offsets.tolist(), _INFERENCE_CHUNK_TOKENS // positions))
+        if len(chunks) > 1:   # (one set larger than a chunk runs whole)
+            return torch.cat([lit_attention(x[a:b], offsets[i:j + 1] - a, w_q, w_k, w_v, b_q, b_k, b_v,
+                                            relation=relation, scale=scale, segment=segment)
+                              for i, j, a, b in chunks])
     tokens = x.permute(0, 2, 3, 1).reshape(batch * positions, dim)  # image-major: sets stay contiguous
     if segment is None:  # one segment per set; no values read, so torch.compile traces it whole
         token_offsets = offsets * positions

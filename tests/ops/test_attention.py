@@ -134,3 +134,19 @@ def test_compiled_lit_honours_theta(relation):
     torch.testing.assert_close(compiled(x, offsets), eager)
     lit.segment = None
     assert (lit(x, offsets) - eager).abs().max() > 1e-3  # θ = 2 changes these sets' outputs
+
+
+@pytest.mark.parametrize("relation, segment", [("softmax_b", None), ("softmax_a", 2), ("scaled_dot", None)])
+def test_cpu_inference_in_chunks_of_sets_equals_one_call(monkeypatch, relation, segment):
+    import pyfacex.ops.attention as attention
+
+    lit = _lit(relation, segment)
+    x, offsets = _sets((3, 1, 4, 2, 5))          # 15 images of 6 positions
+    with ops.use_backend("native"):
+        whole = lit(x, offsets)                  # grad enabled: one call
+        monkeypatch.setattr(attention, "_INFERENCE_CHUNK_TOKENS", 4 * 6)   # runs of <= 4 images; 5 alone
+        chunks = list(attention._set_chunks(offsets.tolist(), 4))
+        with torch.no_grad():
+            chunked = lit(x, offsets)
+    assert [(a, b) for _, _, a, b in chunks] == [(0, 4), (4, 8), (8, 10), (10, 15)]
+    torch.testing.assert_close(chunked, whole.detach())
