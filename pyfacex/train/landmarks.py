@@ -240,6 +240,9 @@ class LandmarkTrainer(Trainer):
         if config.eval.protocols:
             raise ValueError("eval.protocols: a FAN has no embedding to verify; the landmarks trainer evaluates "
                              "the NME on held-out synthetic identities, leave eval.protocols empty")
+        if data.on_error != "raise":   # its records pair each image with its landmarks: no skip path
+            raise ValueError(f"data.on_error: the landmarks trainer reads the synthetic landmark sets it renders "
+                             f"and does not skip images; leave data.on_error=raise (got {data.on_error!r})")
         depth = int(config.model.kwargs.get("depth", 4))
         multiple = 4 * 2 ** depth
         if data.image_size % multiple:

@@ -171,3 +171,5 @@ def test_bad_configs_name_the_key(tmp_path):
         create_trainer(tiny_config(tmp_path, model={"name": "iresnet18"}))
     with pytest.raises(ValueError, match="eval.protocols"):
         create_trainer(tiny_config(tmp_path, eval={"protocols": ["lfw=/nowhere"]}))
+    with pytest.raises(ValueError, match="data.on_error.*does not skip"):
+        create_trainer(tiny_config(tmp_path, data={"on_error": "skip"}))
