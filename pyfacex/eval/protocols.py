@@ -142,7 +142,8 @@ class ProtocolResult:
             verification kinds ``embeddings`` (2P, d), L2-normalised, rows 2p and 2p + 1 the two
             sides of pair p (a ``.bin``: its images in file order, as insightface's verification
             embeds them); IJB-B/C ``template_feats`` (T, d) (normalised) and ``template_ids`` (T,)
-            int64 ascending; none for TinyFace and IJB-A.
+            int64 ascending; TinyFace ``probe_feats``, ``gallery_feats`` (flip-summed, not normalised)
+            with ``probe_labels`` and ``gallery_labels``; none for IJB-A.
     """
 
     name: str
@@ -442,11 +443,12 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
 
     if kind == "tinyface":
         landmarks = _sidecar(path, align)
+        features: dict[str, np.ndarray] = {}
         ranking: IdentificationResult = evaluate_tinyface(path, embed_fn, batch_size=batch_size, image_size=side,
                                                           progress=progress, landmarks=landmarks,
-                                                          num_workers=num_workers)
+                                                          num_workers=num_workers, features=features)
         return ProtocolResult(name, kind, _identification_metrics(ranking), "rank-1", None, None,
-                              {**ranking.as_dict(), "aligned": landmarks is not None}, path)
+                              {**ranking.as_dict(), "aligned": landmarks is not None}, path, features)
 
     if kind in ("ijbb", "ijbc"):
         size = None if side is None else (side, side)

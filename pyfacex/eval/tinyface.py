@@ -166,7 +166,7 @@ def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tens
                       batch_size: int = 256, image_size: int = 112, images: str | os.PathLike | None = None,
                       ranks: Sequence[int] = TINYFACE_RANKS, chunk: int | None = None,
                       progress: bool = False, landmarks: LandmarkTable | str | os.PathLike | None = None,
-                      num_workers: int = 0) -> IdentificationResult:
+                      num_workers: int = 0, features: dict | None = None) -> IdentificationResult:
     """TinyFace rank-k and mAP of a feature extractor.
 
     Args:
@@ -181,6 +181,9 @@ def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tens
         ranks: the reported ranks (default :data:`TINYFACE_RANKS`: 1, 3, 5 as LGAF's Tab. 6, and 10, 20).
         chunk: probes scored at once; default such that a block holds about 16M scores.
         num_workers: DataLoader worker processes that decode (and align) the images (0: this one).
+        features: a dict that receives the features ranked, as numpy arrays: ``probe_feats`` (P, d) and
+            ``gallery_feats`` (G, d) float32 (as ``features_fn`` returned them), ``probe_labels`` (P,) and
+            ``gallery_labels`` (G,) int64 (distractors :data:`DISTRACTOR_LABEL`); None: not kept.
     Returns:
         :class:`~pyfacex.eval.ranking.IdentificationResult` (closed set: no FPIRs), e.g.
         ``result.rank[1]``, ``result.mean_average_precision``.
@@ -192,6 +195,9 @@ def evaluate_tinyface(root: str | os.PathLike, features_fn: Callable[[torch.Tens
                    landmarks=None if landmarks is None else landmark_table(landmarks))
     probe = _embed(protocol.probe_paths, features_fn, desc="TinyFace probes", **options)
     gallery = _embed(protocol.gallery_paths, features_fn, desc="TinyFace gallery", **options)
+    if features is not None:
+        features.update(probe_feats=probe.numpy(), gallery_feats=gallery.numpy(),
+                        probe_labels=protocol.probe_labels.numpy(), gallery_labels=protocol.gallery_labels.numpy())
     if chunk is None:
         chunk = max(1, _SCORES_PER_BLOCK // len(gallery))
     return identification(probe, protocol.probe_labels, gallery, protocol.gallery_labels, ranks=ranks, fpirs=(),

@@ -252,6 +252,13 @@ def test_tinyface(roots, net):
     assert result.metrics["mAP"] == pytest.approx(reference.mean_average_precision)
     assert {"tinyface rank-1", "tinyface rank-3", "tinyface rank-5", "tinyface mAP"} <= set(E.protocol_cells(result))
     assert result.details["rank"]["1"] == result.value
+    # the ranked features come back with their labels; ranking them again gives the same rank-1
+    f = result.features
+    assert set(f) == {"probe_feats", "gallery_feats", "probe_labels", "gallery_labels"}
+    assert f["probe_feats"].shape[0] == f["probe_labels"].shape[0] and f["gallery_feats"].dtype == np.float32
+    again = E.identification(*(torch.from_numpy(f[k]) for k in ("probe_feats", "probe_labels", "gallery_feats",
+                                                                 "gallery_labels")), ranks=(1,), fpirs=())
+    assert again.rank[1] == pytest.approx(result.metrics["rank-1"])
 
 
 def test_tinyface_default_side_is_112(roots):
