@@ -193,11 +193,10 @@ def run(args) -> int:
     digest = file_digest(model_path, f"{args.arch}:{args.source}" if args.weights else "") if args.cache else None
 
     results = []
-    for spec in specs:
+    for name, spec in zip(names, specs):
         memos = None
         if digest is not None:
-            cache_file = feature_cache_file(args.cache_dir or default_cache_dir(), digest, spec.split("=", 1)[0],
-                                            args.amp, device)
+            cache_file = feature_cache_file(args.cache_dir or default_cache_dir(), digest, name, args.amp, device)
             memos = load_cache(cache_file)
         embedder = model if memos is None else MemoizedEmbedder(model, memos["embedder"])
         set_model = whole if memos is None else MemoizedEmbedder(whole, memos["set_model"])

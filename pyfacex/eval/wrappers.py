@@ -22,15 +22,13 @@ import hashlib
 import torch
 from torch import nn
 
+from .sets import has_set_function
+
 __all__ = ["AMP_DTYPES", "AutocastEmbedder", "MemoizedEmbedder", "input_key"]
 
 AMP_DTYPES = {"cpu": torch.bfloat16, "cuda": torch.float16}
 """The autocast dtype per device type: float16 needs loss-free range on GPUs only, bfloat16 is what
 CPUs accelerate (AVX512-BF16, AMX)."""
-
-
-def _has_set_function(model: nn.Module) -> bool:
-    return callable(getattr(model, "set_representation", None))
 
 
 class AutocastEmbedder(nn.Module):
@@ -44,7 +42,7 @@ class AutocastEmbedder(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        if _has_set_function(model):
+        if has_set_function(model):
             self.set_representation = self._set_representation
 
     @staticmethod
@@ -92,7 +90,7 @@ class MemoizedEmbedder(nn.Module):
         self.model = model
         self.entries = {} if entries is None else entries
         self.hits = self.misses = 0
-        if _has_set_function(model):
+        if has_set_function(model):
             self.set_representation = self._set_representation
 
     def _recall(self, key: str, compute, device: torch.device) -> torch.Tensor:
