@@ -43,7 +43,7 @@ def test_eval_prints_and_writes_the_results(files, tmp_path, capsys):
     assert values["lfw EER"] == expected.metrics["eer"]
     # the dumps are the scored pairs: cosines of rows 2p and 2p + 1 of the (normalised) embeddings
     scores, labels = np.load(out / "scores" / "lfw.npy"), np.load(out / "scores" / "lfw_label.npy")
-    np.testing.assert_array_equal(scores, expected.scores)
+    np.testing.assert_allclose(scores, expected.scores, rtol=0, atol=1e-6)   # other batch sizes: other GEMMs
     np.testing.assert_array_equal(labels, expected.is_genuine)
     embeddings = np.load(out / "features" / "lfw_embeddings.npy")
     assert embeddings.shape == (2 * len(scores), 8) and embeddings.dtype == np.float32
