@@ -27,7 +27,7 @@ LINT_VENV ?= .venv-lint
 
 $(VENV)/.deps-torch-$(TORCH):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q torch==$(TORCH) scikit-build-core ninja numpy pytest pytest-benchmark
+	$(PIP) install -q torch==$(TORCH) scikit-build-core ninja numpy pytest pytest-benchmark pytest-timeout
 	touch $@
 
 $(LINT_VENV)/.ruff-$(RUFF):

@@ -1,12 +1,8 @@
 """QAFace and VPL: momentum EMA, memory writes, injection window, VPL mix, training, state."""
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +10,7 @@ from torch import nn
 from pyfacex.models import registry
 from pyfacex.models.qaface import MemoryInjectionHead, QAFace, qaface_r50, qaface_r100, vpl_r100
 from pyfacex.ops import available_backends, margin_cross_entropy, use_backend
+from ranks import spawn_ranks
 
 D, C = 16, 6
 
@@ -270,22 +267,11 @@ def test_state_dict_round_trip_restores_memory_stamps_and_statistics():
     torch.testing.assert_close(restored(images, labels, 2), model(images, labels, 2))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rank_main(rank, world, port, images, labels, split, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        model = make_model().train()
-        part = slice(0, split) if rank == 0 else slice(split, None)
-        model(images[part], labels[part], 4)
-        out[rank] = (model.head.memory.clone(), model.head.stamps.clone())
-    finally:
-        dist.destroy_process_group()
+def _rank_work(rank, images, labels, split, out):
+    model = make_model().train()
+    part = slice(0, split) if rank == 0 else slice(split, None)
+    model(images[part], labels[part], 4)
+    out[rank] = (model.head.memory.clone(), model.head.stamps.clone())
 
 
 def test_two_ranks_write_the_memory_of_one_process_on_the_global_batch():
@@ -295,7 +281,7 @@ def test_two_ranks_write_the_memory_of_one_process_on_the_global_batch():
     single(images, labels, 4)
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_rank_main, args=(2, _free_port(), images, labels, 3, out), nprocs=2, join=True)
+        spawn_ranks(_rank_work, images, labels, 3, out, init_group=True)
         results = dict(out)
     for rank in (0, 1):
         memory, stamps = results[rank]

@@ -1,15 +1,12 @@
 """NormStats: the EMA by hand, its modes, its state, and agreement across ranks."""
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pyfacex.nn import NormStats
+from ranks import spawn_ranks
 
 
 def test_first_update_copies_then_ema_by_hand():
@@ -64,22 +61,11 @@ def test_bad_input():
     assert stats(torch.zeros(0)).shape == (0,) and int(stats.num_updates) == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rank_main(rank: int, world: int, port: int, batches: list[torch.Tensor], splits: list[int], out: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        stats = NormStats(momentum=0.1)
-        for batch, split in zip(batches, splits):
-            stats(batch[:split] if rank == 0 else batch[split:])
-        out[rank] = torch.stack([stats.mean, stats.std]).tolist()
-    finally:
-        dist.destroy_process_group()
+def _rank_work(rank: int, batches: list[torch.Tensor], splits: list[int], out: dict) -> None:
+    stats = NormStats(momentum=0.1)
+    for batch, split in zip(batches, splits):
+        stats(batch[:split] if rank == 0 else batch[split:])
+    out[rank] = torch.stack([stats.mean, stats.std]).tolist()
 
 
 def test_two_ranks_equal_one_process_on_the_global_batch():
@@ -93,7 +79,7 @@ def test_two_ranks_equal_one_process_on_the_global_batch():
         single(batch)
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_rank_main, args=(2, _free_port(), batches, splits, out), nprocs=2, join=True)
+        spawn_ranks(_rank_work, batches, splits, out, init_group=True)
         results = dict(out)
     expected = [single.mean.item(), single.std.item()]
     for rank in (0, 1):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,20 +10,15 @@ import pytest
 import torch
 
 import pyfacex.nn as pnn
+from ranks import free_port
 
 WORKER = Path(__file__).with_name("partial_fc_worker.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _torchrun(case: dict, tmp_path: Path) -> list[dict]:
     torch.save(case, tmp_path / "case.pt")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(WORKER), str(tmp_path / "case.pt"), str(tmp_path)]
+           "--master_port", str(free_port()), str(WORKER), str(tmp_path / "case.pt"), str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

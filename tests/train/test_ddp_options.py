@@ -1,51 +1,37 @@
 """The ``ddp`` section: bucket size and static graph leave a 2-process run unchanged; fp16/bf16 gradient
 compression reduces each rank's share in that dtype (averaged, or summed for PartialFC)."""
-import os
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from pyfacex.train import create_trainer
 from pyfacex.train.config import DDPConfig
 from pyfacex.train.distributed import DistContext, wrap_ddp
+from ranks import spawn_ranks
 
-from .test_trainer import _free_port, make_config
+from .test_trainer import make_config
 
 
-def _rank_main(rank, port, root, output, values):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    try:
-        trainer = create_trainer(make_config(root, output, max_steps=3, **{"data.batch_size": 4, **values}))
-        trainer.fit()
-        if rank == 0:
-            torch.save({k: v.detach() for k, v in trainer.modules["model"].state_dict().items()}, f"{output}/final.pt")
-    finally:
-        dist.destroy_process_group()
+def _rank_work(rank, root, output, values):
+    trainer = create_trainer(make_config(root, output, max_steps=3, **{"data.batch_size": 4, **values}))
+    trainer.fit()
+    if rank == 0:
+        torch.save({k: v.detach() for k, v in trainer.modules["model"].state_dict().items()}, f"{output}/final.pt")
 
 
 def _two_ranks(root, output, values) -> dict:
-    mp.spawn(_rank_main, args=(_free_port(), str(root), str(output), values), nprocs=2, join=True)
+    spawn_ranks(_rank_work, str(root), str(output), values)
     return torch.load(output / "final.pt", weights_only=True)
 
 
-def _hook_rank_main(rank, port, compression, sum_gradients, output):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    try:
-        dist.init_process_group("gloo")
-        context = DistContext(rank, 2, rank, torch.device("cpu"), DDPConfig(compression=compression))
-        model = torch.nn.Linear(4, 3, bias=False)
-        with torch.no_grad():
-            model.weight.copy_(torch.arange(12.0).reshape(3, 4) / 7)
-        wrapped = wrap_ddp(model, context, sum_gradients=sum_gradients)
-        x = torch.linspace(-1, 1, 8).reshape(2, 4) * (rank + 1.3)  # each rank its own gradient
-        wrapped(x).square().sum().backward()
-        torch.save(model.weight.grad, f"{output}/grad{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _hook_rank_work(rank, compression, sum_gradients, output):
+    context = DistContext(rank, 2, rank, torch.device("cpu"), DDPConfig(compression=compression))
+    model = torch.nn.Linear(4, 3, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.arange(12.0).reshape(3, 4) / 7)
+    wrapped = wrap_ddp(model, context, sum_gradients=sum_gradients)
+    x = torch.linspace(-1, 1, 8).reshape(2, 4) * (rank + 1.3)  # each rank its own gradient
+    wrapped(x).square().sum().backward()
+    torch.save(model.weight.grad, f"{output}/grad{rank}.pt")
 
 
 def _local_gradient(rank):
@@ -58,7 +44,7 @@ def _local_gradient(rank):
 def test_the_compression_hook_averages_or_sums_in_the_wire_dtype(tmp_path):
     grads = [_local_gradient(rank) for rank in (0, 1)]
     for compression, sum_gradients in (("none", True), ("bf16", False), ("fp16", False), ("bf16", True)):
-        mp.spawn(_hook_rank_main, args=(_free_port(), compression, sum_gradients, str(tmp_path)), nprocs=2, join=True)
+        spawn_ranks(_hook_rank_work, compression, sum_gradients, str(tmp_path), init_group=True)
         got = [torch.load(tmp_path / f"grad{rank}.pt", weights_only=True) for rank in (0, 1)]
         assert torch.equal(got[0], got[1])  # every rank holds the same reduced gradient
         wire = {"none": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[compression]

@@ -1,15 +1,11 @@
 """The GAN trainer of the Face Aggregation Network: set batches (sets of one video, P from another),
 frozen extractor, alternating G/D steps, schedules of both optimisers, exact resume, export, recipes."""
-import os
-import socket
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from pyfacex.backbones.iresnet import iresnet18
 from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld
@@ -20,6 +16,7 @@ from pyfacex.train.data import open_dataset
 from pyfacex.train.gan import MISSING_EXTRACTOR, GANTrainer
 from pyfacex.train.registry import TRAINERS
 from pyfacex.train.set_batches import SetTripletCollate, SetTripletSampler
+from ranks import spawn_ranks
 
 from .conftest import TINY_IRESNET
 
@@ -324,36 +321,23 @@ def test_config_errors(tiny_faces, extractor_file, tmp_path):
         GANTrainer(make_config(tiny_faces, tmp_path / "x", extractor_file, **{"data.image_size": 48}))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _rank_main(rank, port, data, extractor, output):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+def _rank_work(rank, data, extractor, output):
     trainer = GANTrainer(make_config(data, output, extractor, max_steps=2, log_every=2))
-    try:
-        model = trainer.modules["model"]
-        for name, trained in (("generator", "aggregator"), ("discriminator", "discriminator")):
-            ddp = trainer.wrapped[name]
-            assert isinstance(ddp, torch.nn.parallel.DistributedDataParallel)
-            synced = {n for n, _ in ddp.module.named_parameters() if n not in ddp.parameters_to_ignore}
-            assert synced == {f"model.{trained}.{n}" for n, _ in getattr(model, trained).named_parameters()}
-            assert not any(b is model.centers for b in ddp.modules_buffers)  # the model syncs them (eq. 10)
-        trainer.fit()
-        torch.save(model.state_dict(), f"{output}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    model = trainer.modules["model"]
+    for name, trained in (("generator", "aggregator"), ("discriminator", "discriminator")):
+        ddp = trainer.wrapped[name]
+        assert isinstance(ddp, torch.nn.parallel.DistributedDataParallel)
+        synced = {n for n, _ in ddp.module.named_parameters() if n not in ddp.parameters_to_ignore}
+        assert synced == {f"model.{trained}.{n}" for n, _ in getattr(model, trained).named_parameters()}
+        assert not any(b is model.centers for b in ddp.modules_buffers)  # the model syncs them (eq. 10)
+    trainer.fit()
+    torch.save(model.state_dict(), f"{output}/rank{rank}.pt")
 
 
 def test_two_ranks_train_one_aggregator_and_discriminator(tiny_faces, extractor_file, tmp_path):
     # The ranks see different sets; DDP averages their gradients, so the trained weights stay equal,
     # and every rank applies every rank's sets to the centres, so they stay equal too.
-    mp.spawn(_rank_main, args=(_free_port(), str(tiny_faces), str(extractor_file), str(tmp_path)), nprocs=2,
-             join=True)
+    spawn_ranks(_rank_work, str(tiny_faces), str(extractor_file), str(tmp_path))
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     trained = [k for k in states[0] if k.startswith(("aggregator.", "discriminator."))] + ["centers", "center_seen"]
     assert len(trained) > 2 and int(states[0]["center_seen"].sum()) >= 4  # both ranks' sets were applied

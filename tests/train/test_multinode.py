@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from .test_trainer import _free_port
+from ranks import free_port
 
 TINY = {"layers": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "num_features": 16, "input_size": 32}
 
@@ -17,7 +17,7 @@ def test_two_nodes_on_localhost_train_one_run(tiny_faces, tmp_path):
               "data": {"train": str(tiny_faces), "batch_size": 4, "num_workers": 0, "image_size": 32, "augment": []},
               "max_steps": 2, "log_every": 1, "device": "cpu", "progress": False, "output": str(tmp_path / "run")}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
                "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "pyfacex-test",
                "--max_restarts", "0", "-m", "pyfacex", "train", str(tmp_path / "recipe.yaml")]

@@ -1,15 +1,12 @@
 """The QAFace / VPL trainer on tiny synthetic faces: when the memory is written and injected, the
 momentum EMA, exact resume, the exported backbone, and the config rules."""
-import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from pyfacex.train import config_from_dict, create_trainer, load_model
 from pyfacex.train.qaface import QAFaceTrainer
+from ranks import spawn_ranks
 
 # 8 identities × 6 faces, batch 8: 6 steps per epoch; start_epoch 0.5 → injection from iteration 3.
 STEPS, START = 6, 3
@@ -184,34 +181,22 @@ def test_config_errors_name_the_key(tiny_faces, tmp_path, change, message):
         create_trainer(make_config(tiny_faces, tmp_path, "qaface", **change))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _rank_main(rank, port, root, output):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+def _rank_work(rank, root, output):
     trainer = create_trainer(make_config(root, output, "qaface", delta_t=2, data__batch_size=4))
-    try:
-        ddp = trainer.wrapped["model"]
-        assert isinstance(ddp, torch.nn.parallel.DistributedDataParallel)
-        # the model synchronises its memory itself: DDP must not broadcast it every forward
-        assert {"head.memory", "head.stamps"} <= set(ddp.parameters_to_ignore)
-        assert not any(b is trainer.modules["model"].head.memory for b in ddp.modules_buffers)
-        trainer.fit()
-        torch.save(trainer.modules["model"].state_dict(), f"{output}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    ddp = trainer.wrapped["model"]
+    assert isinstance(ddp, torch.nn.parallel.DistributedDataParallel)
+    # the model synchronises its memory itself: DDP must not broadcast it every forward
+    assert {"head.memory", "head.stamps"} <= set(ddp.parameters_to_ignore)
+    assert not any(b is trainer.modules["model"].head.memory for b in ddp.modules_buffers)
+    trainer.fit()
+    torch.save(trainer.modules["model"].state_dict(), f"{output}/rank{rank}.pt")
 
 
 def test_two_ranks_keep_one_memory(tiny_faces, tmp_path):
     # Rank r takes the r-th half of each global batch of 8: the memories (written from the gathered
     # global batch), norm statistics and replicated weights agree across ranks, and the write stamps
     # equal a 1-process run's on the same global batches. (The losses differ: BatchNorm sees halves.)
-    mp.spawn(_rank_main, args=(_free_port(), str(tiny_faces), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_rank_work, str(tiny_faces), str(tmp_path))
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for key, value in states[0].items():
         if "running_" not in key and "num_batches_tracked" not in key:  # BN statistics are per rank

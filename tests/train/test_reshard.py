@@ -4,13 +4,12 @@ import random
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from pyfacex.nn.partial_fc import class_shard
 from pyfacex.train import checkpoint as ckpt
+from ranks import spawn_ranks
 
-from .test_trainer import LinearTrainer, _free_port, assert_same_states, make_config, states
+from .test_trainer import LinearTrainer, assert_same_states, make_config, states
 
 NUM_CLASSES, DIM = 7, 3
 
@@ -101,16 +100,8 @@ def partial_fc_run(root, output):
                        **{"head.kind": "partial_fc", "data.batch_size": 4})
 
 
-def _rank_main(rank, port, root, output):
-    import os
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    try:
-        LinearTrainer(partial_fc_run(root, output)).fit()
-    finally:
-        dist.destroy_process_group()
+def _rank_work(rank, root, output):
+    LinearTrainer(partial_fc_run(root, output)).fit()
 
 
 def global_state_by_hand(two_ranks, folder):
@@ -130,7 +121,7 @@ def global_state_by_hand(two_ranks, folder):
 
 
 def test_two_processes_resumed_by_one_continue_as_one_process_from_the_same_global_state(tiny_faces, tmp_path):
-    mp.spawn(_rank_main, args=(_free_port(), str(tiny_faces), str(tmp_path / "two")), nprocs=2, join=True)
+    spawn_ranks(_rank_work, str(tiny_faces), str(tmp_path / "two"))
     saved = tmp_path / "two" / "checkpoints" / "step_00000002"
     assert torch.load(saved / "shared.pt", weights_only=True)["batch_in_epoch"] == 2
 

@@ -3,13 +3,9 @@ precision, clipping, evaluation with best-model tracking, the set trainer, and 2
 import copy
 import json
 import math
-import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from pyfacex.data.synthetic import Nuisance, SyntheticFaceWorld
@@ -21,6 +17,7 @@ from pyfacex.train.classification import ClassificationTrainer, init_class_weigh
 from pyfacex.train.config import ScheduleConfig
 from pyfacex.train.data import GlobalBatchSampler
 from pyfacex.train.optim import lr_factor
+from ranks import spawn_ranks
 
 from .conftest import TINY_IRESNET
 
@@ -255,28 +252,16 @@ def partial_fc_config(root, output, batch_size):
     return make_config(root, output, max_steps=3, **{"head.kind": "partial_fc", "data.batch_size": batch_size})
 
 
-def _rank_main(rank, port, root, output):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    try:
-        trainer = LinearTrainer(partial_fc_config(root, output, batch_size=4))
-        trainer.fit()
-        head = trainer.modules["head"]
-        torch.save({"model": trainer.modules["model"].state_dict(), "head": head.weight.detach(),
-                    "start": head.class_start}, f"{output}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rank_work(rank, root, output):
+    trainer = LinearTrainer(partial_fc_config(root, output, batch_size=4))
+    trainer.fit()
+    head = trainer.modules["head"]
+    torch.save({"model": trainer.modules["model"].state_dict(), "head": head.weight.detach(),
+                "start": head.class_start}, f"{output}/rank{rank}.pt")
 
 
 def test_two_processes_with_partial_fc_equal_one_process_on_the_global_batch(tiny_faces, tmp_path):
-    mp.spawn(_rank_main, args=(_free_port(), str(tiny_faces), str(tmp_path / "ddp")), nprocs=2, join=True)
+    spawn_ranks(_rank_work, str(tiny_faces), str(tmp_path / "ddp"))
     single = LinearTrainer(partial_fc_config(tiny_faces, tmp_path / "single", batch_size=8))
     single.fit()
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
