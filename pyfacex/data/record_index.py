@@ -2,12 +2,13 @@
 label), read fast from the record headers and cached beside the data.
 
 At 42M images, reading 32 header bytes per record with one Python call each takes minutes; so does
-parsing the ``.idx`` text. :func:`header_labels` gathers the headers of a million records at a time
-with numpy from a memory map of the ``.rec``, and :func:`save_index` / :func:`load_index` keep the
-result in two files beside the ``.rec`` (``<stem>.index.npy``, a structured array memory-mapped on
-open so that every DataLoader worker shares its pages, and ``<stem>.index.json``, the stamp that says
-which files it was built from). A stamp that no longer matches the ``.idx``, ``.rec`` or ``property``
-(size, modification time, contents of ``property``) makes the cache stale: it is rebuilt, never used.
+parsing the ``.idx`` text. :func:`header_labels` gathers the headers of 65,536 records at a time
+with numpy from a memory map of the part of the ``.rec`` they lie in, and :func:`save_index` /
+:func:`load_index` keep the result in two files beside the ``.rec`` (``<stem>.index.npy``, a structured
+array memory-mapped on open so that every DataLoader worker shares its pages, and ``<stem>.index.json``,
+the stamp that says which files it was built from). A stamp that no longer matches the ``.idx``, ``.rec``
+or ``property`` (size, modification time, contents of ``property``) makes the cache stale: it is rebuilt,
+never used.
 
 When the data folder is not writable (a read-only share), the cache goes to
 ``$XDG_CACHE_HOME/pyfacex/record-index/<hash of the .rec path>/`` (``~/.cache`` by default).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -28,7 +30,9 @@ __all__ = ["IndexColumns", "header_labels", "bad_labels", "cache_paths", "load_i
 
 _FORMAT = 1
 _COLUMNS = np.dtype([("key", "<i8"), ("offset", "<i8"), ("label", "<i4"), ("second", "<f4")])
-_GATHER_CHUNK = 1 << 18  # records whose headers are gathered at once (about 40 MB of temporaries)
+# Records whose headers are gathered at once: about 10 MB of temporaries, and in a set of real images
+# (a page or more per record) at most 256 MiB of mapped pages.
+_GATHER_CHUNK = 1 << 16
 # uint32 words from a record's start: magic, lrec, IRHeader (flag, label, id lo/hi, id2 lo/hi), 2 floats
 _WORDS = 10
 _LENGTH_MASK = (1 << 29) - 1
@@ -72,26 +76,42 @@ def header_labels(rec_path: Path, offsets: np.ndarray) -> tuple[np.ndarray, np.n
     size = os.path.getsize(rec_path)
     if count == 0 or size < 4 * _WORDS:
         return first, second, has_second, np.arange(count, dtype=np.int64)
-    words = np.memmap(rec_path, dtype="<u4", mode="r", shape=(size // 4,))
-    for start in range(0, count, _GATHER_CHUNK):
-        chunk = offsets[start:start + _GATHER_CHUNK]
-        readable = (chunk % 4 == 0) & (chunk >= 0) & (chunk + 4 * _WORDS <= size)
-        rows = (chunk // 4)[:, None] + np.arange(_WORDS)
-        rows[~readable] = 0
-        got = words[rows]
-        length, flag = got[:, 1] & _LENGTH_MASK, got[:, 2].astype(np.int64)
-        floats = got[:, [3, 8, 9]].view("<f4")  # the header's label, the first two float labels
-        needed = _IR_BYTES + 4 * np.minimum(flag, 2)
-        # A plain record (cflag 0) that lies inside the file and holds the labels its flag announces.
-        good = readable & (got[:, 0] == MAGIC) & (got[:, 1] >> 29 == 0) & (length >= needed) \
-            & (chunk + 8 + length <= size)
-        fallback.append(start + np.flatnonzero(~good))
-        part = slice(start, start + chunk.size)
-        first[part] = np.where(good, np.where(flag == 0, floats[:, 0], floats[:, 1]), 0.0)
-        has_second[part] = good & (flag >= 2)
-        second[part] = np.where(has_second[part], floats[:, 2], 0.0)
-    del words
+    with open(rec_path, "rb") as file:
+        for start in range(0, count, _GATHER_CHUNK):
+            chunk = offsets[start:start + _GATHER_CHUNK]
+            readable = (chunk % 4 == 0) & (chunk >= 0) & (chunk + 4 * _WORDS <= size)
+            got = _gather_words(file, chunk, readable)
+            length, flag = got[:, 1] & _LENGTH_MASK, got[:, 2].astype(np.int64)
+            floats = got[:, [3, 8, 9]].view("<f4")  # the header's label, the first two float labels
+            needed = _IR_BYTES + 4 * np.minimum(flag, 2)
+            # A plain record (cflag 0) that lies inside the file and holds the labels its flag announces.
+            good = readable & (got[:, 0] == MAGIC) & (got[:, 1] >> 29 == 0) & (length >= needed) \
+                & (chunk + 8 + length <= size)
+            fallback.append(start + np.flatnonzero(~good))
+            part = slice(start, start + chunk.size)
+            first[part] = np.where(good, np.where(flag == 0, floats[:, 0], floats[:, 1]), 0.0)
+            has_second[part] = good & (flag >= 2)
+            second[part] = np.where(has_second[part], floats[:, 2], 0.0)
     return first, second, has_second, np.concatenate(fallback)
+
+
+def _gather_words(file, offsets: np.ndarray, readable: np.ndarray) -> np.ndarray:
+    """(N, _WORDS) uint32: the first words of the records at ``offsets`` (zeros where not ``readable``).
+
+    Each chunk maps only the span of the file its records lie in, and unmaps it before the next: a
+    mapping of the whole ``.rec`` would leave every page it touched in the process's resident set (at 20M
+    records, a page or more each), though the page cache already holds them for every process.
+    """
+    got = np.zeros((offsets.size, _WORDS), np.uint32)
+    if not readable.any():
+        return got
+    inside = offsets[readable]
+    low = int(inside.min()) // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+    with mmap.mmap(file.fileno(), int(inside.max()) + 4 * _WORDS - low, offset=low, access=mmap.ACCESS_READ) as span:
+        words = np.frombuffer(span, dtype="<u4")
+        got[readable] = words[((inside - low) // 4)[:, None] + np.arange(_WORDS)]
+        del words  # the map closes only when no array views it
+    return got
 
 
 def _stamp(rec: Path, idx: Path, prop: Path) -> dict:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from pyfacex.data import record_index
 from pyfacex.data.record_dataset import RecordDataset
 from pyfacex.data.record_index import cache_paths, header_labels
 from pyfacex.data.record_writer import write_record_dataset
@@ -55,6 +56,26 @@ def test_header_gather_equals_the_one_record_reader(tmp_path):
     assert fallback.tolist() == [4, 5]  # only records split at a magic inside their labels go one by one
     _, _, _, fallback = header_labels(tmp_path / "a.rec", offsets + 2)  # unaligned: never a record start
     assert fallback.tolist() == list(range(len(offsets)))
+
+
+
+def test_header_gather_maps_each_chunk_apart(tmp_path, monkeypatch):
+    """Chunks of 3 records, each mapped from its own page-aligned start: records past several pages, in
+    shuffled order, one offset past the end: the same labels as one chunk of all."""
+    with RecordWriter(tmp_path / "a.rec", tmp_path / "a.idx") as writer:
+        for key in range(11):  # 5000-byte payloads: the records straddle page boundaries
+            writer.write(key, pack_record(IRHeader(2, [float(key), key / 4], key, 0), bytes(5000)))
+    offsets = np.array([int(line.split()[1]) for line in (tmp_path / "a.idx").read_text().splitlines()])
+    order = np.random.default_rng(0).permutation(11)
+    offsets = np.append(offsets[order], os.path.getsize(tmp_path / "a.rec") + 8)
+    whole = header_labels(tmp_path / "a.rec", offsets)
+    monkeypatch.setattr(record_index, "_GATHER_CHUNK", 3)
+    chunked = header_labels(tmp_path / "a.rec", offsets)
+    for expected, got in zip(whole, chunked):
+        np.testing.assert_array_equal(got, expected)
+    assert chunked[3].tolist() == [11]  # the offset past the end: left for the one-record reader
+    assert chunked[0][:11].tolist() == order.tolist() and chunked[2][:11].all()
+    np.testing.assert_array_equal(chunked[1][:11], (order / 4).astype(np.float32))
 
 
 def test_labels_write_the_cache_and_the_next_open_maps_it(tmp_path):
