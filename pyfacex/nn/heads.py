@@ -141,6 +141,7 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "h": _number(0),
     "t_alpha": _number(0, 1, low_open=True),
     "sample_rate": _number(0, 1, low_open=True),
+    "interclass_filtering_threshold": _number(0, 1, high_open=True),
     "label_smoothing": _number(0, 1, high_open=True),
     "grad": lambda value: None if value in GRAD_MODES else f"one of {', '.join(GRAD_MODES)}",
 }
@@ -186,11 +187,11 @@ def _adaface(dim, num_classes, *, s=64.0, margin=0.4, h=0.333, t_alpha=0.01, gra
 
 @register_head("partial_fc")
 def _partial_fc(dim, num_classes, *, s=64.0, m1=1.0, m2=0.5, m3=0.0, sample_rate=1.0, grad="exact",
-                label_smoothing=0.0) -> PartialFC:
+                label_smoothing=0.0, interclass_filtering_threshold=0.0) -> PartialFC:
     """PartialFC: the combined margin over class shards of every process, sampling ``sample_rate`` of the
-    negative classes."""
+    negative classes, and ignoring negatives closer than ``interclass_filtering_threshold`` (0: off)."""
     return PartialFC(dim, num_classes, s=s, m1=m1, m2=m2, m3=m3, sample_rate=sample_rate, grad=grad,
-                     label_smoothing=label_smoothing)
+                     label_smoothing=label_smoothing, interclass_filtering_threshold=interclass_filtering_threshold)
 
 
 @register_head("softmax")

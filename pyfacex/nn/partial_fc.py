@@ -16,6 +16,11 @@ ranks, as with insightface's PartialFC.
 Class sampling (``sample_rate`` < 1, training mode only; insightface PartialFC_V2): each rank keeps
 every class that is a target of the global batch and fills up to ``int(sample_rate·num_local)``
 classes at random; the softmax runs over the kept classes only.
+
+Inter-class filtering (``interclass_filtering_threshold`` τ > 0; insightface's CombinedMarginLoss of
+the same name): a non-target class whose cosine with a sample exceeds τ counts as cosine 0 for that
+sample, without gradient. In web-scale sets such a class is often the same person under another
+label, whose push-away would be noise.
 """
 from __future__ import annotations
 
@@ -88,6 +93,8 @@ class PartialFC(nn.Module):
         s, m1, m2, m3, grad, label_smoothing: as :class:`pyfacex.nn.CombinedMarginHead` (defaults:
             ArcFace m2 = 0.5).
         sample_rate: fraction of each shard's classes in the softmax during training (1: all).
+        interclass_filtering_threshold: τ in [0, 1); a non-target cosine above τ counts as 0, without
+            gradient (0: no filtering, insightface's default).
         process_group: the ranks sharing the classes (default: the world, when initialised).
 
     Attributes:
@@ -104,10 +111,14 @@ class PartialFC(nn.Module):
     """
 
     def __init__(self, dim: int, num_classes: int, s: float = 64.0, m1: float = 1.0, m2: float = 0.5, m3: float = 0.0,
-                 grad: str = "exact", label_smoothing: float = 0.0, sample_rate: float = 1.0, process_group=None):
+                 grad: str = "exact", label_smoothing: float = 0.0, sample_rate: float = 1.0,
+                 interclass_filtering_threshold: float = 0.0, process_group=None):
         super().__init__()
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
+        if not 0.0 <= interclass_filtering_threshold < 1.0:
+            raise ValueError(f"interclass_filtering_threshold must be in [0, 1) (0: off), got "
+                             f"{interclass_filtering_threshold}")
         if num_classes <= 0:
             raise ValueError(f"num_classes must be > 0, got {num_classes}")
         self.group = process_group
@@ -119,6 +130,7 @@ class PartialFC(nn.Module):
         self.weight = class_weight(self.num_local, dim)
         self.s, self.m1, self.m2, self.m3 = s, m1, m2, m3
         self.grad, self.label_smoothing, self.sample_rate = grad, label_smoothing, sample_rate
+        self.interclass_filtering_threshold = interclass_filtering_threshold
 
     # ------------------------------------------------------------ communication
 
@@ -190,7 +202,8 @@ class PartialFC(nn.Module):
         xn = F.normalize(x_all, dim=1)
         cos, target_logit, target_slope = margin_targets(xn, weight, local, self.s, self.m1, self.m2, self.m3,
                                                          self.grad)
-        lse = cosine_logsumexp(xn, weight, local, target_logit, target_slope, self.s)
+        threshold = self.interclass_filtering_threshold or None
+        lse = cosine_logsumexp(xn, weight, local, target_logit, target_slope, self.s, threshold)
         per_sample = loss_from_partials(lse, local >= 0, num_classes, self.label_smoothing,
                                         all_reduce_max=self._max, all_reduce_sum=self._sum)
         per_sample = torch.where(valid, per_sample, 0.0)
@@ -216,4 +229,5 @@ class PartialFC(nn.Module):
     def extra_repr(self) -> str:
         return (f"dim={self.weight.shape[1]}, num_classes={self.num_classes}, rank={self.rank}/{self.world_size}, "
                 f"classes=[{self.class_start}, {self.class_start + self.num_local}), s={self.s}, m1={self.m1}, "
-                f"m2={self.m2}, m3={self.m3}, sample_rate={self.sample_rate}")
+                f"m2={self.m2}, m3={self.m3}, sample_rate={self.sample_rate}, "
+                f"interclass_filtering_threshold={self.interclass_filtering_threshold}")

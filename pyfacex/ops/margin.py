@@ -206,6 +206,9 @@ class CosineLSE(NamedTuple):
     flows into the same tiled GEMMs as every other column's, and no (C, d) gradient of a gather of
     target rows is ever formed.
 
+    With inter-class filtering (``filter_threshold`` τ, insightface's ``interclass_filtering_threshold``)
+    a non-target column whose cos_ij > τ counts as cos_ij = 0, a constant: z_ij = 0, no gradient.
+
     Attributes:
         row_max: (B,) max_j z_ij (−inf for a row with no column); constant for autograd.
         sumexp: (B,) Σ_j exp(z_ij − row_max_i).
@@ -221,7 +224,7 @@ class CosineLSE(NamedTuple):
     inv_norm: torch.Tensor
 
 
-def cosine_logsumexp_reference(xn, weight, labels, target_logit, target_slope, s):
+def cosine_logsumexp_reference(xn, weight, labels, target_logit, target_slope, s, filter_threshold=math.inf):
     """Pure-PyTorch :func:`cosine_logsumexp`: the dense B×C logits, differentiated by autograd."""
     acc = stat_dtype(xn.dtype)
     inv_norm = 1.0 / torch.linalg.vector_norm(weight.to(acc), dim=1).clamp_min(_NORM_EPS)
@@ -230,6 +233,8 @@ def cosine_logsumexp_reference(xn, weight, labels, target_logit, target_slope, s
     is_target = torch.zeros_like(z, dtype=torch.bool)
     rows = torch.nonzero(labels >= 0).squeeze(1)
     is_target[rows, labels[rows]] = True
+    # The kernels compare the scaled logit (s·cos > s·τ), so does the oracle.
+    z = torch.where(z.detach() > s * filter_threshold, 0.0, z)
     nontarget_sum = z.masked_fill(is_target, 0.0).sum(1)
     # The target column: value t_i, derivative target_slope_i with respect to its cosine.
     target_column = target_logit[:, None] + target_slope[:, None] * (cos - cos.detach())
@@ -271,13 +276,14 @@ def _register_native() -> None:
     torch.library.register_autograd("pyfacex::cosine_lse", backward, setup_context=setup)
 
     @torch.library.register_fake("pyfacex::cosine_lse")
-    def _(xn, weight, labels, target_logit, target_slope, s):
+    def _(xn, weight, labels, target_logit, target_slope, s, filter_threshold):
         rows = xn.new_empty(xn.shape[0], dtype=target_logit.dtype)
         return (rows, torch.empty_like(rows), torch.empty_like(rows), torch.empty_like(rows),
                 weight.new_empty(weight.shape[0], dtype=target_logit.dtype))
 
     @torch.library.register_fake("pyfacex::cosine_lse_backward")
-    def _(g_sumexp, g_nontarget, g_target, xn, weight, inv_norm, labels, target_logit, target_slope, row_max, s):
+    def _(g_sumexp, g_nontarget, g_target, xn, weight, inv_norm, labels, target_logit, target_slope, row_max, s,
+          filter_threshold):
         return xn.new_empty(xn.shape), weight.new_empty(weight.shape)
 
 
@@ -310,7 +316,7 @@ def _check_lse_inputs(xn, weight, labels, *, values: bool = True):
 
 
 def cosine_logsumexp(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, target_logit: torch.Tensor,
-                     target_slope: torch.Tensor, s: float) -> CosineLSE:
+                     target_slope: torch.Tensor, s: float, filter_threshold: float | None = None) -> CosineLSE:
     """Online log-sum-exp statistics of the scaled cosine logits of one class shard (see :class:`CosineLSE`).
 
     The building block of :func:`margin_cross_entropy` and of :class:`pyfacex.nn.PartialFC`, which
@@ -325,19 +331,28 @@ def cosine_logsumexp(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tenso
         target_logit: (B,) target logits t_i = s·φ(cos θ_y), float32 (float64 for float64 x).
         target_slope: (B,) dt_i/dcos θ_y, same dtype.
         s: the logit scale.
+        filter_threshold: inter-class filtering (insightface's ``interclass_filtering_threshold``): a
+            non-target cosine above it counts as 0, without gradient (a class that looks like the
+            sample's own is likelier a mislabelled duplicate than a negative). None: no filtering.
     """
     _check_lse_inputs(xn, weight, labels)
+    if filter_threshold is not None and not (isinstance(filter_threshold, numbers.Real)
+                                             and -1.0 <= filter_threshold <= 1.0):
+        raise ValueError(f"filter_threshold must be None or a cosine in [-1, 1], got {filter_threshold!r}")
+    if filter_threshold is not None and not s > 0:  # the kernels compare s·cos with s·threshold
+        raise ValueError(f"s must be > 0 with a filter_threshold, got {s}")
     for name, t in (("target_logit", target_logit), ("target_slope", target_slope)):
         check_tensor(t, name, dtypes=(stat_dtype(xn.dtype),), dim=1)
         if t.shape[0] != xn.shape[0]:
             raise ValueError(f"{name} must have B = {xn.shape[0]} entries, got {t.shape[0]}")
         check_same_device(t, name, xn, "x")
-    return _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s)
+    return _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s, filter_threshold)
 
 
-def _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s) -> CosineLSE:
+def _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s, filter_threshold=None) -> CosineLSE:
     """:func:`cosine_logsumexp` on arguments already validated."""
-    args = (xn, weight, labels, target_logit.detach(), target_slope.detach(), float(s))
+    threshold = math.inf if filter_threshold is None else float(filter_threshold)
+    args = (xn, weight, labels, target_logit.detach(), target_slope.detach(), float(s), threshold)
     backend = resolve("cosine_logsumexp", _KERNELS, xn.device, xn.dtype)
     if backend == "native":
         return CosineLSE(*torch.ops.pyfacex.cosine_lse(*args))

@@ -23,7 +23,9 @@ bound each program's class range; their count depends only on the shapes and the
 
 The scale s enters the kernels folded into the column scales s·inv_j (a (C,) tensor of the
 statistics dtype): a Python float argument would reach Triton as float32 and cost float64 inputs
-their precision. Offsets are int64 (:func:`pyfacex.triton._common.tile_offsets`).
+their precision. Inter-class filtering enters as LIMIT = s·filter_threshold (a float32 scalar: only
+which side of it a logit falls changes, and only within float32's rounding of it); non-target
+logits above it are 0, a constant. Offsets are int64 (:func:`pyfacex.triton._common.tile_offsets`).
 """
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -131,7 +133,7 @@ def _class_range(split, CLASSES_PER_SPLIT, C):
 
 @triton.jit
 def _forward_kernel(xn_ptr, w_ptr, scale_ptr, labels_ptr, target_ptr, max_ptr, sumexp_ptr, nontarget_ptr,
-                    B, C, D, CLASSES_PER_SPLIT, stride_xb, stride_xd, stride_wc, stride_wd,
+                    B, C, D, CLASSES_PER_SPLIT, LIMIT, stride_xb, stride_xd, stride_wc, stride_wd,
                     ACC: tl.constexpr, OPERAND: tl.constexpr, PRECISION: tl.constexpr, CAST: tl.constexpr,
                     BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
     """Grid (row blocks, class splits): the rows' statistics over the split's classes, into row
@@ -152,6 +154,7 @@ def _forward_kernel(xn_ptr, w_ptr, scale_ptr, labels_ptr, target_ptr, max_ptr, s
         z = row_dots(xn_ptr, w_ptr, rows, row_ok, cols, col_ok, D, stride_xb, stride_xd, stride_wc, stride_wd,
                      ACC, OPERAND, PRECISION, CAST, BLOCK_B, BLOCK_C, BLOCK_K) * scale[None, :]
         is_target = label[:, None] == cols[None, :]
+        z = tl.where(z > LIMIT, 0.0, z)  # inter-class filtering (the target column is replaced below)
         nontarget += tl.sum(tl.where(col_ok[None, :] & ~is_target, z, 0.0), 1)
         z = tl.where(is_target, target[:, None], z)
         z = tl.where(col_ok[None, :], z, float("-inf"))
@@ -167,14 +170,16 @@ def _forward_kernel(xn_ptr, w_ptr, scale_ptr, labels_ptr, target_ptr, max_ptr, s
 
 
 @triton.jit
-def _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz):
+def _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz, LIMIT):
     """dz_ij = gS_i·exp(z_ij − max_i) + gN_i of the tile (dcos_ij = s·dz_ij), target_dz_i at the
-    target column (computed on the host from the target's own statistics), 0 in the padding.
+    target column (computed on the host from the target's own statistics), 0 in the padding and
+    where filtered (z_ij > LIMIT).
 
     The column scale s·inv_j is applied to the other operand (W) or after the sum (H): inv_j has no
     bound (tiny weight rows), and dz·s·inv_j could overflow float16 operands.
     """
     dz = g_sumexp[:, None] * tl.exp(z - row_max[:, None]) + g_nontarget[:, None]
+    dz = tl.where(z > LIMIT, 0.0, dz)
     dz = tl.where(label[:, None] == cols[None, :], target_dz[:, None], dz)
     return tl.where(col_ok[None, :], dz, 0.0)
 
@@ -193,7 +198,7 @@ def _row_terms(labels_ptr, max_ptr, g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr
 
 @triton.jit
 def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr, scale_ptr, labels_ptr, max_ptr,
-                    partial_ptr, B, C, D, CLASSES_PER_SPLIT, stride_xb, stride_xd, stride_wc, stride_wd,
+                    partial_ptr, B, C, D, CLASSES_PER_SPLIT, LIMIT, stride_xb, stride_xd, stride_wc, stride_wd,
                     ACC: tl.constexpr, OPERAND: tl.constexpr, PRECISION: tl.constexpr, CAST: tl.constexpr,
                     BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DO: tl.constexpr):
     """Grid (row blocks, feature chunks, class splits): one feature chunk of Σ_j dz_ij·s·inv_j·W_j over
@@ -212,7 +217,7 @@ def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr,
         scale = tl.load(scale_ptr + cols, mask=col_ok, other=0.0)
         z = row_dots(xn_ptr, w_ptr, rows, row_ok, cols, col_ok, D, stride_xb, stride_xd, stride_wc, stride_wd,
                      ACC, OPERAND, PRECISION, CAST, BLOCK_B, BLOCK_C, BLOCK_K) * scale[None, :]
-        dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz)
+        dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz, LIMIT)
         # s·W_j/‖W_j‖: entries at most s, safe in float16.
         w = load_rows(w_ptr, cols, col_ok, dims, D, stride_wc, stride_wd)
         w_hat = operand(w.to(ACC) * scale[:, None], OPERAND, CAST)
@@ -223,7 +228,7 @@ def _grad_xn_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr,
 
 @triton.jit
 def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_ptr, inv_ptr, scale_ptr, labels_ptr,
-                        max_ptr, grad_w_ptr, B, C, D, stride_xb, stride_xd, stride_wc, stride_wd,
+                        max_ptr, grad_w_ptr, B, C, D, LIMIT, stride_xb, stride_xd, stride_wc, stride_wd,
                         ACC: tl.constexpr, OPERAND: tl.constexpr, PRECISION: tl.constexpr, CAST: tl.constexpr,
                         BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
                         BLOCK_DO: tl.constexpr):
@@ -242,7 +247,7 @@ def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_
                                                                       g_nontarget_ptr, target_dz_ptr, rows, row_ok)
         z = row_dots(xn_ptr, w_ptr, rows, row_ok, cols, col_ok, D, stride_xb, stride_xd, stride_wc, stride_wd,
                      ACC, OPERAND, PRECISION, CAST, BLOCK_B, BLOCK_C, BLOCK_K) * scale[None, :]
-        dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz)
+        dz = _dlogits(z, label, cols, col_ok, row_max, g_sumexp, g_nontarget, target_dz, LIMIT)
         wh += tl.sum(dz * z, 0)
         x = load_rows(xn_ptr, rows, row_ok, dims, D, stride_xb, stride_xd)
         h = tl.dot(tl.trans(operand(dz, OPERAND, CAST)), operand(x, OPERAND, CAST), h, out_dtype=ACC,
@@ -258,39 +263,45 @@ def _grad_weight_kernel(g_sumexp_ptr, g_nontarget_ptr, target_dz_ptr, xn_ptr, w_
 
 # ---------------------------------------------------------------- launches
 
-def _shape_args(xn: torch.Tensor, weight: torch.Tensor, p: MarginPlan, precision: str) -> dict:
-    """The shape, stride, dtype and tile arguments every kernel shares (strides: non-contiguous inputs are fine)."""
-    return dict(B=xn.shape[0], C=weight.shape[0], D=xn.shape[1],
+def _shape_args(xn: torch.Tensor, weight: torch.Tensor, p: MarginPlan, precision: str, limit: float) -> dict:
+    """The shape, stride, dtype, filter and tile arguments every kernel shares (strides: non-contiguous
+    inputs are fine)."""
+    return dict(B=xn.shape[0], C=weight.shape[0], D=xn.shape[1], LIMIT=limit,
                 stride_xb=xn.stride(0), stride_xd=xn.stride(1), stride_wc=weight.stride(0), stride_wd=weight.stride(1),
                 **dtype_args(xn.dtype, precision), BLOCK_B=p.block_b, BLOCK_C=p.block_c, BLOCK_K=p.block_k)
 
 
-def _forward_launch(p: MarginPlan, precision: str, xn, weight, scale, labels, target, partials) -> Launch:
+def _forward_launch(p: MarginPlan, precision: str, limit: float, xn, weight, scale, labels, target,
+                    partials) -> Launch:
     b, c = xn.shape[0], weight.shape[0]
     return Launch("margin_forward", _forward_kernel, (triton.cdiv(b, p.block_b), p.splits(c)),
                   (xn, weight, scale, labels, target, *partials),
-                  dict(_shape_args(xn, weight, p, precision), CLASSES_PER_SPLIT=p.classes_per_split),
+                  dict(_shape_args(xn, weight, p, precision, limit), CLASSES_PER_SPLIT=p.classes_per_split),
                   p.num_warps, p.num_stages)
 
 
-def _grad_xn_launch(p: MarginPlan, precision: str, vectors, xn, weight, scale, labels, row_max, partial) -> Launch:
+def _grad_xn_launch(p: MarginPlan, precision: str, limit: float, vectors, xn, weight, scale, labels, row_max,
+                    partial) -> Launch:
     b, c, d = xn.shape[0], weight.shape[0], xn.shape[1]
     grid = (triton.cdiv(b, p.block_b), triton.cdiv(d, p.block_do), p.splits(c))
     return Launch("margin_grad_xn", _grad_xn_kernel, grid, (*vectors, xn, weight, scale, labels, row_max, partial),
-                  dict(_shape_args(xn, weight, p, precision), CLASSES_PER_SPLIT=p.classes_per_split,
+                  dict(_shape_args(xn, weight, p, precision, limit), CLASSES_PER_SPLIT=p.classes_per_split,
                        BLOCK_DO=p.block_do), p.num_warps, p.num_stages)
 
 
-def _grad_weight_launch(p: MarginPlan, precision: str, vectors, xn, weight, inv_norm, scale, labels, row_max,
-                        grad_weight) -> Launch:
+def _grad_weight_launch(p: MarginPlan, precision: str, limit: float, vectors, xn, weight, inv_norm, scale, labels,
+                        row_max, grad_weight) -> Launch:
     c, d = weight.shape
     return Launch("margin_grad_weight", _grad_weight_kernel, (triton.cdiv(c, p.block_c), triton.cdiv(d, p.block_do)),
                   (*vectors, xn, weight, inv_norm, scale, labels, row_max, grad_weight),
-                  dict(_shape_args(xn, weight, p, precision), BLOCK_DO=p.block_do), p.num_warps, p.num_stages)
+                  dict(_shape_args(xn, weight, p, precision, limit), BLOCK_DO=p.block_do), p.num_warps,
+                  p.num_stages)
 
 
-def launches(dtype: torch.dtype, precision: str, b: int, c: int, d: int, arch: Arch) -> list[Launch]:
-    """The three kernel launches of a (B, C, d) problem on meta tensors (for offline compiles; not runnable)."""
+def launches(dtype: torch.dtype, precision: str, b: int, c: int, d: int, arch: Arch,
+             limit: float = float("inf")) -> list[Launch]:
+    """The three kernel launches of a (B, C, d) problem on meta tensors (for offline compiles; not runnable).
+    ``limit``: s·filter_threshold, a runtime scalar (its value does not change the compiled kernels)."""
     p = plan(dtype, precision, b, c, d, arch)
     acc = acc_dtype(dtype)
     meta = dict(device="meta")
@@ -300,10 +311,11 @@ def launches(dtype: torch.dtype, precision: str, b: int, c: int, d: int, arch: A
     partials = [torch.empty(p.splits(c), b, dtype=acc, **meta)] * 3
     vectors = (rows, rows, rows)
     return [
-        _forward_launch(p, precision, xn, weight, cols, labels, rows, partials),
-        _grad_xn_launch(p, precision, vectors, xn, weight, cols, labels, rows,
+        _forward_launch(p, precision, limit, xn, weight, cols, labels, rows, partials),
+        _grad_xn_launch(p, precision, limit, vectors, xn, weight, cols, labels, rows,
                         torch.empty(p.splits(c), b, d, dtype=acc, **meta)),
-        _grad_weight_launch(p, precision, vectors, xn, weight, cols, cols, labels, rows, torch.empty_like(weight)),
+        _grad_weight_launch(p, precision, limit, vectors, xn, weight, cols, cols, labels, rows,
+                            torch.empty_like(weight)),
     ]
 
 
@@ -311,7 +323,7 @@ def launches(dtype: torch.dtype, precision: str, b: int, c: int, d: int, arch: A
 
 @torch.library.custom_op("pyfacex::triton_cosine_lse", mutates_args=())
 def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, target_logit: torch.Tensor,
-                target_slope: torch.Tensor, s: float, precision: str
+                target_slope: torch.Tensor, s: float, filter_threshold: float, precision: str
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Online log-sum-exp statistics of z = s·xn·Wᵀ/‖W‖ with the target column replaced by target_logit.
 
@@ -322,6 +334,7 @@ def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ta
         target_logit: (B,) target logits, float32 (float64 for float64 xn).
         target_slope: (B,) their derivatives with respect to the target cosines (used by the backward).
         s: the logit scale.
+        filter_threshold: non-target cosines above it count as 0, without gradient (inf: none).
         precision: how the dots treat the operands (:func:`pyfacex.triton.options.kernel_precision`).
 
     Returns:
@@ -340,8 +353,8 @@ def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ta
     # The kernel writes every (split, row) entry: each split has at least one class.
     partials = [torch.empty(p.splits(c), b, dtype=acc, device=xn.device) for _ in range(3)]
     with device_guard(xn):
-        _forward_launch(p, precision, xn, weight, s * inv_norm, labels.contiguous(), target_logit.contiguous(),
-                        partials)()
+        _forward_launch(p, precision, s * filter_threshold, xn, weight, s * inv_norm, labels.contiguous(),
+                        target_logit.contiguous(), partials)()
     part_max, part_sum, part_nontarget = partials
     row_max = part_max.amax(0)
     sumexp = (part_sum * torch.exp(part_max - row_max)).sum(0)
@@ -349,7 +362,7 @@ def _cosine_lse(xn: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ta
 
 
 @_cosine_lse.register_fake
-def _(xn, weight, labels, target_logit, target_slope, s, precision):
+def _(xn, weight, labels, target_logit, target_slope, s, filter_threshold, precision):
     acc = acc_dtype(xn.dtype)
     rows = [xn.new_empty(xn.shape[0], dtype=acc) for _ in range(4)]
     return (*rows, weight.new_empty(weight.shape[0], dtype=acc))
@@ -359,7 +372,7 @@ def _(xn, weight, labels, target_logit, target_slope, s, precision):
 def _cosine_lse_backward(grad_sumexp: torch.Tensor, grad_nontarget_sum: torch.Tensor, grad_target: torch.Tensor,
                          xn: torch.Tensor, weight: torch.Tensor, inv_norm: torch.Tensor, labels: torch.Tensor,
                          target_logit: torch.Tensor, target_slope: torch.Tensor, row_max: torch.Tensor,
-                         s: float, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+                         s: float, filter_threshold: float, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of xn and weight (through its normalisation) from those of sumexp, nontarget_sum and target.
 
     Args:
@@ -367,7 +380,7 @@ def _cosine_lse_backward(grad_sumexp: torch.Tensor, grad_nontarget_sum: torch.Te
         xn: (B, d); weight: (C, d); labels: (B,) int64.
         target_logit, target_slope: (B,) as given to the forward.
         inv_norm, row_max: (C,) and (B,) as the forward returned them.
-        s, precision: as given to the forward.
+        s, filter_threshold, precision: as given to the forward.
 
     Returns:
         grad_xn (B, d) in xn's dtype, grad_weight (C, d) in weight's dtype.
@@ -386,15 +399,16 @@ def _cosine_lse_backward(grad_sumexp: torch.Tensor, grad_nontarget_sum: torch.Te
     inv_norm, labels, row_max = inv_norm.contiguous(), labels.contiguous(), row_max.contiguous()
     scale = s * inv_norm
     with device_guard(xn):
-        _grad_xn_launch(p, precision, vectors, xn, weight, scale, labels, row_max, partial)()
-        _grad_weight_launch(p, precision, vectors, xn, weight, inv_norm, scale, labels, row_max, grad_weight)()
+        limit = s * filter_threshold
+        _grad_xn_launch(p, precision, limit, vectors, xn, weight, scale, labels, row_max, partial)()
+        _grad_weight_launch(p, precision, limit, vectors, xn, weight, inv_norm, scale, labels, row_max, grad_weight)()
     # The second pass over grad_xn's class splits: a fixed-order sum, so runs agree bit for bit.
     return partial.sum(0).to(xn.dtype), grad_weight
 
 
 @_cosine_lse_backward.register_fake
 def _(grad_sumexp, grad_nontarget_sum, grad_target, xn, weight, inv_norm, labels, target_logit, target_slope, row_max,
-      s, precision):
+      s, filter_threshold, precision):
     return xn.new_empty(xn.shape), weight.new_empty(weight.shape)
 
 
@@ -407,9 +421,9 @@ def _register_autograd() -> None:
     torch.library.register_autograd("pyfacex::triton_cosine_lse", backward, setup_context=setup)
 
 
-def _forward(xn, weight, labels, target_logit, target_slope, s):
+def _forward(xn, weight, labels, target_logit, target_slope, s, filter_threshold):
     """``triton_cosine_lse`` with the precision of xn's dtype on its device (the fp32 option or autocast)."""
-    return torch.ops.pyfacex.triton_cosine_lse(xn, weight, labels, target_logit, target_slope, s,
+    return torch.ops.pyfacex.triton_cosine_lse(xn, weight, labels, target_logit, target_slope, s, filter_threshold,
                                                kernel_precision(xn.dtype, xn.device))
 
 
@@ -423,12 +437,12 @@ def ops() -> SimpleNamespace:
     """The Triton pair of ``cosine_lse`` (autograd registered).
 
     Returns:
-        a namespace with ``forward(xn, weight, labels, target_logit, target_slope, s)`` -> (row_max
+        a namespace with ``forward(xn, weight, labels, target_logit, target_slope, s, filter_threshold)`` -> (row_max
         (B,), sumexp (B,), nontarget_sum (B,), target (B,), inv_norm (C,)), which calls
         ``torch.ops.pyfacex.triton_cosine_lse`` with the precision of the inputs (float32: the
         :func:`pyfacex.triton.options.fp32_precision` option, or the autocast dtype), and
         ``backward(g_sumexp, g_nontarget, g_target, xn, weight, inv_norm, labels, target_logit,
-        target_slope, row_max, s, precision)`` -> (grad_xn (B, d), grad_weight (C, d)):
+        target_slope, row_max, s, filter_threshold, precision)`` -> (grad_xn (B, d), grad_weight (C, d)):
         ``torch.ops.pyfacex.triton_cosine_lse_backward``.
     """
     return _OPS

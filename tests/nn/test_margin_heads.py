@@ -83,6 +83,40 @@ def test_partial_fc_in_one_process_equals_the_full_head():
     torch.testing.assert_close(pfc.weight.grad, head.weight.grad)
 
 
+def insightface_filtered_loss(embeddings, weight, labels, s, m2, threshold):
+    """insightface's CombinedMarginLoss with interclass_filtering_threshold (ArcFace, exact gradient), dense:
+    non-target cosines above the threshold multiplied by a detached 0, then the margin, s and cross-entropy."""
+    cos = F.normalize(embeddings, dim=1) @ F.normalize(weight, dim=1).T
+    rows = torch.nonzero(labels >= 0).squeeze(1)
+    with torch.no_grad():
+        dirty = (cos > threshold).to(cos.dtype)
+        dirty[rows, labels[rows]] = 0.0
+    cos = cos * (1 - dirty)
+    target = torch.cos(torch.acos(cos[rows, labels[rows]]) + m2)
+    logits = cos.index_put((rows, labels[rows]), target)
+    return F.cross_entropy(s * logits, labels, ignore_index=-1)
+
+
+def test_partial_fc_interclass_filtering_is_insightfaces():
+    emb, labels = _batch(rows=8, classes=13, seed=5)
+    labels[2] = -1
+    emb = emb.double()
+    pfc = pnn.PartialFC(16, 13, s=16.0, m2=0.5, interclass_filtering_threshold=0.2).double()
+    emb_a, emb_b = emb.clone().requires_grad_(), emb.clone().requires_grad_()
+    weight = pfc.weight.detach().clone().requires_grad_()
+    loss = pfc(emb_a, labels)
+    expected = insightface_filtered_loss(emb_b, weight, labels, 16.0, 0.5, 0.2)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(emb_a.grad, emb_b.grad)
+    torch.testing.assert_close(pfc.weight.grad, weight.grad)
+    # the threshold filters something here, and 0 turns filtering off
+    assert not torch.allclose(loss, insightface_filtered_loss(emb, pfc.weight, labels, 16.0, 0.5, 1.0))
+    pfc.interclass_filtering_threshold = 0.0
+    torch.testing.assert_close(pfc(emb, labels), insightface_filtered_loss(emb, pfc.weight, labels, 16.0, 0.5, 1.0))
+
+
 def test_partial_fc_sampling_keeps_every_positive_and_is_the_loss_over_the_kept_classes():
     torch.manual_seed(3)
     emb, labels = _batch(rows=6, classes=100, seed=3)
@@ -137,6 +171,8 @@ def test_head_bad_input():
         pfc(torch.randn(2, 6), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="sample_rate"):
         pnn.PartialFC(8, 10, sample_rate=0.0)
+    with pytest.raises(ValueError, match=r"interclass_filtering_threshold must be in \[0, 1\) \(0: off\), got 1.0"):
+        pnn.PartialFC(8, 10, interclass_filtering_threshold=1.0)
 
 
 def test_softmax_head_is_biased_linear_cross_entropy_ignoring_minus_one():

@@ -12,6 +12,8 @@ import torch
 import pyfacex.nn as pnn
 from ranks import free_port
 
+from .test_margin_heads import insightface_filtered_loss
+
 WORKER = Path(__file__).with_name("partial_fc_worker.py")
 
 
@@ -59,6 +61,19 @@ def test_two_ranks_equal_the_full_head_on_the_global_batch(tmp_path, settings):
         start, count = pnn.partial_fc.class_shard(13, rank, 2)
         torch.testing.assert_close(r["grad_weight"], head.weight.grad[start:start + count])
         assert r["state"]["weight"].shape == (count, 16)
+
+
+def test_two_ranks_filter_as_insightface_on_the_global_batch(tmp_path):
+    case = _case(13, {"s": 16.0, "m2": 0.5, "interclass_filtering_threshold": 0.2}, seed=1)
+    results = _torchrun(case, tmp_path)
+    embeddings, weight = case["embeddings"].clone().requires_grad_(), case["weight"].clone().requires_grad_()
+    loss = insightface_filtered_loss(embeddings, weight, case["labels"], 16.0, 0.5, 0.2)
+    loss.backward()
+    for rank, r in enumerate(results):
+        torch.testing.assert_close(r["loss"], loss.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(r["grad_embeddings"], embeddings.grad[4 * rank:4 * rank + 4])
+        shard = slice(r["class_start"], r["class_start"] + len(r["grad_weight"]))
+        torch.testing.assert_close(r["grad_weight"], weight.grad[shard])
 
 
 def test_two_ranks_sampling_keeps_positives_and_equals_the_head_over_the_kept_classes(tmp_path):

@@ -100,15 +100,17 @@ def _native_calls(dtype, device):
     x, weight, labels = _problem(gen, 5, 11, 8, dtype, device)
     xn = torch.nn.functional.normalize(x, dim=1)
     _, target, slope = ops.margin_targets(xn, weight, labels, 8.0, m2=0.5)
-    outputs = torch.ops.pyfacex.cosine_lse(xn, weight, labels, target, slope, 8.0)
+    outputs = torch.ops.pyfacex.cosine_lse(xn, weight, labels, target, slope, 8.0, 0.1)
     grads = torch.randn(3, 5, generator=gen, dtype=dtype).to(device)
     return [
         (torch.ops.pyfacex.cosine_lse.default,
-         (xn.requires_grad_(), weight.requires_grad_(), labels, target, slope, 8.0)),
+         (xn.requires_grad_(), weight.requires_grad_(), labels, target, slope, 8.0, math.inf)),
+        (torch.ops.pyfacex.cosine_lse.default,  # inter-class filtering
+         (xn, weight, labels, target, slope, 8.0, 0.1)),
         (torch.ops.pyfacex.cosine_lse.default,
-         (xn.detach()[:0], weight.detach(), labels[:0], target[:0], slope[:0], 8.0)),
+         (xn.detach()[:0], weight.detach(), labels[:0], target[:0], slope[:0], 8.0, math.inf)),
         (torch.ops.pyfacex.cosine_lse_backward.default,
-         (*grads, xn.detach(), weight.detach(), outputs[4], labels, target, slope, outputs[0], 8.0)),
+         (*grads, xn.detach(), weight.detach(), outputs[4], labels, target, slope, outputs[0], 8.0, 0.1)),
     ]
 
 
@@ -132,9 +134,24 @@ def _lse_samples(dtype, device):
     for rows, classes, d in ((5, 13, 8), (3, 1, 16), (6, 530, 9), (0, 5, 8), (4, 0, 8)):
         x, weight, labels = _problem(gen, rows, classes, d, dtype, device)
         xn = torch.nn.functional.normalize(x, dim=1)
-        samples.append(Sample(f"B{rows}-C{classes}-d{d}", (xn, weight, labels, 8.0), {"m1": 1.1, "m2": 0.3, "m3": 0.1},
-                              gradcheck=classes < 512))
+        samples.append(Sample(f"B{rows}-C{classes}-d{d}", (xn, weight, labels, 8.0, None),
+                              {"m1": 1.1, "m2": 0.3, "m3": 0.1}, gradcheck=classes < 512))
+    # Inter-class filtering at cos 0.1: about a third of these cosines lie above it, none within 1e-3 of it
+    # (finite differences must not cross it), and the 530 classes cross the native kernel's tile edge.
+    for rows, classes, d in ((6, 17, 8), (5, 530, 9)):
+        x, weight, labels = _problem(gen, rows, classes, d, dtype, device)
+        xn = torch.nn.functional.normalize(x, dim=1)
+        samples.append(Sample(f"filtered-B{rows}-C{classes}-d{d}", (xn, _away_from(xn, weight, 0.1), labels, 8.0, 0.1),
+                              {"m2": 0.5}, gradcheck=classes < 512))
     return samples
+
+
+def _away_from(xn, weight, threshold, gap=1e-3):
+    """``weight`` with every class whose cosine with some row lies within ``gap`` of ``threshold`` turned
+    away (negated: its cosines change sign)."""
+    cos = xn.double() @ torch.nn.functional.normalize(weight.double(), dim=1).T
+    near = ((cos - threshold).abs() < gap).any(0) & ~((-cos - threshold).abs() < gap).any(0)
+    return torch.where(near[:, None], -weight, weight)
 
 
 def _lse_call(public, sample):
@@ -143,9 +160,9 @@ def _lse_call(public, sample):
     # constants for autograd, and finite differences would disagree with their zero gradient; the
     # log-sum-exp they form with sumexp is differentiable everywhere (test_margin.py compares them
     # across backends).
-    xn, weight, labels, s = sample.args
+    xn, weight, labels, s, filter_threshold = sample.args
     _, target, slope = ops.margin_targets(xn, weight, labels, s, **sample.kwargs)
-    out = public(xn, weight, labels, target, slope, s)
+    out = public(xn, weight, labels, target, slope, s, filter_threshold)
     return out.row_max + torch.log(out.sumexp), out.nontarget_sum, out.target
 
 
@@ -160,6 +177,10 @@ def _lse_bad(device):
         BadInput("slope-length", (xn, weight, labels, t, t[:2], 8.0), ValueError, "target_slope must have B = 4"),
         BadInput("weight-dtype", (xn, weight.double(), labels, t, t, 8.0), TypeError, "weight must have x's dtype"),
         BadInput("label-too-large", (xn, weight, labels + 1, t, t, 8.0), ValueError, "labels must be in"),
+        BadInput("filter-threshold-range", (xn, weight, labels, t, t, 8.0, 1.5), ValueError,
+                 r"filter_threshold must be None or a cosine in \[-1, 1\], got 1.5"),
+        BadInput("filter-threshold-type", (xn, weight, labels, t, t, 8.0, "0.3"), ValueError, "filter_threshold"),
+        BadInput("filter-negative-s", (xn, weight, labels, t, t, -8.0, 0.3), ValueError, "s must be > 0"),
     ]
 
 

@@ -330,6 +330,8 @@ def test_defaults_are_not_shared_between_configs():
     ("head.label_smoothing=1.5", "head.label_smoothing: expected a number in [0, 1), got 1.5 (head kind 'arcface')"),
     ("head.sample_rate=0.5", "head.sample_rate: not a parameter of this kind; its parameters: s, margin, grad, "
                              "label_smoothing (head kind 'arcface')"),
+    ("head={kind: partial_fc, interclass_filtering_threshold: 1}",
+     "head.interclass_filtering_threshold: expected a number in [0, 1), got 1.0 (head kind 'partial_fc')"),
     ("qaface.lam=-0.1", "qaface.lam: expected a number in [0, 1], got -0.1"),
     ("qaface.momentum=2", "qaface.momentum: expected a number in [0, 1], got 2.0"),
     ("schedule.milestones=[1, -2]", "schedule.milestones[1]: expected a number >= 0, got -2.0"),

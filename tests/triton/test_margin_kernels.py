@@ -36,12 +36,12 @@ def _problem(rows, classes, d, dtype=torch.float32, seed=0):
     return xn, weight, labels
 
 
-def _statistics_and_grads(backend, xn, weight, labels):
+def _statistics_and_grads(backend, xn, weight, labels, filter_threshold=None):
     """The four statistics and the gradients of xn and weight of a fixed projection of them."""
     xn, weight = xn.clone().requires_grad_(), weight.clone().requires_grad_()
     _, target, slope = ops.margin_targets(xn, weight, labels, S, m2=0.3)
     with ops.use_backend(backend):
-        out = ops.cosine_logsumexp(xn, weight, labels, target, slope, S)
+        out = ops.cosine_logsumexp(xn, weight, labels, target, slope, S, filter_threshold)
     # The log-sum-exp, not row_max and sumexp alone: their split between the two is a free choice.
     stats = (out.row_max + torch.log(out.sumexp), out.nontarget_sum, out.target)
     gen = torch.Generator().manual_seed(1)
@@ -66,14 +66,15 @@ def _with_splits(margin, monkeypatch, tiles_per_split):
 
 
 @pytest.mark.parametrize("tiles_per_split", [1, 2, 3])
-@pytest.mark.parametrize("rows, classes", [(5, 150), (40, 97), (0, 150)])
-def test_class_splits_match_the_reference(margin, monkeypatch, tiles_per_split, rows, classes):
+@pytest.mark.parametrize("rows, classes, filter_threshold", [(5, 150, None), (40, 97, None), (0, 150, None),
+                                                             (40, 97, 0.1)], ids=["B5", "B40", "B0", "B40-filtered"])
+def test_class_splits_match_the_reference(margin, monkeypatch, tiles_per_split, rows, classes, filter_threshold):
     """Any class split (one tile each, several, a last split shorter than the others; C not a multiple
-    of the tile; B = 0) gives the reference's statistics and gradients."""
+    of the tile; B = 0; inter-class filtering) gives the reference's statistics and gradients."""
     plans = _with_splits(margin, monkeypatch, tiles_per_split)
     xn, weight, labels = _problem(rows, classes, 24)
-    mine = _statistics_and_grads("triton", xn, weight, labels)
-    expected = _statistics_and_grads("reference", xn, weight, labels)
+    mine = _statistics_and_grads("triton", xn, weight, labels, filter_threshold)
+    expected = _statistics_and_grads("reference", xn, weight, labels, filter_threshold)
     if rows:
         splits = {p.splits(classes) for p in plans}
         assert splits == {-(-classes // (tiles_per_split * plans[0].block_c))} and max(splits) > 1
@@ -176,17 +177,17 @@ def test_autocast_rounds_float32_operands_to_bfloat16():
             assert (out.nontarget_sum - nontarget).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("rows, classes", [(5, 13), (0, 4)])
-def test_opcheck(margin, rows, classes):
+@pytest.mark.parametrize("rows, classes, filter_threshold", [(5, 13, float("inf")), (5, 13, 0.1), (0, 4, float("inf"))])
+def test_opcheck(margin, rows, classes, filter_threshold):
     xn, weight, labels = _problem(rows, classes, 8)
     _, target, slope = ops.margin_targets(xn, weight, labels, S)
-    args = (xn, weight, labels, target, slope, S, "ieee")
+    args = (xn, weight, labels, target, slope, S, filter_threshold, "ieee")
     torch.library.opcheck(torch.ops.pyfacex.triton_cosine_lse.default,
                           (xn.clone().requires_grad_(), weight.clone().requires_grad_(), *args[2:]))
     row_max, _, _, _, inv_norm = torch.ops.pyfacex.triton_cosine_lse(*args)
     grads = [torch.ones(rows)] * 3
     torch.library.opcheck(torch.ops.pyfacex.triton_cosine_lse_backward.default,
-                          (*grads, xn, weight, inv_norm, labels, target, slope, row_max, S, "ieee"))
+                          (*grads, xn, weight, inv_norm, labels, target, slope, row_max, S, filter_threshold, "ieee"))
 
 
 def test_planner_rules(margin):

@@ -53,15 +53,16 @@ at::Tensor tile_dots(const at::Tensor& scratch, const at::Tensor& xa, const at::
 }
 
 // Folds one row of a tile into the row's online log-sum-exp. z holds the n dot products of the
-// row and becomes s·cos (scale = s/‖W_j‖); the target column (target_col >= 0) is left out, since
-// the running statistics started from it.
+// row and becomes s·cos (scale = s/‖W_j‖), 0 where s·cos > limit (inter-class filtering); the
+// target column (target_col >= 0) is left out, since the running statistics started from it.
 template <typename T>
-PYFACEX_AVX2_CLONE void fold_row(T* z, const T* scale, int64_t n, int64_t target_col, T& row_max, T& sumexp,
+PYFACEX_AVX2_CLONE void fold_row(T* z, const T* scale, T limit, int64_t n, int64_t target_col, T& row_max, T& sumexp,
                                  T& nontarget_sum) {
   T sum = 0, tile_max = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(+ : sum) reduction(max : tile_max)
   for (int64_t j = 0; j < n; ++j) {
-    const T v = z[j] * scale[j];
+    const T logit = z[j] * scale[j];
+    const T v = logit > limit ? T(0) : logit;
     z[j] = v;
     sum += v;
     tile_max = v > tile_max ? v : tile_max;
@@ -87,12 +88,16 @@ PYFACEX_AVX2_CLONE void fold_row(T* z, const T* scale, int64_t n, int64_t target
 }
 
 // One row of a tile from dot products to dcos_ij/‖W_j‖ (the left operand of both gradient GEMMs):
-// (gS·exp(s·cos_ij − max) + gN)·s/‖W_j‖, and at the target column target_dcos/‖W_j‖.
+// (gS·exp(s·cos_ij − max) + gN)·s/‖W_j‖, 0 where filtered (s·cos_ij > limit: a constant), and at the
+// target column target_dcos/‖W_j‖.
 template <typename T>
-PYFACEX_AVX2_CLONE void dcos_row(T* z, const T* scale, const T* inv, int64_t n, int64_t target_col, T row_max,
-                                 T g_sumexp, T g_nontarget, T target_dcos) {
+PYFACEX_AVX2_CLONE void dcos_row(T* z, const T* scale, const T* inv, T limit, int64_t n, int64_t target_col,
+                                 T row_max, T g_sumexp, T g_nontarget, T target_dcos) {
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) z[j] = (g_sumexp * exp_vec<T>(z[j] * scale[j] - row_max) + g_nontarget) * scale[j];
+  for (int64_t j = 0; j < n; ++j) {
+    const T logit = z[j] * scale[j];
+    z[j] = logit > limit ? T(0) : (g_sumexp * exp_vec<T>(logit - row_max) + g_nontarget) * scale[j];
+  }
   if (target_col >= 0) z[target_col] = target_dcos * inv[target_col];
 }
 
@@ -121,7 +126,7 @@ void parallel_rows(int64_t rows, const std::function<void(int64_t)>& fn) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lse_cpu(
     const at::Tensor& xn, const at::Tensor& weight, const at::Tensor& labels, const at::Tensor& target_logit,
-    const at::Tensor& target_slope, double s) {
+    const at::Tensor& target_slope, double s, double filter_threshold) {
   check_lse(xn, weight, labels);
   check_rows_vector(target_logit, "target_logit", xn);
   check_rows_vector(target_slope, "target_slope", xn);
@@ -146,12 +151,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_ls
     scalar_t* m = row_max.data_ptr<scalar_t>();
     scalar_t* se = sumexp.data_ptr<scalar_t>();
     scalar_t* ns = nontarget_sum.data_ptr<scalar_t>();
+    const auto limit = static_cast<scalar_t>(s * filter_threshold);
     for (int64_t begin = 0; begin < classes; begin += kTile) {
       const int64_t n = std::min(kTile, classes - begin);
       scalar_t* z = tile_dots(scratch, xa, weight_tile(weight, begin, n, acc)).data_ptr<scalar_t>();
       const scalar_t* scale = scaled_inv.data_ptr<scalar_t>() + begin;
       parallel_rows(rows, [&](int64_t i) {
-        fold_row<scalar_t>(z + i * n, scale, n, target_in_tile(y, i, begin, n), m[i], se[i], ns[i]);
+        fold_row<scalar_t>(z + i * n, scale, limit, n, target_in_tile(y, i, begin, n), m[i], se[i], ns[i]);
       });
     }
   });
@@ -161,7 +167,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_ls
 std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(
     const at::Tensor& grad_sumexp, const at::Tensor& grad_nontarget_sum, const at::Tensor& grad_target,
     const at::Tensor& xn, const at::Tensor& weight, const at::Tensor& inv_norm, const at::Tensor& labels,
-    const at::Tensor& target_logit, const at::Tensor& target_slope, const at::Tensor& row_max, double s) {
+    const at::Tensor& target_logit, const at::Tensor& target_slope, const at::Tensor& row_max, double s,
+    double filter_threshold) {
   check_lse(xn, weight, labels);
   for (const auto& [t, name] : {std::pair{&grad_sumexp, "grad_sumexp"}, std::pair{&grad_nontarget_sum, "grad_nontarget_sum"},
                                 std::pair{&grad_target, "grad_target"}, std::pair{&target_logit, "target_logit"},
@@ -197,6 +204,7 @@ std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(
   AT_DISPATCH_FLOATING_TYPES(acc, "cosine_lse_backward_cpu", [&] {
     const scalar_t *gs = g_sumexp.data_ptr<scalar_t>(), *gn = g_nontarget.data_ptr<scalar_t>();
     const scalar_t *m = max_c.data_ptr<scalar_t>(), *tdcos = target_dcos.data_ptr<scalar_t>();
+    const auto limit = static_cast<scalar_t>(s * filter_threshold);
     for (int64_t begin = 0; begin < classes; begin += kTile) {
       const int64_t n = std::min(kTile, classes - begin);
       const at::Tensor w_tile = weight_tile(weight, begin, n, acc).contiguous();
@@ -205,7 +213,8 @@ std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(
       at::Tensor dz = tile_dots(scratch, xa, w_tile);
       scalar_t* z = dz.data_ptr<scalar_t>();
       parallel_rows(rows, [&](int64_t i) {
-        dcos_row<scalar_t>(z + i * n, scale, inv_tile, n, target_in_tile(y, i, begin, n), m[i], gs[i], gn[i], tdcos[i]);
+        dcos_row<scalar_t>(z + i * n, scale, inv_tile, limit, n, target_in_tile(y, i, begin, n), m[i], gs[i], gn[i],
+                           tdcos[i]);
       });
       grad_xa.addmm_(dz, w_tile);
       // H'_j = Σ_i dcos_ij/‖W_j‖·xn_i, then grad W_j = H'_j − inv_j²·(W_j·H'_j)·W_j.
