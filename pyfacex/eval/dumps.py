@@ -7,6 +7,7 @@ A run folder (``pyfacex eval MODEL ... --out DIR``) holds ``results.json`` and, 
   ``<target>.npy``), and ``scores/<protocol>_label.npy``: bool (M,), genuine or not;
 - ``features/<protocol>_<name>.npy``: the features scored (:attr:`ProtocolResult.features`), e.g.
   ``lfw_embeddings.npy`` (2P, d), ``IJBC_template_feats.npy`` (T, d) with ``IJBC_template_ids.npy``,
+  ``ijba_template_feats.npy`` with ``ijba_template_ids.npy`` and ``ijba_template_splits.npy``,
   ``tinyface_probe_feats.npy`` with ``tinyface_probe_labels.npy`` (and the gallery's).
 
 :func:`compare_runs` reads several such folders back into one table and ROC overlays

@@ -143,7 +143,8 @@ class ProtocolResult:
             sides of pair p (a ``.bin``: its images in file order, as insightface's verification
             embeds them); IJB-B/C ``template_feats`` (T, d) (normalised) and ``template_ids`` (T,)
             int64 ascending; TinyFace ``probe_feats``, ``gallery_feats`` (flip-summed, not normalised)
-            with ``probe_labels`` and ``gallery_labels``; none for IJB-A.
+            with ``probe_labels`` and ``gallery_labels``; IJB-A ``template_feats`` (T, d) (not normalised)
+            with ``template_ids`` and ``template_splits`` (T,), split after split.
     """
 
     name: str
@@ -487,7 +488,10 @@ def evaluate_protocol(spec: str | os.PathLike, model: torch.nn.Module, *, batch_
         scores = torch.cat([r.scores for r in result.per_split]).to(torch.float64).numpy()
         labels = torch.cat([r.labels for r in result.per_split]).numpy().astype(bool)
         return ProtocolResult(name, kind, metrics, tar_column(1e-3, "interpolated"), scores, labels,
-                              {**result.as_dict(), "set_function": chosen, "aligned": result.aligned > 0}, path)
+                              {**result.as_dict(), "set_function": chosen, "aligned": result.aligned > 0}, path,
+                              {"template_feats": result.template_feats.detach().to("cpu", torch.float32).numpy(),
+                               "template_ids": result.template_ids.numpy(),
+                               "template_splits": result.template_splits.numpy()})
 
     if kind == "ytf":
         protocol = read_ytf(path)

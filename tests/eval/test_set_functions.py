@@ -185,6 +185,16 @@ def test_ijba_model_and_baseline_avg(roots, lfenet):
 
     expected, tars = ijba_oracle(roots["ijba"], functools.partial(set_representation, lfenet))
     np.testing.assert_allclose(model.scores, expected, rtol=0, atol=2e-6)
+    # the features it dumps (split after split) score the pairs again
+    dumped, rescored = model.features, []
+    for split in (1, 2):
+        rows = dumped["template_splits"] == split
+        features = dict(zip(dumped["template_ids"][rows].tolist(), torch.from_numpy(dumped["template_feats"][rows])))
+        folder = roots["ijba"] / f"IJB-A_11_sets/split{split}"
+        metadata = ijb.read_ijba_metadata(folder / f"verify_metadata_{split}.csv")
+        pairs = ijb.read_ijba_comparisons(folder / f"verify_comparisons_{split}.csv", metadata)
+        rescored.append(cosines(features, pairs.pairs.tolist()))
+    np.testing.assert_allclose(np.concatenate(rescored), model.scores, rtol=0, atol=2e-6)
     for k, far in enumerate(ijb.IJBA_FARS):   # mean ± std over the splits
         assert model.metrics[tar_column(far)] == pytest.approx(tars[:, k].mean(), abs=1e-9)
         assert model.metrics[tar_column(far) + " std"] == pytest.approx(tars[:, k].std(), abs=1e-9)

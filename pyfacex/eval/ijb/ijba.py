@@ -71,6 +71,10 @@ class IJBAResult:
             split has no genuine or no impostor pair).
         images, aligned: the distinct images embedded, and how many of them were aligned by their
             landmarks (the others were cropped to their face box).
+        template_feats, template_ids, template_splits: the features scored, split after split: (T, d)
+            as the set function returned them (pairs are scored on their L2-normalised rows), and the
+            (T,) int64 template id and split number of each row. A template of several splits has a
+            row in each.
     """
 
     splits: list[int]
@@ -80,6 +84,9 @@ class IJBAResult:
     std: dict[str, torch.Tensor]
     images: int = 0
     aligned: int = 0
+    template_feats: torch.Tensor | None = None
+    template_ids: torch.Tensor | None = None
+    template_splits: torch.Tensor | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready: splits, pairs per split, images and aligned images, and {convention: {repr(far):
@@ -201,4 +208,8 @@ def evaluate_ijba(root: str | os.PathLike, set_fn: SetFn, *, image_size: int = 1
         table = torch.stack([r.tar[convention] for r in results])     # (splits, F)
         mean[convention] = table.mean(0)
         std[convention] = table.std(0, correction=0)
-    return IJBAResult(splits, results, targets, mean, std, len(listed), sum(row[2] is not None for row in listed))
+    return IJBAResult(splits, results, targets, mean, std, len(listed), sum(row[2] is not None for row in listed),
+                      template_feats=torch.cat([features[rows] for _, rows, _ in split_rows]),
+                      template_ids=torch.cat([ids for ids, _, _ in split_rows]),
+                      template_splits=torch.cat([torch.full((len(ids),), n, dtype=torch.int64)
+                                                 for n, (ids, _, _) in zip(splits, split_rows)]))
