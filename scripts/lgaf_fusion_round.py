@@ -26,6 +26,7 @@ from torch import nn
 
 from pyfacex.data.synthetic.rendered_data import settings_key
 from pyfacex.eval import evaluate_protocol
+from pyfacex.reproduce.rounds import evaluation_scores
 from pyfacex.reproduce.runner import EVALUATION_SEED
 from pyfacex.reproduce.specs import get_spec
 from pyfacex.train.checkpoint import load_model
@@ -51,17 +52,6 @@ class LGAFReading(nn.Module):
         self.norms.append(torch.stack([out.local.norm(dim=1), out.global_.norm(dim=1)], dim=1).float())
         return {"kappa": out.embedding, "global": out.global_, "local": out.local,
                 "plain_sum": out.local + out.global_}[self.reading]
-
-
-def evaluate(spec, embedder: nn.Module, data: Path, image_size: int) -> dict[str, float]:
-    """The primary metric of every evaluation of ``spec`` on ``embedder`` (as the runner computes it)."""
-    scores = {}
-    for evaluation in spec.evaluations:
-        path = data / "protocols" / evaluation.protocol / evaluation.file
-        result = evaluate_protocol(f"{evaluation.name}={path}{evaluation.options}", embedder,
-                                   image_size=image_size, seed=EVALUATION_SEED)
-        scores[evaluation.name] = 100.0 * result.metrics[result.primary]
-    return scores
 
 
 def weights(spec, model: nn.Module, data: Path, image_size: int) -> dict[str, dict[str, float]]:
@@ -95,10 +85,10 @@ def main() -> None:
             continue
         lgaf, info = load_model(args.run / "train" / "lgaf" / f"seed{seed}" / "model.pt")
         size = info["image_size"]
-        row = {reading: evaluate(spec, LGAFReading(lgaf, reading).eval(), data, size) for reading in READINGS}
+        row = {reading: evaluation_scores(spec, LGAFReading(lgaf, reading).eval(), data, size) for reading in READINGS}
         for other in ("gfe", "add"):
             model, _ = load_model(args.run / "train" / other / f"seed{seed}" / "model.pt")
-            row[other] = evaluate(spec, model.eval(), data, size)
+            row[other] = evaluation_scores(spec, model.eval(), data, size)
         results[seed] = {"metrics": row, "weights": weights(spec, lgaf, data, size)}
         print(f"seed {seed}: {json.dumps(results[seed])}", flush=True)
         done.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -83,3 +83,13 @@ def round_main(doc: str, spec_name: str, name: str, change: Mapping, rows: Mappi
     spec = round_spec(get_spec(spec_name), name, change, rows, keep, note, doc.split("\n\n")[1].replace("\n", " "))
     command = " ".join(["python", Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
     return run_spec(spec, args.out, cache=args.cache, jobs=args.jobs, command=command)
+
+
+def evaluation_scores(spec: ExperimentSpec, embedder, data: Path, image_size: int | None) -> dict[str, float]:
+    """The primary metric (%) of every evaluation of ``spec`` on an image ``embedder`` (a module, (B, 3, H, W)
+    -> (B, E)), computed as the runner computes a cell's: the same protocol files of the rendered world
+    ``data``, degradations and evaluation seed, templates and sets by the mean of their images."""
+    from .runner import _evaluate
+
+    return {name: 100.0 * result["metrics"][result["primary"]]
+            for name, result in _evaluate(spec, embedder, data, image_size).items()}

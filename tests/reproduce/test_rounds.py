@@ -3,10 +3,12 @@ import json
 
 import pytest
 
+from pyfacex.data.synthetic.rendered_data import settings_key
 from pyfacex.reproduce import SpecError, run_spec
 from pyfacex.reproduce import runner as runner_module
-from pyfacex.reproduce.rounds import round_main, round_spec
+from pyfacex.reproduce.rounds import evaluation_scores, round_main, round_spec
 from pyfacex.reproduce.specs.micro import SPEC
+from pyfacex.train.checkpoint import load_model
 
 CHANGE = {"optim": {"lr": 0.05}}
 
@@ -51,3 +53,13 @@ def test_round_main_reuses_the_run_and_trains_only_the_changed_row(tmp_path, mon
     assert [c["variant"] for c in results["claims"]] == ["finetuned_lr"] * len(SPEC.claims)
     assert results["spec"] == "_micro-lr"
     assert "The round's description." in (out / "results.md").read_text(encoding="utf-8")
+
+
+def test_evaluation_scores_are_the_cells_own_metrics(tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    run_spec(SPEC, out, cache=cache, seeds=1, progress=False, log=lambda line: None)
+    cell = json.loads((out / "cells" / "arcface" / "seed0.json").read_text())
+    model, info = load_model(out / "train" / "arcface" / "seed0" / "model.pt")
+    scores = evaluation_scores(SPEC, model.eval(), cache / settings_key(SPEC.world.data_settings()), info["image_size"])
+    evaluations = cell["evaluations"]
+    assert scores == {name: 100.0 * result["metrics"][result["primary"]] for name, result in evaluations.items()}
