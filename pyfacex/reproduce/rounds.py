@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .spec import ExperimentSpec, SpecError, Variant, merge_recipes
@@ -59,15 +59,19 @@ def reuse_run(run: Path, out: Path, rows: Sequence[str]) -> list[str]:
 
 
 def round_main(doc: str, spec_name: str, name: str, change: Mapping, rows: Mapping[str, str], keep: Sequence[str],
-               note: str, argv: Sequence[str] | None = None) -> dict:
+               note: str, argv: Sequence[str] | None = None,
+               after: Callable[[ExperimentSpec, Path, Path], None] | None = None) -> dict:
     """The command line of a round script (``scripts/*_round.py``, whose module docstring is ``doc``: its
     first paragraph the title, its second the round's description): ``--out DIR --cache DIR [--run DIR]
     [--jobs N]``. With ``--run`` (a finished ``pyfacex reproduce SPEC`` folder) the stages, floors and
     ``keep``'s cells are copied from it (:func:`reuse_run`); then the round's spec (:func:`round_spec`)
-    runs into ``--out``, a rerun skipping the finished cells. Returns the results document."""
+    runs into ``--out``, a rerun skipping the finished cells. ``after(spec, out, data)`` then takes the
+    round's own readings of the trained models (``data``: the rendered world's folder in the cache).
+    Returns the results document."""
     import argparse
     import sys
 
+    from ..data.synthetic.rendered_data import settings_key
     from .runner import run_spec
     from .specs import get_spec
 
@@ -82,7 +86,10 @@ def round_main(doc: str, spec_name: str, name: str, change: Mapping, rows: Mappi
         reuse_run(args.run, args.out, keep)
     spec = round_spec(get_spec(spec_name), name, change, rows, keep, note, doc.split("\n\n")[1].replace("\n", " "))
     command = " ".join(["python", Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
-    return run_spec(spec, args.out, cache=args.cache, jobs=args.jobs, command=command)
+    results = run_spec(spec, args.out, cache=args.cache, jobs=args.jobs, command=command)
+    if after is not None:
+        after(spec, args.out, args.cache / settings_key(spec.world.data_settings()))
+    return results
 
 
 def evaluation_scores(spec: ExperimentSpec, embedder, data: Path, image_size: int | None) -> dict[str, float]:

@@ -209,11 +209,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
 
 class _SingletonSets(nn.Module):
-    """A set model (LFENet) as an image embedder: every image is a set of one."""
+    """A set model (LFENet) as an image embedder: every image is a set of one. It starts in the model's
+    mode, so that an evaluation restoring the wrapper's mode afterwards leaves the model as it was."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.training = model.training
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         offsets = torch.arange(images.shape[0] + 1, device=images.device)

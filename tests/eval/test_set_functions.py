@@ -127,6 +127,15 @@ def ijbc_templates(root):
     return {t: torch.stack(images) for t, images in groups.items()}
 
 
+def test_an_evaluation_leaves_lfenet_in_its_own_mode(roots, lfenet):
+    # evaluations switch to eval mode and restore the embedder's mode: embedder_for's wrapper must
+    # carry the model's, or an eval-mode LFENet comes back in train mode (BN batch statistics)
+    for mode in (False, True):   # ends in the fixture's own train mode
+        lfenet.train(mode)
+        E.evaluate_protocol(roots["ijb"], embedder_for(lfenet), flip=False, image_size=SIZE)
+        assert lfenet.training is mode
+
+
 def test_ijbc_model_runs_the_lit_across_each_template(roots, lfenet):
     embedder = embedder_for(lfenet)
     model = E.evaluate_protocol(roots["ijb"], embedder, set_model=lfenet, set_function="model", flip=False,

@@ -1,6 +1,20 @@
 """Shared by the reproduction tests: one intra-op thread (tiny tensors gain nothing from more, and
-beside other processes OpenMP's spinning threads slow a step many times)."""
+beside other processes OpenMP's spinning threads slow a step many times); the scripts of scripts/ as
+modules."""
+import importlib.util
+from pathlib import Path
+
 import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True, scope="session")

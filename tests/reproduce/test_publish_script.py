@@ -3,23 +3,18 @@ and gets the generated part with plot links into its own folder, and the README 
 claim with the verdict, the paired difference and the world's shortcut floors."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from pyfacex.reproduce import get_spec, run_spec
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "publish_reproductions.py"
+from .conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def publish():
-    spec = importlib.util.spec_from_file_location("publish_reproductions", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("publish_reproductions")
 
 
 @pytest.fixture(scope="module")

@@ -43,8 +43,12 @@ def test_round_main_reuses_the_run_and_trains_only_the_changed_row(tmp_path, mon
     monkeypatch.setattr(runner_module, "create_trainer", lambda config: trained.append(config) or create(config))
 
     doc = "Title.\n\nThe round's\ndescription."
+    after = []
     results = round_main(doc, "_micro", "_micro-lr", CHANGE, {"finetuned_lr": "finetuned"}, ("arcface",), "lr 0.05",
-                         ["--out", str(out), "--cache", str(cache), "--run", str(run)])
+                         ["--out", str(out), "--cache", str(cache), "--run", str(run)],
+                         after=lambda spec, folder, data: after.append((spec.name, folder, data, len(trained))))
+    # the round's own readings come after its training, on its folder and the world it rendered
+    assert after == [("_micro-lr", out, cache / settings_key(SPEC.world.data_settings()), 2)]
     # the stage and the kept row come from the run; the changed row trains once per seed, at its rate
     assert [c.optim.lr for c in trained] == [0.05, 0.05]
     assert sorted(results["variants"]) == ["arcface", "finetuned_lr"]
