@@ -9,7 +9,9 @@ one setting: the discriminator's rate back to the paper's 5e-5, the aggregator's
 aggregator row; beside it the spec's own rows *avg* (the claim's baseline) and *faceagg* (retrained, so
 the change is compared seed by seed within one run), on the same world, extractor stage, seeds and
 evaluation. The round's claim is the spec's, on its row: the aggregator degrades less than averaging
-under blur.
+under blur. The spec's row *no_adv* (without L_adv) was added after the first results, for its training
+log: whether, at the collapsing seed, it goes through the same early rise of the aggregate's total
+variation as the rows trained with L_adv, and recovers.
 
     python scripts/faceagg_discriminator_round.py --out runs/reproduce/faceagg-d-rate --cache runs/reproduce/cache \\
         --jobs 2 [--run runs/reproduce/faceagg]
@@ -24,7 +26,7 @@ from pyfacex.reproduce.rounds import round_main
 D_LR = 5.0e-5
 """The round's one change: the discriminator's rate (2e-4 in the spec), the paper's (Sec. 4.1)."""
 ROWS = {"faceagg_d5e-5": "faceagg"}
-KEEP = ("avg", "faceagg")
+KEEP = ("avg", "faceagg", "no_adv")
 
 if __name__ == "__main__":
     round_main(__doc__, "faceagg", "faceagg-d-rate", {"gan": {"d_lr": D_LR}}, ROWS, KEEP,
