@@ -127,16 +127,24 @@ def segment_linear_attention_reference(q, k, v, offsets):
 
 # ---------------------------------------------------------------- native: segments grouped by length
 
-def _length_groups(bounds: list[int], device: torch.device):
-    """(length, (g, length) token indices) for every distinct segment length: equal-length segments
-    stack into one batched call, so a ragged batch costs one call per distinct length."""
+def _length_groups(segments, device: torch.device):
+    """(length, (g, length) token indices) for every distinct length among the (start, end) token
+    ``segments``: equal-length segments stack into one batched call, so a ragged batch costs one call
+    per distinct length. Empty segments are skipped."""
     by_length: dict[int, list[int]] = {}
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in segments:
         if end > start:
             by_length.setdefault(end - start, []).append(start)
     for length, starts in by_length.items():
         index = torch.tensor(starts, device=device)[:, None] + torch.arange(length, device=device)
         yield length, index
+
+
+# Without gradients on CPU, a segment of at least this many tokens attends alone, on views of q, k, v,
+# and writes its rows of the output in place: no gathers. Shorter segments (a single 7×7 image is 49
+# tokens) are still batched by length, where one call per segment would cost more than it computes;
+# so is everything on a GPU, where each call is a kernel launch.
+_VIEW_MIN_TOKENS = 128
 
 
 def _grouped(q, k, v, bounds, attend):
@@ -145,20 +153,15 @@ def _grouped(q, k, v, bounds, attend):
         (length,) = lengths
         shaped = [t.reshape(-1, length, t.shape[1]) for t in (q, k, v)]
         return attend(*shaped, length).reshape(-1, v.shape[1])
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))):
+        return _grouped_inference(q, k, v, bounds, attend)
     # Ragged: one permutation sorts the tokens by segment length, so every group is a contiguous view
     # of the sorted copies, and one inverse gather restores the order. Gathering and scattering per
     # group instead (profiled on 64 sets of 1-20 images: 18 groups) copied the whole output once per
     # group, and its backward summed a full-size gradient per group and operand: 38 % of the forward.
-    groups = list(_length_groups(bounds, q.device))
+    groups = list(_length_groups(zip(bounds[:-1], bounds[1:]), q.device))
     if not groups:  # no tokens
         return v.new_empty(q.shape[0], v.shape[1])
-    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))):
-        # inference: gather one group at a time and write its rows in place; no full-size sorted copies
-        out = v.new_empty(q.shape[0], v.shape[1])
-        for length, index in groups:
-            rows = index.reshape(-1)
-            out.index_copy_(0, rows, attend(q[index], k[index], v[index], length).reshape(-1, v.shape[1]))
-        return out
     order = torch.cat([index.reshape(-1) for _, index in groups])
     # torch.split, not slices: the backward of a slice fills a gradient of the whole tensor with zeros
     # (per group and operand: 21 % of a forward + backward), split's concatenates the parts once.
@@ -169,32 +172,58 @@ def _grouped(q, k, v, bounds, attend):
     return torch.cat(outs)[torch.argsort(order)]
 
 
+def _grouped_inference(q, k, v, bounds, attend):
+    # Long segments one by one on views, written in place; the short ones gathered by length, one group
+    # at a time, written in place. On 64 ragged sets of 1-20 images the per-group gathers and scatters
+    # were a part of the call's deficit against a per-set loop that this removes (bench/README.md).
+    out = v.new_empty(q.shape[0], v.shape[1])
+    view_min = _VIEW_MIN_TOKENS if q.device.type == "cpu" else float("inf")
+    short = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end - start >= view_min:
+            attend(*(t[start:end].unsqueeze(0) for t in (q, k, v)), end - start, out=out[start:end].unsqueeze(0))
+        else:
+            short.append((start, end))
+    for length, index in _length_groups(short, q.device):
+        out.index_copy_(0, index.reshape(-1), attend(q[index], k[index], v[index], length).reshape(-1, v.shape[1]))
+    return out
+
+
 def _softmax_native(q, k, v, bounds, scale):
     # Batched matmuls and softmax per group. Measured on CPU against torch's SDPA on the same groups
     # (bench/README.md): SDPA's math kernel (qk_dim != d) was 1.4x slower, its fused flash kernel
     # (equal dims) 3x slower. The scores of one group are held at once: O(length²) per segment
     # (3.7 MiB at LFENet's θ = 20 images × 49 positions); the Triton kernel is O(N).
-    return _grouped(q, k, v, bounds, lambda qg, kg, vg, length: _softmax_chunks(qg, kg, vg, length, scale))
+    return _grouped(q, k, v, bounds,
+                    lambda qg, kg, vg, length, out=None: _softmax_chunks(qg, kg, vg, length, scale, out=out))
 
 
 _SCORE_CHUNK = 1 << 23  # score elements per batched call (32 MiB in float32)
 
 
-def _softmax_chunks(q, k, v, length, scale):
+def _softmax_chunks(q, k, v, length, scale, out=None):
     # Segments in chunks whose scores stay within _SCORE_CHUNK: the score memory of a group no
     # longer grows with its number of segments. baddbmm scales in the GEMM (no scaled copy).
-    # (split, not slices: see _grouped)
+    # (split, not slices: see _grouped.) With ``out`` ((g, length, dv), no gradients) the products
+    # are written into it.
     step = max(1, _SCORE_CHUNK // (length * length))
+    parts = [torch.split(t, step) for t in (q, k, v)] + ([torch.split(out, step)] if out is not None else [])
     outs = []
-    for qc, kc, vc in zip(*(torch.split(t, step) for t in (q, k, v))):
+    for qc, kc, vc, *into in zip(*parts):
         scores = torch.baddbmm(qc.new_empty(()).expand(qc.shape[0], length, length), qc, kc.transpose(1, 2),
                                beta=0.0, alpha=scale)
-        outs.append(torch.softmax(scores, dim=2) @ vc)
-    return outs[0] if len(outs) == 1 else torch.cat(outs)
+        outs.append(torch.bmm(torch.softmax(scores, dim=2), vc, out=into[0] if into else None))
+    return out if out is not None else outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _linear_chunks(q, k, v, length, out=None):
+    # q·(kᵀv)/N_s per segment; with ``out`` (no gradients) written into it.
+    return torch.bmm(q, k.transpose(1, 2) @ v, out=out).div_(length) if out is not None \
+        else q @ (k.transpose(1, 2) @ v) / length
 
 
 def _linear_native(q, k, v, bounds):
-    return _grouped(q, k, v, bounds, lambda qg, kg, vg, length: qg @ (kg.transpose(1, 2) @ vg) / length)
+    return _grouped(q, k, v, bounds, _linear_chunks)
 
 
 # ---------------------------------------------------------------- public ops
@@ -261,11 +290,13 @@ def _project(tokens, weight, bias, name, out_dim=None):
     return F.linear(tokens, weight.to(tokens.dtype), None if bias is None else bias.to(tokens.dtype))
 
 
-# CPU inference runs consecutive sets in chunks of about this many tokens (16 MiB at d = 512, fp32):
-# measured on 64 sets of 1-20 images (bench/README.md), whole-batch tensors of 64 MiB each cost 0.75x
-# a per-set loop in fresh-page faults and cache misses; chunks of this size 0.97x. Training keeps one
-# call (its backward is where the batching pays: 1.8-2x the loop).
-_INFERENCE_CHUNK_TOKENS = 1 << 13
+# CPU inference runs consecutive sets in chunks of about this many tokens (8 MiB at d = 512, fp32),
+# each written into the preallocated output. Measured on 64 sets of 1-20 images of 7×7 (bench/README.md
+# "The ragged forward, third look"): whole-batch tensors of 64 MiB each cost 0.75x a per-set loop in
+# fresh-page faults and cache misses; with the long segments attending on views, an A/B of chunk
+# sizes gave 0.97-1.08x the loop at 8k tokens, 1.06-1.17x at 4k, 1.04-1.15x at 2k. Training keeps
+# one call (its backward is where the batching pays: 1.6-1.8x the loop).
+_INFERENCE_CHUNK_TOKENS = 1 << 12
 
 
 def _set_chunks(offsets: list[int], max_images: int):
@@ -305,15 +336,23 @@ def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | No
     if segment is not None and (not isinstance(segment, int) or segment <= 0):
         raise ValueError(f"segment must be None or an int θ > 0 (images per segment), got {segment!r}")
     check_offsets(offsets, x)
+    batch, _, height, width = x.shape
+    weights = (w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment)
+    if x.device.type == "cpu" and batch * height * width > _INFERENCE_CHUNK_TOKENS and not torch.is_grad_enabled() \
+            and not torch.compiler.is_compiling():
+        chunks = list(_set_chunks(offsets.tolist(), _INFERENCE_CHUNK_TOKENS // (height * width)))
+        if len(chunks) > 1:   # (one set larger than a chunk runs whole)
+            out = torch.empty_like(x, memory_format=torch.contiguous_format)
+            for i, j, a, b in chunks:
+                _lit_attention(x[a:b], offsets[i:j + 1] - a, *weights, out=out[a:b])
+            return out
+    return _lit_attention(x, offsets, *weights)
+
+
+def _lit_attention(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment, out=None):
+    # lit_attention on checked arguments; with ``out`` (no gradients) x + A·v is written into it.
     batch, dim, height, width = x.shape
     positions = height * width
-    if x.device.type == "cpu" and batch * positions > _INFERENCE_CHUNK_TOKENS and not torch.is_grad_enabled() \
-            and not torch.compiler.is_compiling():
-        chunks = list(_set_chunks(offsets.tolist(), _INFERENCE_CHUNK_TOKENS // positions))
-        if len(chunks) > 1:   # (one set larger than a chunk runs whole)
-            return torch.cat([lit_attention(x[a:b], offsets[i:j + 1] - a, w_q, w_k, w_v, b_q, b_k, b_v,
-                                            relation=relation, scale=scale, segment=segment)
-                              for i, j, a, b in chunks])
     tokens = x.permute(0, 2, 3, 1).reshape(batch * positions, dim)  # image-major: sets stay contiguous
     if segment is None:  # one segment per set; no values read, so torch.compile traces it whole
         token_offsets = offsets * positions
@@ -331,4 +370,4 @@ def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | No
             moved = segment_softmax_attention(q, k, v, token_offsets, scale)
         else:
             moved = segment_linear_attention(q, k, v, token_offsets)
-    return x + moved.reshape(batch, height, width, dim).permute(0, 3, 1, 2)
+    return torch.add(x, moved.reshape(batch, height, width, dim).permute(0, 3, 1, 2), out=out)

@@ -150,3 +150,29 @@ def test_cpu_inference_in_chunks_of_sets_equals_one_call(monkeypatch, relation, 
             chunked = lit(x, offsets)
     assert [(a, b) for _, _, a, b in chunks] == [(0, 4), (4, 8), (8, 10), (10, 15)]
     torch.testing.assert_close(chunked, whole.detach())
+
+
+@pytest.mark.parametrize("op", ["segment_softmax_attention", "segment_linear_attention"])
+def test_inference_runs_long_segments_on_views_and_short_ones_grouped(monkeypatch, op):
+    # Without gradients, segments of >= _VIEW_MIN_TOKENS tokens attend alone on views and write their
+    # rows in place; shorter ones are gathered by length. Both kinds, an empty segment and two equal
+    # short lengths in one batch must give the reference's output.
+    import pyfacex.ops.attention as attention
+
+    monkeypatch.setattr(attention, "_VIEW_MIN_TOKENS", 5)
+    sizes = (3, 7, 0, 1, 9, 3, 5, 2)
+    offsets = torch.tensor((0, *sizes)).cumsum(0)
+    gen = torch.Generator().manual_seed(4)
+    q, k = (torch.randn(sum(sizes), 4, generator=gen, dtype=torch.float64) for _ in range(2))
+    v = torch.randn(sum(sizes), 6, generator=gen, dtype=torch.float64)
+    viewed = []
+    view_calls = attention._softmax_chunks if op == "segment_softmax_attention" else attention._linear_chunks
+    monkeypatch.setattr(attention, view_calls.__name__,
+                        lambda *args, out=None: viewed.append(out is not None) or view_calls(*args, out=out))
+    with ops.use_backend("native"), torch.no_grad():
+        native = getattr(ops, op)(q, k, v, offsets)
+    with ops.use_backend("reference"):
+        reference = getattr(ops, op)(q, k, v, offsets)
+    torch.testing.assert_close(native, reference)
+    assert sorted(viewed) == [False] * 3 + [True] * 3   # lengths 1, 2, 3 grouped; 5, 7, 9 on views
+
