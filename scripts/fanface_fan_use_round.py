@@ -33,7 +33,7 @@ from torch import nn
 from pyfacex.backbones.fan import FANOutput
 from pyfacex.data.synthetic.rendered_data import settings_key
 from pyfacex.reproduce import get_spec, run_spec
-from pyfacex.reproduce.rounds import evaluation_scores, round_spec
+from pyfacex.reproduce.rounds import cell_scores, evaluation_scores, round_spec
 from pyfacex.reproduce.specs.fanface import BEST
 from pyfacex.train.checkpoint import load_model
 
@@ -93,12 +93,8 @@ def main() -> None:
         model.eval()
         results[seed] = {reading: evaluation_scores(spec, SwappedFAN(model, *swaps).eval(), data, info["image_size"])
                          for reading, swaps in READINGS.items()}
-        cell = json.loads((args.out / "cells" / BEST / f"seed{seed}.json").read_text(encoding="utf-8"))
-        results[seed]["cell"] = {name: 100.0 * result["metrics"][result["primary"]]
-                                 for name, result in cell["evaluations"].items()}
-        arcface = json.loads((args.out / "cells" / "ArcFace" / f"seed{seed}.json").read_text(encoding="utf-8"))
-        results[seed]["ArcFace"] = {name: 100.0 * result["metrics"][result["primary"]]
-                                    for name, result in arcface["evaluations"].items()}
+        results[seed]["cell"] = cell_scores(args.out, BEST, seed)
+        results[seed]["ArcFace"] = cell_scores(args.out, "ArcFace", seed)
         print(f"seed {seed}: {json.dumps(results[seed])}", flush=True)
         done.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 

@@ -23,13 +23,14 @@ in sets of 3 and of 1, eval mode), with the Frobenius norm of the query projecti
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import torch
 
 from pyfacex.data import RecordDataset
-from pyfacex.reproduce.rounds import evaluation_scores, round_main
+from pyfacex.reproduce.rounds import cell_scores, evaluation_scores, round_main
 from pyfacex.reproduce.spec import ExperimentSpec
 from pyfacex.train.checkpoint import embedder_for, load_model
 from pyfacex.train.data import resize_faces
@@ -54,9 +55,11 @@ def lit_output_ratio(model: torch.nn.Module, images: torch.Tensor, set_size: int
     return (added.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).median().item()
 
 
+@functools.cache
 def ratio_images(data: Path, image_size: int) -> torch.Tensor:
     """The first 3 training images of each of the first RATIO_IDENTITIES identities of the rendered world
-    ``data``, identity by identity, at ``image_size`` in [-1, 1] as the trainer feeds them."""
+    ``data``, identity by identity, at ``image_size`` in [-1, 1] as the trainer feeds them (read once
+    for every row and seed)."""
     dataset = RecordDataset(data / "train")
     labels = dataset.labels
     picks = torch.cat([torch.nonzero(labels == label).flatten()[:3] for label in labels.unique()[:RATIO_IDENTITIES]])
@@ -73,10 +76,8 @@ def lit_readings(spec: ExperimentSpec, out: Path, data: Path) -> None:
             if seed in readings.get(row, {}):
                 continue
             model, info = load_model(out / "train" / row / f"seed{seed}" / "model.pt")
-            cell = json.loads((out / "cells" / row / f"seed{seed}.json").read_text(encoding="utf-8"))
             images = ratio_images(data, info["image_size"])
-            reading = {"cell": {name: 100.0 * result["metrics"][result["primary"]]
-                                for name, result in cell["evaluations"].items()},
+            reading = {"cell": cell_scores(out, row, seed),
                        "template mean": evaluation_scores(spec, embedder_for(model), data, info["image_size"]),
                        **{f"lit/map T={t}": lit_output_ratio(model, images, t) for t in RATIO_SET_SIZES},
                        "|W_q|": model.lit.query.weight.norm().item()}

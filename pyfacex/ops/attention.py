@@ -216,14 +216,14 @@ def _softmax_chunks(q, k, v, length, scale, out=None):
     return out if out is not None else outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
-def _linear_chunks(q, k, v, length, out=None):
+def _linear_segments(q, k, v, length, out=None):
     # q·(kᵀv)/N_s per segment; with ``out`` (no gradients) written into it.
     return torch.bmm(q, k.transpose(1, 2) @ v, out=out).div_(length) if out is not None \
         else q @ (k.transpose(1, 2) @ v) / length
 
 
 def _linear_native(q, k, v, bounds):
-    return _grouped(q, k, v, bounds, _linear_chunks)
+    return _grouped(q, k, v, bounds, _linear_segments)
 
 
 # ---------------------------------------------------------------- public ops

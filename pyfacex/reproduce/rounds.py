@@ -98,5 +98,17 @@ def evaluation_scores(spec: ExperimentSpec, embedder, data: Path, image_size: in
     ``data``, degradations and evaluation seed, templates and sets by the mean of their images."""
     from .runner import _evaluate
 
-    return {name: 100.0 * result["metrics"][result["primary"]]
-            for name, result in _evaluate(spec, embedder, data, image_size).items()}
+    return _primary_percent(_evaluate(spec, embedder, data, image_size))
+
+
+def cell_scores(out: Path, row: str, seed: int | str) -> dict[str, float]:
+    """The primary metric (%) of every evaluation of a finished cell of the run folder ``out``, as
+    :func:`evaluation_scores` gives them."""
+    import json
+
+    cell = json.loads((out / "cells" / row / f"seed{seed}.json").read_text(encoding="utf-8"))
+    return _primary_percent(cell["evaluations"])
+
+
+def _primary_percent(evaluations: Mapping[str, dict]) -> dict[str, float]:
+    return {name: 100.0 * result["metrics"][result["primary"]] for name, result in evaluations.items()}

@@ -166,7 +166,7 @@ def test_inference_runs_long_segments_on_views_and_short_ones_grouped(monkeypatc
     q, k = (torch.randn(sum(sizes), 4, generator=gen, dtype=torch.float64) for _ in range(2))
     v = torch.randn(sum(sizes), 6, generator=gen, dtype=torch.float64)
     viewed = []
-    view_calls = attention._softmax_chunks if op == "segment_softmax_attention" else attention._linear_chunks
+    view_calls = attention._softmax_chunks if op == "segment_softmax_attention" else attention._linear_segments
     monkeypatch.setattr(attention, view_calls.__name__,
                         lambda *args, out=None: viewed.append(out is not None) or view_calls(*args, out=out))
     with ops.use_backend("native"), torch.no_grad():
@@ -175,4 +175,3 @@ def test_inference_runs_long_segments_on_views_and_short_ones_grouped(monkeypatc
         reference = getattr(ops, op)(q, k, v, offsets)
     torch.testing.assert_close(native, reference)
     assert sorted(viewed) == [False] * 3 + [True] * 3   # lengths 1, 2, 3 grouped; 5, 7, 9 on views
-

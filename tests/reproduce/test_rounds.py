@@ -6,7 +6,7 @@ import pytest
 from pyfacex.data.synthetic.rendered_data import settings_key
 from pyfacex.reproduce import SpecError, run_spec
 from pyfacex.reproduce import runner as runner_module
-from pyfacex.reproduce.rounds import evaluation_scores, round_main, round_spec
+from pyfacex.reproduce.rounds import cell_scores, evaluation_scores, round_main, round_spec
 from pyfacex.reproduce.specs.micro import SPEC
 from pyfacex.train.checkpoint import load_model
 
@@ -67,3 +67,4 @@ def test_evaluation_scores_are_the_cells_own_metrics(tmp_path):
     scores = evaluation_scores(SPEC, model.eval(), cache / settings_key(SPEC.world.data_settings()), info["image_size"])
     evaluations = cell["evaluations"]
     assert scores == {name: 100.0 * result["metrics"][result["primary"]] for name, result in evaluations.items()}
+    assert cell_scores(out, "arcface", 0) == scores
