@@ -11,9 +11,10 @@ installation runs one of them with on a device. What each family has besides its
   (``native`` is never dispatched to CUDA) and Triton kernels for GPUs;
 * set attention (:func:`segment_softmax_attention`, :func:`segment_linear_attention`,
   :func:`lit_attention`): its ``native`` path is a composition of ATen ops in Python (batched
-  matmuls per group of equal-length segments, so it runs wherever torch does; no C++ of its own),
-  and the softmax attention (with it, :func:`lit_attention`'s softmax relations) has Triton kernels
-  (the linear one has none).
+  matmuls per group of equal-length segments, so it runs wherever torch does), except for
+  :func:`lit_attention` on CPU without gradients, which runs a C++ kernel (each set or segment
+  whole on one thread); the softmax attention (with it, :func:`lit_attention`'s softmax relations)
+  has Triton kernels (the linear one has none).
 
 The other public functions are reference-only helpers: plain PyTorch that ignores
 :func:`use_backend` and is unknown to :func:`available_backends` (which raises for them):

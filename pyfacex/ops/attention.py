@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._ext import native
 from ._backend import Kernels, declare_kernels, resolve
 from ._checks import FLOAT_DTYPES, check_offsets, check_same_device, check_tensor, reads_values
 
@@ -226,6 +227,15 @@ def _linear_native(q, k, v, bounds):
     return _grouped(q, k, v, bounds, _linear_segments)
 
 
+# ---------------------------------------------------------------- native: the CPU inference kernel
+
+if native.loaded:
+    # x + A·v in x's memory format: the kernel allocates with empty_like(x), as this does.
+    @torch.library.register_fake("pyfacex::lit_attention_inference")
+    def _(x, segment_offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale):
+        return torch.empty_like(x)
+
+
 # ---------------------------------------------------------------- public ops
 
 def _check_qkv(q, k, v, offsets) -> list[int] | None:
@@ -282,33 +292,18 @@ def segment_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     return segment_linear_attention_reference(q, k, v, offsets)
 
 
-def _project(tokens, weight, bias, name, out_dim=None):
+def _checked_weight(weight, name, tokens, out_dim=None):
+    """``weight`` (out, d) for features of d = tokens.shape[1] channels, in the tokens' dtype."""
     check_tensor(weight, name, dtypes=FLOAT_DTYPES, dim=2)
     if weight.shape[1] != tokens.shape[1] or (out_dim is not None and weight.shape[0] != out_dim):
         expected = f"({out_dim if out_dim is not None else 'qk_dim'}, {tokens.shape[1]})"
         raise ValueError(f"{name} must be {expected} (out, in), got {tuple(weight.shape)}")
-    return F.linear(tokens, weight.to(tokens.dtype), None if bias is None else bias.to(tokens.dtype))
+    return weight.to(tokens.dtype)
 
 
-# CPU inference runs consecutive sets in chunks of about this many tokens (8 MiB at d = 512, fp32),
-# each written into the preallocated output. Measured on 64 sets of 1-20 images of 7×7 (bench/README.md
-# "The ragged forward, third look"): whole-batch tensors of 64 MiB each cost 0.75x a per-set loop in
-# fresh-page faults and cache misses; with the long segments attending on views, an A/B of chunk
-# sizes gave 0.97-1.08x the loop at 8k tokens, 1.06-1.17x at 4k, 1.04-1.15x at 2k. Training keeps
-# one call (its backward is where the batching pays: 1.6-1.8x the loop).
-_INFERENCE_CHUNK_TOKENS = 1 << 12
-
-
-def _set_chunks(offsets: list[int], max_images: int):
-    """(first set, end set, first image, end image) of runs of consecutive sets of at most ``max_images``
-    images (a larger set goes alone)."""
-    i = 0
-    while i < len(offsets) - 1:
-        j = i + 1
-        while j < len(offsets) - 1 and offsets[j + 1] - offsets[i] <= max_images:
-            j += 1
-        yield i, j, offsets[i], offsets[j]
-        i = j
+def _project(tokens, weight, bias, name, out_dim=None):
+    bias = None if bias is None else bias.to(tokens.dtype)
+    return F.linear(tokens, _checked_weight(weight, name, tokens, out_dim), bias)
 
 
 def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | None, w_k: torch.Tensor | None,
@@ -329,6 +324,10 @@ def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | No
 
     Returns:
         (B, d, h, w): x + A·v (eq. 5).
+
+    On CPU without gradients, ``native`` runs a C++ kernel: every segment whole on one thread (its
+    projections, relation and residual), so a ragged batch in one call beats a loop over its sets;
+    it holds at most 2^20 scores per thread, and its output has x's memory format.
     """
     check_tensor(x, "x", dtypes=FLOAT_DTYPES, dim=4)
     if relation not in RELATIONS:
@@ -336,21 +335,42 @@ def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | No
     if segment is not None and (not isinstance(segment, int) or segment <= 0):
         raise ValueError(f"segment must be None or an int θ > 0 (images per segment), got {segment!r}")
     check_offsets(offsets, x)
-    batch, _, height, width = x.shape
-    weights = (w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment)
-    if x.device.type == "cpu" and batch * height * width > _INFERENCE_CHUNK_TOKENS and not torch.is_grad_enabled() \
-            and not torch.compiler.is_compiling():
-        chunks = list(_set_chunks(offsets.tolist(), _INFERENCE_CHUNK_TOKENS // (height * width)))
-        if len(chunks) > 1:   # (one set larger than a chunk runs whole)
-            out = torch.empty_like(x, memory_format=torch.contiguous_format)
-            for i, j, a, b in chunks:
-                _lit_attention(x[a:b], offsets[i:j + 1] - a, *weights, out=out[a:b])
-            return out
-    return _lit_attention(x, offsets, *weights)
+    if _runs_inference_kernel(x, offsets, (w_q, w_k, w_v, b_q, b_k, b_v)):
+        return _lit_attention_inference(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment)
+    return _lit_attention(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment)
 
 
-def _lit_attention(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment, out=None):
-    # lit_attention on checked arguments; with ``out`` (no gradients) x + A·v is written into it.
+def _runs_inference_kernel(x, offsets, tensors) -> bool:
+    """Whether :func:`lit_attention` runs the C++ inference kernel: native on CPU, nothing to
+    differentiate, and the offsets may be read on the host (not while ``torch.compile`` traces, which
+    takes the ATen path whole, nor inside :func:`~pyfacex.ops.sync_free`)."""
+    if x.device.type != "cpu" or not reads_values(offsets):
+        return False
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *tensors)):
+        return False
+    return resolve("lit_attention", _SOFTMAX_KERNELS, x.device, x.dtype) == "native"
+
+
+def _lit_attention_inference(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment):
+    # The native kernel (csrc/ops/cpu/attention.cpp) runs every segment whole on one thread. It takes
+    # the weights checked and in x's dtype, as the ATen path's projections do.
+    dim = x.shape[1]
+    w_v = _checked_weight(w_v, "w_v", x, dim)
+    if relation == "softmax_a":
+        w_q = w_k = b_q = b_k = None
+    else:
+        if w_q is None or w_k is None:
+            raise ValueError(f"relation {relation!r} needs w_q and w_k")
+        w_q = _checked_weight(w_q, "w_q", x)
+        w_k = _checked_weight(w_k, "w_k", x, w_q.shape[0])
+    b_q, b_k, b_v = (None if b is None else b.to(x.dtype) for b in (b_q, b_k, b_v))
+    bounds = segment_bounds(offsets.tolist(), segment)
+    return torch.ops.pyfacex.lit_attention_inference(x, torch.tensor(bounds, dtype=torch.int64), w_q, w_k, w_v,
+                                                     b_q, b_k, b_v, relation, float(scale))
+
+
+def _lit_attention(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment):
+    # lit_attention on checked arguments, composed of ATen ops (with autograd; any device).
     batch, dim, height, width = x.shape
     positions = height * width
     tokens = x.permute(0, 2, 3, 1).reshape(batch * positions, dim)  # image-major: sets stay contiguous
@@ -370,4 +390,4 @@ def _lit_attention(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, se
             moved = segment_softmax_attention(q, k, v, token_offsets, scale)
         else:
             moved = segment_linear_attention(q, k, v, token_offsets)
-    return torch.add(x, moved.reshape(batch, height, width, dim).permute(0, 3, 1, 2), out=out)
+    return torch.add(x, moved.reshape(batch, height, width, dim).permute(0, 3, 1, 2))

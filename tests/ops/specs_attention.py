@@ -100,6 +100,9 @@ def _lit_samples(dtype, device):
             offsets = torch.tensor([0, 1, 1, 6], device=device)  # sets of 1, 0 and 5 images
             samples.append(Sample(f"{relation}-segment{segment}", (x, offsets, *weights),
                                   {"relation": relation, "scale": 0.5, "segment": segment}))
+    # Biases of the weights' scale.
+    biases = tuple(_tokens(gen, rows, 1, dtype, device).reshape(rows) / d**0.5 for rows in (qk, qk, d))
+    samples.append(Sample("softmax_b-biases", (x, offsets, *weights, *biases), {"segment": 2}))
     return samples
 
 
@@ -129,6 +132,38 @@ LIT = OpSpec(
     grad_args=(0, 2, 3, 4),
     tolerances=TOLERANCES,
 )
+
+# Without gradients, lit_attention runs the C++ inference kernel on CPU (csrc/ops/cpu/attention.cpp):
+# the same samples and layouts, no gradients, and opcheck of the kernel.
+
+def _no_grad_call(public, sample):
+    with torch.no_grad():
+        return (public(*sample.args, **sample.kwargs),)
+
+
+def _lit_inference_samples(dtype, device):
+    # With an empty batch too. (With gradients, an empty batch leaves w_q and w_k unused on the ATen
+    # path, where the reference's gradients are zeros: the contract cannot compare them.)
+    samples = _lit_samples(dtype, device)
+    x, _, *weights = samples[0].args
+    return [*samples, Sample("empty", (x[:0], torch.tensor([0], device=device), *weights))]
+
+
+def _lit_inference_calls(dtype, device):
+    calls = []
+    for sample in _lit_inference_samples(dtype, device):
+        x, offsets, w_q, w_k, w_v, *biases = sample.args
+        relation = sample.kwargs.get("relation", "softmax_b")
+        bounds = torch.tensor(ops.segment_bounds(offsets.tolist(), sample.kwargs.get("segment")), device=device)
+        qk = (None, None) if relation == "softmax_a" else (w_q, w_k)
+        biases = tuple(biases) or (None, None, None)
+        calls.append((torch.ops.pyfacex.lit_attention_inference.default,
+                      (x, bounds, *qk, w_v, *biases, relation, sample.kwargs.get("scale", 1.0))))
+    return calls
+
+
+LIT_INFERENCE = dataclasses.replace(LIT, name="lit_attention-inference", samples=_lit_inference_samples, grad_args=(),
+                                    call=_no_grad_call, native_calls=_lit_inference_calls)
 
 # ---------------------------------------------------------------- segment_bounds (reference-only, backends=())
 
@@ -179,6 +214,7 @@ SPECS = [
     SOFTMAX,
     LINEAR,
     LIT,
+    LIT_INFERENCE,
     dataclasses.replace(SOFTMAX, name="segment_softmax_attention-gpu", backends=("triton",),
                         dtypes=(torch.float32, torch.float16, torch.bfloat16), samples=_interpreter_samples),
     SEGMENT_BOUNDS,

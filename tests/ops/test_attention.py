@@ -136,20 +136,50 @@ def test_compiled_lit_honours_theta(relation):
     assert (lit(x, offsets) - eager).abs().max() > 1e-3  # θ = 2 changes these sets' outputs
 
 
-@pytest.mark.parametrize("relation, segment", [("softmax_b", None), ("softmax_a", 2), ("scaled_dot", None)])
-def test_cpu_inference_in_chunks_of_sets_equals_one_call(monkeypatch, relation, segment):
+def _aten_path_must_not_run(*args, **kwargs):
+    raise AssertionError("lit_attention took the ATen path, not the inference kernel")
+
+
+@pytest.mark.parametrize("relation, segment, sizes", [
+    ("softmax_b", None, (1, 9, 0, 3, 2, 4)),   # 9 images: more than a thread's share, so it runs first, alone
+    ("softmax_a", 2, (1, 9, 0, 3, 2, 4)),      # θ = 2: 12 segments, all spread over the threads
+    ("scaled_dot", None, (3, 3, 1)),
+    ("softmax_b", None, (200, 3)),             # 1200 tokens: scores in blocks of query rows
+])
+def test_cpu_inference_kernel_equals_the_aten_path(monkeypatch, relation, segment, sizes):
+    # Without gradients on CPU, lit_attention runs the C++ kernel (each segment whole on one thread,
+    # largest first); with them, the ATen composition. Both must give the same output.
     import pyfacex.ops.attention as attention
 
     lit = _lit(relation, segment)
-    x, offsets = _sets((3, 1, 4, 2, 5))          # 15 images of 6 positions
+    x, offsets = _sets(sizes)
     with ops.use_backend("native"):
-        whole = lit(x, offsets)                  # grad enabled: one call
-        monkeypatch.setattr(attention, "_INFERENCE_CHUNK_TOKENS", 4 * 6)   # runs of <= 4 images; 5 alone
-        chunks = list(attention._set_chunks(offsets.tolist(), 4))
+        aten = lit(x, offsets)                   # the module's parameters require grad: ATen path
+        monkeypatch.setattr(attention, "_lit_attention", _aten_path_must_not_run)
         with torch.no_grad():
-            chunked = lit(x, offsets)
-    assert [(a, b) for _, _, a, b in chunks] == [(0, 4), (4, 8), (8, 10), (10, 15)]
-    torch.testing.assert_close(chunked, whole.detach())
+            kernel = lit(x, offsets)
+    torch.testing.assert_close(kernel, aten.detach())
+
+
+def test_cpu_inference_kernel_bad_input():
+    # The kernel checks what it reads when called directly (pyfacex.ops checks first, with its own words).
+    x = torch.randn(5, 8, 2, 2)
+    bounds, w_q, w_v = torch.tensor([0, 2, 5]), torch.randn(4, 8), torch.randn(8, 8)
+    kernel = torch.ops.pyfacex.lit_attention_inference
+    cases = [
+        ((x, bounds, w_q, w_q, w_q, None, None, None, "softmax_b", 1.0), r"w_v must be \(8, 8\)"),
+        ((x, bounds, w_q, w_q[:3], w_v, None, None, None, "softmax_b", 1.0), r"w_k must be \(4, 8\)"),
+        ((x, bounds, None, None, w_v, None, None, None, "scaled_dot", 1.0), "w_q is required"),
+        ((x, bounds, w_q, w_q, w_v, None, None, None, "dot", 1.0), "relation must be one of"),
+        ((x, bounds, w_q, w_q, w_v.double(), None, None, None, "softmax_b", 1.0), "w_v must have x's dtype"),
+        ((x, bounds, w_q, w_q, w_v, torch.randn(3), None, None, "softmax_b", 1.0), r"b_q must be \(4\)"),
+        ((x, torch.tensor([0, 2, 4]), w_q, w_q, w_v, None, None, None, "softmax_b", 1.0), "offsets\\[-1\\] must equal"),
+        ((x[0], bounds, w_q, w_q, w_v, None, None, None, "softmax_b", 1.0), "x must be 4-D"),
+        ((x.requires_grad_(), bounds, w_q, w_q, w_v, None, None, None, "softmax_b", 1.0), "has no backward"),
+    ]
+    for args, match in cases:
+        with pytest.raises((ValueError, TypeError, RuntimeError), match=match):
+            kernel(*args)
 
 
 @pytest.mark.parametrize("op", ["segment_softmax_attention", "segment_linear_attention"])
