@@ -7,8 +7,9 @@ Every implementation computes the loss of insightface arcface_torch's ArcFace (s
 straight-through margin) and the gradients of the embeddings and the class weights:
 
 - ``pyfacex-native``: :func:`pyfacex.ops.margin_cross_entropy` (``grad="straight_through"``), the
-  class dimension streamed in tiles with an online log-sum-exp: 4 GEMMs (the forward's logits are
-  recomputed in the backward) and no (B, C) tensor;
+  class dimension streamed in tiles with an online log-sum-exp: no (B, C) logits; at C = 10k the
+  forward keeps its B·C dot products for the backward (3 GEMMs), at C = 100k they pass its 64 MiB
+  budget and the backward recomputes them (4 GEMMs);
 - ``eager``: arcface_torch's composition (normalise, linear, clamp, the margin in place under
   no_grad, cross-entropy), which materialises several (B, C) logit tensors;
 - ``eager-compiled``: ``torch.compile`` of it (C = 10k only: compiling takes about a minute);

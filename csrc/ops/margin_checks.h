@@ -36,4 +36,13 @@ inline void check_lse(const at::Tensor& xn, const at::Tensor& weight, const at::
   }
 }
 
+// The forward's kept dot products: none (recompute them) or all B·C, in the statistics dtype.
+inline void check_dots(const at::Tensor& dots, const at::Tensor& xn, const at::Tensor& weight) {
+  const int64_t all = xn.size(0) * weight.size(0);
+  TORCH_CHECK_VALUE(dots.dim() == 1 && (dots.numel() == 0 || dots.numel() == all),
+                    "dots must be (0,) or (B·C,) = (", all, ",), got ", dots.sizes());
+  TORCH_CHECK_TYPE(dots.scalar_type() == stat_dtype(xn), "dots must be ", stat_dtype(xn), ", got ", dots.scalar_type());
+  TORCH_CHECK_VALUE(dots.device() == xn.device(), "dots must be on xn's device ", xn.device());
+}
+
 }  // namespace pyfacex::margin

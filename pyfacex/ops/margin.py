@@ -27,8 +27,10 @@ AdaFace (Kim et al. 2022) makes the margin per sample from the standardised feat
 
 The fused :func:`margin_cross_entropy` never builds the B×C logit matrix: the kernels stream the
 classes in tiles with an online log-sum-exp (:func:`cosine_logsumexp`), keeping per-row max and sum,
-and recompute the tiles in the backward. The margin touches only the B target logits, so it is
-plain autograd over (B,) tensors here and the kernels hold no margin arithmetic at all.
+and recompute the tiles in the backward. (The CPU kernels keep the B·C dot products for the backward
+instead when they fit in 64 MiB, about 32k classes at B = 512: one GEMM of four fewer.) The margin
+touches only the B target logits, so it is plain autograd over (B,) tensors here and the kernels
+hold no margin arithmetic at all.
 
 Label −1 means "this sample's class is not in ``weight``" (PartialFC: on another rank): the row has
 no target logit on this shard, its other logits still count.
@@ -248,41 +250,60 @@ def cosine_logsumexp_reference(xn, weight, labels, target_logit, target_slope, s
     return CosineLSE(row_max, sumexp, nontarget_sum, target, inv_norm.detach())
 
 
-def _backward_fn(backward_op):
+def _backward_fn(backward_op, keeps_dots=False):
     """The autograd of a kernel pair (forward op, ``backward_op``), shared by native and Triton.
 
     Inputs of the forward op after ``s`` (Triton's ``precision``) are passed on to ``backward_op``.
+    With ``keeps_dots`` (native), the forward op's last input is ``keep_dots`` and its sixth output
+    the kept dot products, which ``backward_op`` takes after ``row_max`` instead of that flag.
     """
 
     def setup(ctx, inputs, output):
         xn, weight, labels, target_logit, target_slope, s, *options = inputs
         row_max, inv_norm = output[0], output[4]
-        ctx.save_for_backward(xn, weight, labels, target_logit, target_slope, row_max, inv_norm)
-        ctx.s, ctx.options = s, options
-        ctx.mark_non_differentiable(row_max, inv_norm)
+        kept = output[5:6] if keeps_dots else ()
+        ctx.save_for_backward(xn, weight, labels, target_logit, target_slope, row_max, inv_norm, *kept)
+        ctx.s, ctx.options = s, options[:-1] if keeps_dots else options
+        ctx.inputs_after_s = len(options)
+        ctx.mark_non_differentiable(row_max, inv_norm, *kept)
 
-    def backward(ctx, _g_max, g_sumexp, g_nontarget, g_target, _g_inv):
-        xn, weight, labels, target_logit, target_slope, row_max, inv_norm = ctx.saved_tensors
+    def backward(ctx, _g_max, g_sumexp, g_nontarget, g_target, _g_inv, *_g_kept):
+        xn, weight, labels, target_logit, target_slope, row_max, inv_norm, *kept = ctx.saved_tensors
         grads = [torch.zeros_like(row_max) if g is None else g.contiguous() for g in (g_sumexp, g_nontarget, g_target)]
         grad_xn, grad_weight = backward_op(*grads, xn, weight, inv_norm, labels, target_logit, target_slope, row_max,
-                                           ctx.s, *ctx.options)
-        return grad_xn, grad_weight, None, None, None, None, *(None for _ in ctx.options)
+                                           *kept, ctx.s, *ctx.options)
+        return grad_xn, grad_weight, None, None, None, None, *(None for _ in range(ctx.inputs_after_s))
 
     return setup, backward
 
 
+# The native forward keeps its B·C dot products for the backward (three GEMMs instead of four) when
+# they take at most this much memory: 32k classes at B = 512 in float32. Measured on the AMD EPYC,
+# B 512, C 10k (bench/README.md "Keeping the dots"): the GEMMs are nine tenths of the time and the
+# recomputed one a quarter of them. Above it the op keeps its O(B·512) memory and recomputes.
+_KEEP_DOTS_BYTES = 64 << 20
+
+
+def _keeps_dots(xn, weight) -> bool:
+    """Whether the native forward keeps its dot products: a backward will run, and they fit."""
+    if not (torch.is_grad_enabled() and (xn.requires_grad or weight.requires_grad)):
+        return False
+    return xn.shape[0] * weight.shape[0] * stat_dtype(xn.dtype).itemsize <= _KEEP_DOTS_BYTES
+
+
 def _register_native() -> None:
-    setup, backward = _backward_fn(torch.ops.pyfacex.cosine_lse_backward)
+    setup, backward = _backward_fn(torch.ops.pyfacex.cosine_lse_backward, keeps_dots=True)
     torch.library.register_autograd("pyfacex::cosine_lse", backward, setup_context=setup)
 
     @torch.library.register_fake("pyfacex::cosine_lse")
-    def _(xn, weight, labels, target_logit, target_slope, s, filter_threshold):
+    def _(xn, weight, labels, target_logit, target_slope, s, filter_threshold, keep_dots):
         rows = xn.new_empty(xn.shape[0], dtype=target_logit.dtype)
+        kept = xn.shape[0] * weight.shape[0] if keep_dots else 0
         return (rows, torch.empty_like(rows), torch.empty_like(rows), torch.empty_like(rows),
-                weight.new_empty(weight.shape[0], dtype=target_logit.dtype))
+                weight.new_empty(weight.shape[0], dtype=target_logit.dtype), xn.new_empty(kept, dtype=target_logit.dtype))
 
     @torch.library.register_fake("pyfacex::cosine_lse_backward")
-    def _(g_sumexp, g_nontarget, g_target, xn, weight, inv_norm, labels, target_logit, target_slope, row_max, s,
+    def _(g_sumexp, g_nontarget, g_target, xn, weight, inv_norm, labels, target_logit, target_slope, row_max, dots, s,
           filter_threshold):
         return xn.new_empty(xn.shape), weight.new_empty(weight.shape)
 
@@ -355,7 +376,7 @@ def _cosine_logsumexp(xn, weight, labels, target_logit, target_slope, s, filter_
     args = (xn, weight, labels, target_logit.detach(), target_slope.detach(), float(s), threshold)
     backend = resolve("cosine_logsumexp", _KERNELS, xn.device, xn.dtype)
     if backend == "native":
-        return CosineLSE(*torch.ops.pyfacex.cosine_lse(*args))
+        return CosineLSE(*torch.ops.pyfacex.cosine_lse(*args, _keeps_dots(xn, weight))[:5])
     if backend == "triton":
         return CosineLSE(*_triton_ops().forward(*args))
     return cosine_logsumexp_reference(*args)
@@ -475,7 +496,8 @@ def margin_cross_entropy(x: torch.Tensor, weight: torch.Tensor, labels: torch.Te
 
     Equal to ``F.cross_entropy(margin_logits(F.normalize(x) @ F.normalize(weight).T, labels, ...),
     labels, ignore_index=-1)`` but never materialises the (B, C) logits: memory O(B·tile) besides
-    the gradient of ``weight``.
+    the gradient of ``weight``. On CPU, while a backward will follow, the B·C dot products are kept
+    for it when they fit in 64 MiB (float32 values), which saves the backward one GEMM.
 
     Args:
         x: (B, d) embeddings (not normalised); cast to ``weight``'s dtype (AMP embeddings with

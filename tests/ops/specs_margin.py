@@ -100,17 +100,20 @@ def _native_calls(dtype, device):
     x, weight, labels = _problem(gen, 5, 11, 8, dtype, device)
     xn = torch.nn.functional.normalize(x, dim=1)
     _, target, slope = ops.margin_targets(xn, weight, labels, 8.0, m2=0.5)
-    outputs = torch.ops.pyfacex.cosine_lse(xn, weight, labels, target, slope, 8.0, 0.1)
+    outputs = torch.ops.pyfacex.cosine_lse(xn, weight, labels, target, slope, 8.0, 0.1, True)
     grads = torch.randn(3, 5, generator=gen, dtype=dtype).to(device)
+    backward_args = (*grads, xn.detach(), weight.detach(), outputs[4], labels, target, slope, outputs[0])
     return [
-        (torch.ops.pyfacex.cosine_lse.default,
-         (xn.requires_grad_(), weight.requires_grad_(), labels, target, slope, 8.0, math.inf)),
+        *((torch.ops.pyfacex.cosine_lse.default,
+           (xn.requires_grad_(), weight.requires_grad_(), labels, target, slope, 8.0, math.inf, keep))
+          for keep in (False, True)),
         (torch.ops.pyfacex.cosine_lse.default,  # inter-class filtering
-         (xn, weight, labels, target, slope, 8.0, 0.1)),
+         (xn, weight, labels, target, slope, 8.0, 0.1, True)),
         (torch.ops.pyfacex.cosine_lse.default,
-         (xn.detach()[:0], weight.detach(), labels[:0], target[:0], slope[:0], 8.0, math.inf)),
-        (torch.ops.pyfacex.cosine_lse_backward.default,
-         (*grads, xn.detach(), weight.detach(), outputs[4], labels, target, slope, outputs[0], 8.0, 0.1)),
+         (xn.detach()[:0], weight.detach(), labels[:0], target[:0], slope[:0], 8.0, math.inf, True)),
+        # The backward with the forward's kept dot products, and recomputing them.
+        *((torch.ops.pyfacex.cosine_lse_backward.default, (*backward_args, dots, 8.0, 0.1))
+          for dots in (outputs[5], outputs[5][:0])),
     ]
 
 

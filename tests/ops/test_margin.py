@@ -198,3 +198,37 @@ def test_margin_cross_entropy_compiles_as_one_graph(backend):
     torch.testing.assert_close(actual, expected)
     for a, e in zip(torch.autograd.grad(actual, (x, weight)), expected_grads):
         torch.testing.assert_close(a, e)
+
+
+@pytest.mark.parametrize("filter_threshold", [None, 0.05])
+def test_native_keeps_its_dots_within_the_budget_and_recomputes_them_above(monkeypatch, filter_threshold):
+    # Within _KEEP_DOTS_BYTES the native forward keeps its dot products (in tile order) and the backward
+    # reads them; above it the backward recomputes them. Both give the reference's gradients; 1100
+    # classes are three tiles of 512, the last one partial.
+    import pyfacex.ops.margin as margin
+
+    if "native" not in ops.available_backends("cpu", op="margin_cross_entropy"):
+        pytest.skip(ops.native_unavailable_reason("cpu"))
+    x, weight, labels = _problem(rows=7, classes=1100, d=16)
+    xn = F.normalize(x.detach(), dim=1).requires_grad_()
+    _, target, slope = ops.margin_targets(xn.detach(), weight.detach(), labels, 16.0, m2=0.5)
+
+    def grads(backend):
+        # Every statistic with a gradient (sum-exp, the non-target sum, the target) reaches the loss.
+        with ops.use_backend(backend):
+            stats = ops.cosine_logsumexp(xn, weight, labels, target, slope, 16.0, filter_threshold)
+        loss = (stats.row_max + stats.sumexp.log() - stats.target + 0.1 * stats.nontarget_sum).sum()
+        return torch.autograd.grad(loss, (xn, weight))
+
+    assert margin._keeps_dots(xn, weight)
+    dots = torch.ops.pyfacex.cosine_lse(xn, weight, labels, target, slope, 16.0, math.inf, True)[5]
+    tiles = [xn.detach() @ weight.detach()[begin:begin + 512].t() for begin in range(0, 1100, 512)]
+    torch.testing.assert_close(dots, torch.cat([t.reshape(-1) for t in tiles]))
+
+    reference, kept = grads("reference"), grads("native")
+    monkeypatch.setattr(margin, "_KEEP_DOTS_BYTES", 0)
+    assert not margin._keeps_dots(xn, weight)
+    recomputed = grads("native")
+    for a, b, c in zip(kept, recomputed, reference):
+        torch.testing.assert_close(a, c)
+        torch.testing.assert_close(b, c)

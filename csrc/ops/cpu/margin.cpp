@@ -3,9 +3,11 @@
 // Each tile is one BLAS GEMM into a (B, kTile) scratch (1 MiB at B = 512) followed by one fused pass
 // per row while the tile is still in cache: scale by s/‖W_j‖, set the target column aside, and fold
 // the tile into the row's running max / sum-exp (online log-sum-exp). The backward recomputes the
-// tile and turns it into dcos in place in one pass, then two more GEMMs give the tile's share of
-// grad xn and its rows of grad W. Memory besides grad W: O(B·kTile + B·d), whatever C is. Time: four
-// GEMMs where a materialising implementation needs three, plus passes over tiles held in cache.
+// tile and turns it into dcos in one pass, then two more GEMMs give the tile's share of grad xn and
+// its rows of grad W. Memory besides grad W: O(B·kTile + B·d), whatever C is. Time: four GEMMs where
+// a materialising implementation needs three, plus passes over tiles held in cache. With keep_dots
+// the forward's GEMMs write into a kept B·C buffer, tile after tile, and the backward reads its
+// tiles instead of recomputing them: three GEMMs, for B·C more memory (Python decides when).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
@@ -52,16 +54,23 @@ at::Tensor tile_dots(const at::Tensor& scratch, const at::Tensor& xa, const at::
   return dots;
 }
 
-// Folds one row of a tile into the row's online log-sum-exp. z holds the n dot products of the
-// row and becomes s·cos (scale = s/‖W_j‖), 0 where s·cos > limit (inter-class filtering); the
-// target column (target_col >= 0) is left out, since the running statistics started from it.
+// The kept dot products of the tile of classes [begin, begin + n): B·n contiguous values at B·begin.
 template <typename T>
-PYFACEX_AVX2_CLONE void fold_row(T* z, const T* scale, T limit, int64_t n, int64_t target_col, T& row_max, T& sumexp,
-                                 T& nontarget_sum) {
+const T* kept_tile(const at::Tensor& dots, int64_t rows, int64_t begin) {
+  return dots.const_data_ptr<T>() + rows * begin;
+}
+
+// Folds one row of a tile into the row's online log-sum-exp. dots holds the n dot products of the
+// row; z receives s·cos (scale = s/‖W_j‖), 0 where s·cos > limit (inter-class filtering). z may be
+// dots itself (the tile is then consumed) or a scratch row (the dots are kept). The target column
+// (target_col >= 0) is left out, since the running statistics started from it.
+template <typename T>
+PYFACEX_AVX2_CLONE void fold_row(const T* dots, T* z, const T* scale, T limit, int64_t n, int64_t target_col,
+                                 T& row_max, T& sumexp, T& nontarget_sum) {
   T sum = 0, tile_max = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(+ : sum) reduction(max : tile_max)
   for (int64_t j = 0; j < n; ++j) {
-    const T logit = z[j] * scale[j];
+    const T logit = dots[j] * scale[j];
     const T v = logit > limit ? T(0) : logit;
     z[j] = v;
     sum += v;
@@ -89,13 +98,13 @@ PYFACEX_AVX2_CLONE void fold_row(T* z, const T* scale, T limit, int64_t n, int64
 
 // One row of a tile from dot products to dcos_ij/‖W_j‖ (the left operand of both gradient GEMMs):
 // (gS·exp(s·cos_ij − max) + gN)·s/‖W_j‖, 0 where filtered (s·cos_ij > limit: a constant), and at the
-// target column target_dcos/‖W_j‖.
+// target column target_dcos/‖W_j‖. z may be dots itself (recomputed) or a scratch row (kept dots).
 template <typename T>
-PYFACEX_AVX2_CLONE void dcos_row(T* z, const T* scale, const T* inv, T limit, int64_t n, int64_t target_col,
-                                 T row_max, T g_sumexp, T g_nontarget, T target_dcos) {
+PYFACEX_AVX2_CLONE void dcos_row(const T* dots, T* z, const T* scale, const T* inv, T limit, int64_t n,
+                                 int64_t target_col, T row_max, T g_sumexp, T g_nontarget, T target_dcos) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
-    const T logit = z[j] * scale[j];
+    const T logit = dots[j] * scale[j];
     z[j] = logit > limit ? T(0) : (g_sumexp * exp_vec<T>(logit - row_max) + g_nontarget) * scale[j];
   }
   if (target_col >= 0) z[target_col] = target_dcos * inv[target_col];
@@ -124,9 +133,9 @@ void parallel_rows(int64_t rows, const std::function<void(int64_t)>& fn) {
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lse_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lse_cpu(
     const at::Tensor& xn, const at::Tensor& weight, const at::Tensor& labels, const at::Tensor& target_logit,
-    const at::Tensor& target_slope, double s, double filter_threshold) {
+    const at::Tensor& target_slope, double s, double filter_threshold, bool keep_dots) {
   check_lse(xn, weight, labels);
   check_rows_vector(target_logit, "target_logit", xn);
   check_rows_vector(target_slope, "target_slope", xn);
@@ -144,32 +153,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_ls
   const at::Tensor sumexp = has_target.to(acc);
   const at::Tensor nontarget_sum = at::zeros({rows}, xa.options());
   const at::Tensor target = at::where(has_target, target_logit, 0.0);
-  if (rows == 0 || classes == 0) return {row_max, sumexp, nontarget_sum, target, inv_norm};
+  const at::Tensor dots = at::empty({keep_dots ? rows * classes : 0}, xa.options());
+  if (rows == 0 || classes == 0) return {row_max, sumexp, nontarget_sum, target, inv_norm, dots};
 
   const at::Tensor scratch = at::empty({rows * std::min(kTile, classes)}, xa.options());
   AT_DISPATCH_FLOATING_TYPES(acc, "cosine_lse_cpu", [&] {
     scalar_t* m = row_max.data_ptr<scalar_t>();
     scalar_t* se = sumexp.data_ptr<scalar_t>();
     scalar_t* ns = nontarget_sum.data_ptr<scalar_t>();
+    scalar_t* z = scratch.data_ptr<scalar_t>();
     const auto limit = static_cast<scalar_t>(s * filter_threshold);
     for (int64_t begin = 0; begin < classes; begin += kTile) {
       const int64_t n = std::min(kTile, classes - begin);
-      scalar_t* z = tile_dots(scratch, xa, weight_tile(weight, begin, n, acc)).data_ptr<scalar_t>();
+      // The GEMM writes into the kept buffer's tile, or into scratch, which the fold then consumes.
+      const at::Tensor into = keep_dots ? dots.narrow(0, rows * begin, rows * n) : scratch;
+      const scalar_t* dp = tile_dots(into, xa, weight_tile(weight, begin, n, acc)).data_ptr<scalar_t>();
       const scalar_t* scale = scaled_inv.data_ptr<scalar_t>() + begin;
       parallel_rows(rows, [&](int64_t i) {
-        fold_row<scalar_t>(z + i * n, scale, limit, n, target_in_tile(y, i, begin, n), m[i], se[i], ns[i]);
+        fold_row<scalar_t>(dp + i * n, z + i * n, scale, limit, n, target_in_tile(y, i, begin, n), m[i], se[i], ns[i]);
       });
     }
   });
-  return {row_max, sumexp, nontarget_sum, target, inv_norm};
+  return {row_max, sumexp, nontarget_sum, target, inv_norm, dots};
 }
 
 std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(
     const at::Tensor& grad_sumexp, const at::Tensor& grad_nontarget_sum, const at::Tensor& grad_target,
     const at::Tensor& xn, const at::Tensor& weight, const at::Tensor& inv_norm, const at::Tensor& labels,
-    const at::Tensor& target_logit, const at::Tensor& target_slope, const at::Tensor& row_max, double s,
-    double filter_threshold) {
+    const at::Tensor& target_logit, const at::Tensor& target_slope, const at::Tensor& row_max,
+    const at::Tensor& dots, double s, double filter_threshold) {
   check_lse(xn, weight, labels);
+  check_dots(dots, xn, weight);
   for (const auto& [t, name] : {std::pair{&grad_sumexp, "grad_sumexp"}, std::pair{&grad_nontarget_sum, "grad_nontarget_sum"},
                                 std::pair{&grad_target, "grad_target"}, std::pair{&target_logit, "target_logit"},
                                 std::pair{&target_slope, "target_slope"}, std::pair{&row_max, "row_max"}}) {
@@ -200,6 +214,8 @@ std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(
   const at::Tensor g_sumexp = grad_sumexp.contiguous(), g_nontarget = grad_nontarget_sum.contiguous();
   const at::Tensor max_c = row_max.contiguous();
   const bool write_direct = weight.scalar_type() == acc;  // else convert each tile of grad W
+  const bool kept = dots.numel() > 0;
+  const at::Tensor kept_dots = dots.contiguous();
   const at::Tensor scratch = at::empty({rows * std::min(kTile, classes)}, xa.options());
   AT_DISPATCH_FLOATING_TYPES(acc, "cosine_lse_backward_cpu", [&] {
     const scalar_t *gs = g_sumexp.data_ptr<scalar_t>(), *gn = g_nontarget.data_ptr<scalar_t>();
@@ -210,11 +226,13 @@ std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(
       const at::Tensor w_tile = weight_tile(weight, begin, n, acc).contiguous();
       const scalar_t* scale = scaled_inv.data_ptr<scalar_t>() + begin;
       const scalar_t* inv_tile = inv.data_ptr<scalar_t>() + begin;
-      at::Tensor dz = tile_dots(scratch, xa, w_tile);
+      at::Tensor dz = head_view(scratch, rows, n);
+      if (!kept) tile_dots(scratch, xa, w_tile);
       scalar_t* z = dz.data_ptr<scalar_t>();
+      const scalar_t* dp = kept ? kept_tile<scalar_t>(kept_dots, rows, begin) : z;
       parallel_rows(rows, [&](int64_t i) {
-        dcos_row<scalar_t>(z + i * n, scale, inv_tile, limit, n, target_in_tile(y, i, begin, n), m[i], gs[i], gn[i],
-                           tdcos[i]);
+        dcos_row<scalar_t>(dp + i * n, z + i * n, scale, inv_tile, limit, n, target_in_tile(y, i, begin, n), m[i],
+                           gs[i], gn[i], tdcos[i]);
       });
       grad_xa.addmm_(dz, w_tile);
       // H'_j = Σ_i dcos_ij/‖W_j‖·xn_i, then grad W_j = H'_j − inv_j²·(W_j·H'_j)·W_j.
