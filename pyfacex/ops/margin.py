@@ -298,9 +298,9 @@ def _register_native() -> None:
     @torch.library.register_fake("pyfacex::cosine_lse")
     def _(xn, weight, labels, target_logit, target_slope, s, filter_threshold, keep_dots):
         rows = xn.new_empty(xn.shape[0], dtype=target_logit.dtype)
-        kept = xn.shape[0] * weight.shape[0] if keep_dots else 0
+        kept = xn.new_empty(xn.shape[0] * weight.shape[0] if keep_dots else 0, dtype=target_logit.dtype)
         return (rows, torch.empty_like(rows), torch.empty_like(rows), torch.empty_like(rows),
-                weight.new_empty(weight.shape[0], dtype=target_logit.dtype), xn.new_empty(kept, dtype=target_logit.dtype))
+                weight.new_empty(weight.shape[0], dtype=target_logit.dtype), kept)
 
     @torch.library.register_fake("pyfacex::cosine_lse_backward")
     def _(g_sumexp, g_nontarget, g_target, xn, weight, inv_norm, labels, target_logit, target_slope, row_max, dots, s,
