@@ -335,6 +335,8 @@ def lit_attention(x: torch.Tensor, offsets: torch.Tensor, w_q: torch.Tensor | No
     if segment is not None and (not isinstance(segment, int) or segment <= 0):
         raise ValueError(f"segment must be None or an int θ > 0 (images per segment), got {segment!r}")
     check_offsets(offsets, x)
+    if relation != "softmax_a" and (w_q is None or w_k is None):
+        raise ValueError(f"relation {relation!r} needs w_q and w_k")
     if _runs_inference_kernel(x, offsets, (w_q, w_k, w_v, b_q, b_k, b_v)):
         return _lit_attention_inference(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment)
     return _lit_attention(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, segment)
@@ -359,8 +361,6 @@ def _lit_attention_inference(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation,
     if relation == "softmax_a":
         w_q = w_k = b_q = b_k = None
     else:
-        if w_q is None or w_k is None:
-            raise ValueError(f"relation {relation!r} needs w_q and w_k")
         w_q = _checked_weight(w_q, "w_q", x)
         w_k = _checked_weight(w_k, "w_k", x, w_q.shape[0])
     b_q, b_k, b_v = (None if b is None else b.to(x.dtype) for b in (b_q, b_k, b_v))
@@ -382,8 +382,6 @@ def _lit_attention(x, offsets, w_q, w_k, w_v, b_q, b_k, b_v, relation, scale, se
     if relation == "softmax_a":
         moved = segment_softmax_attention(tokens, tokens, v, token_offsets, scale)
     else:
-        if w_q is None or w_k is None:
-            raise ValueError(f"relation {relation!r} needs w_q and w_k")
         q = _project(tokens, w_q, b_q, "w_q")
         k = _project(tokens, w_k, b_k, "w_k", q.shape[1])
         if relation == "softmax_b":

@@ -1,8 +1,7 @@
 // CPU inference forward of LFENet's Local Information Transfer (pyfacex/ops/attention.py).
 //
-// Each attention segment runs whole on one thread, in its own cache: its tokens, one fused
-// projection GEMM (q, k and v side by side), the relation, and the residual written into its rows
-// of the output. The segments are taken largest first from a shared queue, so threads stay busy
+// Each attention segment runs whole on one thread, in its own cache: its tokens, the q, k and v
+// projections, the relation, and the residual written into its rows of the output. The segments are taken largest first from a shared queue, so threads stay busy
 // on ragged batches; the GEMMs inside run single-threaded (nested parallelism is serial in ATen and
 // MKL). A segment too large to balance (more work than a thread's share) runs first, alone, with
 // multi-threaded GEMMs. A per-set Python loop cannot do this: its every op waits for both threads.

@@ -226,8 +226,8 @@ std::tuple<at::Tensor, at::Tensor> cosine_lse_backward_cpu(
       const at::Tensor w_tile = weight_tile(weight, begin, n, acc).contiguous();
       const scalar_t* scale = scaled_inv.data_ptr<scalar_t>() + begin;
       const scalar_t* inv_tile = inv.data_ptr<scalar_t>() + begin;
-      at::Tensor dz = head_view(scratch, rows, n);
-      if (!kept) tile_dots(scratch, xa, w_tile);
+      // dcos goes into scratch: over the recomputed tile in place, or from the kept one.
+      at::Tensor dz = kept ? head_view(scratch, rows, n) : tile_dots(scratch, xa, w_tile);
       scalar_t* z = dz.data_ptr<scalar_t>();
       const scalar_t* dp = kept ? kept_tile<scalar_t>(kept_dots, rows, begin) : z;
       parallel_rows(rows, [&](int64_t i) {
