@@ -47,8 +47,8 @@ def set_max_reference(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         members = x[start:end]
         index = _first_argmax(members.detach()).unsqueeze(0)
         maxima.append(members.gather(0, index).squeeze(0))
-    if not maxima:
-        return x.new_empty((0, *x.shape[1:]))
+    if not maxima:  # no set: a view of x, so x stays in the graph (a zero gradient) as with the kernels
+        return x[:0]
     return torch.stack(maxima)
 
 

@@ -103,6 +103,7 @@ def _lit_samples(dtype, device):
     # Biases of the weights' scale.
     biases = tuple(_tokens(gen, rows, 1, dtype, device).reshape(rows) / d**0.5 for rows in (qk, qk, d))
     samples.append(Sample("softmax_b-biases", (x, offsets, *weights, *biases), {"segment": 2}))
+    samples.append(Sample("empty", (x[:0], torch.tensor([0], device=device), *weights)))
     return samples
 
 
@@ -141,17 +142,9 @@ def _no_grad_call(public, sample):
         return (public(*sample.args, **sample.kwargs),)
 
 
-def _lit_inference_samples(dtype, device):
-    # With an empty batch too. (With gradients, an empty batch leaves w_q and w_k unused on the ATen
-    # path, where the reference's gradients are zeros: the contract cannot compare them.)
-    samples = _lit_samples(dtype, device)
-    x, _, *weights = samples[0].args
-    return [*samples, Sample("empty", (x[:0], torch.tensor([0], device=device), *weights))]
-
-
 def _lit_inference_calls(dtype, device):
     calls = []
-    for sample in _lit_inference_samples(dtype, device):
+    for sample in _lit_samples(dtype, device):
         x, offsets, w_q, w_k, w_v, *biases = sample.args
         relation = sample.kwargs.get("relation", "softmax_b")
         bounds = torch.tensor(ops.segment_bounds(offsets.tolist(), sample.kwargs.get("segment")), device=device)
@@ -162,7 +155,7 @@ def _lit_inference_calls(dtype, device):
     return calls
 
 
-LIT_INFERENCE = dataclasses.replace(LIT, name="lit_attention-inference", samples=_lit_inference_samples, grad_args=(),
+LIT_INFERENCE = dataclasses.replace(LIT, name="lit_attention-inference", grad_args=(),
                                     call=_no_grad_call, native_calls=_lit_inference_calls)
 
 # ---------------------------------------------------------------- segment_bounds (reference-only, backends=())
