@@ -1,10 +1,11 @@
 // CPU inference forward of LFENet's Local Information Transfer (pyfacex/ops/attention.py).
 //
 // Each attention segment runs whole on one thread, in its own cache: its tokens, the q, k and v
-// projections, the relation, and the residual written into its rows of the output. The segments are taken largest first from a shared queue, so threads stay busy
-// on ragged batches; the GEMMs inside run single-threaded (nested parallelism is serial in ATen and
-// MKL). A segment too large to balance (more work than a thread's share) runs first, alone, with
-// multi-threaded GEMMs. A per-set Python loop cannot do this: its every op waits for both threads.
+// projections, the relation, and the residual written into its rows of the output. The segments are
+// taken largest first from a shared queue, so threads stay busy on ragged batches; the GEMMs inside
+// run single-threaded (nested parallelism is serial in ATen and MKL). A segment too large to balance
+// (more work than a thread's share) runs first, alone, with multi-threaded GEMMs. A per-set Python
+// loop cannot do this: its every op waits for both threads.
 // Profiled on 64 sets of 1-20 images of (512, 7, 7): bench/README.md "The ragged forward, native".
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
@@ -42,6 +43,13 @@ Relation relation_of(std::string_view name) {
 // are exact, and a long segment's scores never exceed this per thread.
 constexpr int64_t kScoreBlock = int64_t{1} << 20;
 
+// A weight or bias must have x's dtype and device.
+void check_like_x(const at::Tensor& t, const char* name, const at::Tensor& x) {
+  TORCH_CHECK_TYPE(t.scalar_type() == x.scalar_type(), name, " must have x's dtype ", x.scalar_type(), ", got ",
+                   t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == x.device(), name, " must be on x's device ", x.device(), ", got ", t.device());
+}
+
 void check_weight(const std::optional<at::Tensor>& w, const char* name, int64_t rows, int64_t cols,
                   const at::Tensor& x, bool required) {
   if (!w.has_value()) {
@@ -51,9 +59,7 @@ void check_weight(const std::optional<at::Tensor>& w, const char* name, int64_t 
   TORCH_CHECK_VALUE(w->dim() == 2 && (rows < 0 || w->size(0) == rows) && w->size(1) == cols, name,
                     " must be (", rows < 0 ? std::string("qk_dim") : std::to_string(rows), ", ", cols, "), got ",
                     w->sizes());
-  TORCH_CHECK_TYPE(w->scalar_type() == x.scalar_type(), name, " must have x's dtype ", x.scalar_type(), ", got ",
-                   w->scalar_type());
-  TORCH_CHECK_VALUE(w->device() == x.device(), name, " must be on x's device ", x.device(), ", got ", w->device());
+  check_like_x(*w, name, x);
 }
 
 void check_bias(const std::optional<at::Tensor>& b, const char* name, const std::optional<at::Tensor>& w,
@@ -61,9 +67,7 @@ void check_bias(const std::optional<at::Tensor>& b, const char* name, const std:
   if (!b.has_value()) return;
   TORCH_CHECK_VALUE(w.has_value(), name, " is given without its weight");
   TORCH_CHECK_VALUE(b->dim() == 1 && b->size(0) == w->size(0), name, " must be (", w->size(0), "), got ", b->sizes());
-  TORCH_CHECK_TYPE(b->scalar_type() == x.scalar_type(), name, " must have x's dtype ", x.scalar_type(), ", got ",
-                   b->scalar_type());
-  TORCH_CHECK_VALUE(b->device() == x.device(), name, " must be on x's device ", x.device(), ", got ", b->device());
+  check_like_x(*b, name, x);
 }
 
 // A 1×1 projection of the tokens: tokens·wᵀ (+ b).
